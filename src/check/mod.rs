@@ -1,0 +1,138 @@
+//! Stage "check": semantic rules over the resolved fleet.
+//!
+//! Each rule is a plain function listed in [`RULES`]; it returns every
+//! problem it finds, with the JSON pointer of the node the user should edit.
+//! The runner turns pointers into line:column. Rules may assume the spec
+//! passed the schema, and nothing more.
+
+mod network;
+mod topology;
+
+use crate::diag::{self, Code, Diagnostic, Severity};
+use crate::model::Fleet;
+use crate::source::{SourceFile, SpanTable};
+
+/// What every rule sees.
+pub struct Ctx<'a> {
+    pub fleet: &'a Fleet,
+}
+
+pub struct Rule {
+    pub name: &'static str,
+    /// The codes this rule can report.
+    pub codes: &'static [Code],
+    pub run: fn(&Ctx) -> Vec<Diagnostic>,
+}
+
+pub const RULES: &[Rule] = &[
+    Rule {
+        name: "host names",
+        codes: &[Code::DuplicateHostName, Code::InvalidHostName],
+        run: network::host_names,
+    },
+    Rule {
+        name: "addresses",
+        codes: &[
+            Code::DuplicateAddress,
+            Code::InvalidAddress,
+            Code::GatewayFamily,
+        ],
+        run: network::addresses,
+    },
+    Rule {
+        name: "ports",
+        codes: &[Code::PortCollision],
+        run: network::ports,
+    },
+    Rule {
+        name: "pg_hba",
+        codes: &[Code::RemoteTrust, Code::HbaAddress],
+        run: network::pg_hba,
+    },
+    Rule {
+        name: "names",
+        codes: &[
+            Code::DuplicateSite,
+            Code::DuplicateScope,
+            Code::DuplicateMember,
+        ],
+        run: topology::names,
+    },
+    Rule {
+        name: "etcd quorum",
+        codes: &[Code::NoEtcd, Code::EvenEtcd, Code::SingleEtcd],
+        run: topology::etcd_quorum,
+    },
+    Rule {
+        name: "patroni timing",
+        codes: &[Code::PatroniTiming, Code::PatroniMinimum],
+        run: topology::patroni_timing,
+    },
+    Rule {
+        name: "standby sites",
+        codes: &[
+            Code::UnknownSource,
+            Code::StandbyCycle,
+            Code::SameScope,
+            Code::PrimarySiteCount,
+            Code::SourceWithoutPg,
+            Code::DrNoFailover,
+        ],
+        run: topology::standby_sites,
+    },
+    Rule {
+        name: "identifiers",
+        codes: &[Code::InvalidIdentifier],
+        run: topology::identifiers,
+    },
+    Rule {
+        name: "postgresql major",
+        codes: &[Code::UnsupportedMajor],
+        run: topology::major,
+    },
+    Rule {
+        name: "synchronous replication",
+        codes: &[Code::SyncCount, Code::StrictSyncSingle],
+        run: topology::synchronous,
+    },
+    Rule {
+        name: "haproxy placement",
+        codes: &[Code::HaproxyWithoutPg],
+        run: topology::haproxy_placement,
+    },
+    Rule {
+        name: "backup repositories",
+        codes: &[Code::S3Incomplete, Code::NoRepository],
+        run: topology::backup_repos,
+    },
+];
+
+/// Runs every rule; the result is sorted, deduplicated and positioned.
+pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
+    let ctx = Ctx { fleet };
+    let mut out: Vec<Diagnostic> = RULES
+        .iter()
+        .flat_map(|r| (r.run)(&ctx))
+        .map(|d| match spans.value(&d.pointer) {
+            Some(s) => d.with_span(source.name.clone(), s),
+            None => d,
+        })
+        .collect();
+    diag::sort(&mut out);
+    out
+}
+
+/// Raises warnings to errors, for `--strict`.
+pub fn make_strict(diags: &mut [Diagnostic]) {
+    for d in diags {
+        d.severity = Severity::Error;
+    }
+}
+
+/// A valid PostgreSQL identifier as pgimg writes it unquoted: lowercase.
+pub fn is_pg_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && s.len() <= 63
+}

@@ -1,0 +1,282 @@
+//! Rules about names, addresses and ports.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::Ctx;
+use crate::diag::{Code, Diagnostic};
+use crate::spec::v1::{HbaMethod, HbaType, Role};
+
+/// RFC 1123: labels of 1–63 letters, digits and hyphens, not starting or ending with a hyphen; 253 in all.
+pub fn is_rfc1123(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (_, _, h) in ctx.fleet.hosts() {
+        let p = format!("{}/name", h.pointer);
+        if !is_rfc1123(&h.name) {
+            out.push(
+                Diagnostic::error(Code::InvalidHostName, &p, format!("invalid host name `{}`", h.name))
+                    .expected("an RFC 1123 host name: labels of 1 to 63 letters, digits or `-`, not starting or ending with `-`"),
+            );
+        }
+        let key = h.name.to_ascii_lowercase();
+        if let Some(first) = seen.get(&key) {
+            out.push(
+                Diagnostic::error(
+                    Code::DuplicateHostName,
+                    &p,
+                    format!("duplicate host name `{}`", h.name),
+                )
+                .expected("a name no other host of the fleet has")
+                .help(format!("first used at `{first}`")),
+            );
+        } else {
+            seen.insert(key, p);
+        }
+    }
+    out
+}
+
+pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<IpAddr, String> = BTreeMap::new();
+    for (_, _, h) in ctx.fleet.hosts() {
+        let all = std::iter::once((format!("{}/address", h.pointer), &h.address)).chain(
+            h.extra_addresses
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("{}/extra_addresses/{i}", h.pointer), a)),
+        );
+        let mut family = None;
+        for (p, a) in all {
+            match a.parse::<IpAddr>() {
+                Err(_) => out.push(
+                    Diagnostic::error(
+                        Code::InvalidAddress,
+                        &p,
+                        format!("invalid IP address `{a}`"),
+                    )
+                    .expected(
+                        "an IPv4 address such as `10.0.0.5` or an IPv6 address such as `fd00::5`",
+                    ),
+                ),
+                Ok(ip) => {
+                    if family.is_none() {
+                        family = Some(ip.is_ipv4());
+                    }
+                    if ip.is_unspecified() || ip.is_multicast() {
+                        out.push(
+                            Diagnostic::error(
+                                Code::InvalidAddress,
+                                &p,
+                                format!("`{a}` cannot be a host's address"),
+                            )
+                            .expected("a unicast address"),
+                        );
+                    }
+                    if let Some(first) = seen.get(&ip) {
+                        out.push(
+                            Diagnostic::error(
+                                Code::DuplicateAddress,
+                                &p,
+                                format!("duplicate address `{a}`"),
+                            )
+                            .expected("an address no other host of the fleet has")
+                            .help(format!("first used at `{first}`")),
+                        );
+                    } else {
+                        seen.insert(ip, p);
+                    }
+                }
+            }
+        }
+        let net = &h.config.network;
+        let others = net
+            .gateway
+            .iter()
+            .map(|g| ("network/gateway".to_string(), g))
+            .chain(
+                net.dns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (format!("network/dns/{i}"), d)),
+            );
+        for (path, a) in others {
+            let p = match path.rsplit_once('/') {
+                Some((parent, idx)) if idx.parse::<usize>().is_ok() => {
+                    format!("{}/{idx}", h.origin(parent))
+                }
+                _ => h.origin(&path),
+            };
+            match a.parse::<IpAddr>() {
+                Err(_) => out.push(
+                    Diagnostic::error(
+                        Code::InvalidAddress,
+                        &p,
+                        format!("invalid IP address `{a}`"),
+                    )
+                    .expected("an IPv4 or IPv6 address"),
+                ),
+                Ok(ip)
+                    if path == "network/gateway" && family.is_some_and(|v4| v4 != ip.is_ipv4()) =>
+                {
+                    out.push(
+                        Diagnostic::error(
+                            Code::GatewayFamily,
+                            &p,
+                            format!(
+                                "gateway `{a}` is not of the same address family as host `{}` ({})",
+                                h.name, h.address
+                            ),
+                        )
+                        .expected("a gateway of the host's address family"),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    out
+}
+
+pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (_, _, h) in ctx.fleet.hosts() {
+        let c = &h.config;
+        let mut used: Vec<(u16, &str, &str)> = Vec::new();
+        if h.has(Role::Etcd) {
+            used.push((c.etcd.client_port, "etcd client", "etcd/client_port"));
+            used.push((c.etcd.peer_port, "etcd peer", "etcd/peer_port"));
+        }
+        if h.has(Role::Pg) {
+            used.push((c.postgresql.port, "PostgreSQL", "postgresql/port"));
+            used.push((
+                c.patroni.restapi_port,
+                "Patroni REST API",
+                "patroni/restapi_port",
+            ));
+        }
+        if h.has(Role::Haproxy) {
+            used.push((c.haproxy.write_port, "HAProxy write", "haproxy/write_port"));
+            used.push((c.haproxy.read_port, "HAProxy read", "haproxy/read_port"));
+            used.push((c.haproxy.stats_port, "HAProxy stats", "haproxy/stats_port"));
+        }
+        for (i, (port, what, path)) in used.iter().enumerate() {
+            if let Some((_, first, first_path)) = used[..i].iter().find(|(p, _, _)| p == port) {
+                // Point at whichever of the two the user wrote; a built-in default cannot be edited.
+                let p = if h.origins.contains_key(*path) {
+                    h.origin(path)
+                } else {
+                    h.origin(first_path)
+                };
+                out.push(
+                    Diagnostic::error(
+                        Code::PortCollision,
+                        &p,
+                        format!(
+                            "port {port} on host `{}` is used by both {first} and {what}",
+                            h.name
+                        ),
+                    )
+                    .expected("a port no other service of this host uses"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let ip: IpAddr = a.parse().ok()?;
+    let prefix: u8 = p.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some((ip, prefix))
+}
+
+pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
+        let pg = &h.config.postgresql;
+        let base = h.origin("postgresql/pg_hba");
+        for (i, rule) in pg.pg_hba.iter().enumerate() {
+            let p = format!("{base}/{i}");
+            match (rule.kind, &rule.address) {
+                (HbaType::Local, Some(_)) => out.push(
+                    Diagnostic::error(
+                        Code::HbaAddress,
+                        &format!("{p}/address"),
+                        "a `local` row takes no address",
+                    )
+                    .expected("no `address` for `type: local`"),
+                ),
+                (HbaType::Local, None) => {}
+                (_, None) => out.push(
+                    Diagnostic::error(
+                        Code::HbaAddress,
+                        &p,
+                        format!("a `{}` row needs an address", kind_name(rule.kind)),
+                    )
+                    .expected("an `address` such as `10.0.0.0/8`"),
+                ),
+                (_, Some(a)) => {
+                    if parse_cidr(&a.0).is_none() {
+                        out.push(
+                            Diagnostic::error(
+                                Code::HbaAddress,
+                                &format!("{p}/address"),
+                                format!("invalid address `{a}`"),
+                            )
+                            .expected("an IPv4 or IPv6 address with a prefix length that fits it"),
+                        );
+                    }
+                }
+            }
+            let remote = match (rule.kind, &rule.address) {
+                (HbaType::Local, _) => false,
+                (_, Some(a)) => parse_cidr(&a.0).is_none_or(|(ip, prefix)| {
+                    !(ip.is_loopback() && prefix >= if ip.is_ipv4() { 8 } else { 128 })
+                }),
+                (_, None) => true,
+            };
+            if rule.method == HbaMethod::Trust && remote && !pg.allow_remote_trust {
+                out.push(
+                    Diagnostic::error(
+                        Code::RemoteTrust,
+                        &format!("{p}/method"),
+                        format!(
+                            "`trust` for `{}` lets anyone who reaches the host log in as `{}` without a password",
+                            rule.address.as_ref().map(|a| a.0.as_str()).unwrap_or("any address"),
+                            rule.user
+                        ),
+                    )
+                    .expected("`scram-sha-256`, or `trust` only for `local` or loopback rows")
+                    .help("set `postgresql.allow_remote_trust: true` to accept this deliberately"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn kind_name(k: HbaType) -> &'static str {
+    match k {
+        HbaType::Local => "local",
+        HbaType::Host => "host",
+        HbaType::Hostssl => "hostssl",
+        HbaType::Hostnossl => "hostnossl",
+    }
+}

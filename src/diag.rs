@@ -1,0 +1,258 @@
+//! Diagnostics: what is wrong with a spec, where, and what was expected.
+//!
+//! Every diagnostic has a stable code from [`Code`]; codes are never reused.
+//! Two renderers: rustc-style text for people, JSON lines for CI annotations.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::source::{SourceFile, Span};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal, $sev:ident, $doc:literal;)*) => {
+        /// Every diagnostic pgimg can report.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The stable code, such as `PG0101`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $code,)* }
+            }
+
+            /// The severity the code has unless `--strict` raises it.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$variant => Severity::$sev,)* }
+            }
+
+            /// One line of documentation.
+            pub fn doc(self) -> &'static str {
+                match self { $(Code::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    YamlSyntax = "PG0001", Error, "the file is not valid YAML";
+    DuplicateKey = "PG0002", Error, "a mapping has the same key twice";
+    YamlUnsupported = "PG0003", Error, "a YAML feature pgimg does not accept (several documents, tags, complex keys)";
+    UnknownKey = "PG0010", Error, "a key the spec language does not have";
+    MissingKey = "PG0011", Error, "a required key is missing";
+    WrongType = "PG0012", Error, "a value has the wrong type";
+    BadString = "PG0013", Error, "a string does not match its allowed pattern or length";
+    OutOfRange = "PG0014", Error, "a number is outside its allowed range";
+    NotAllowed = "PG0015", Error, "a value is not one of the allowed choices";
+    SchemaOther = "PG0016", Error, "another JSON-schema violation";
+    UnsupportedVersion = "PG0020", Error, "the spec's `version` is not one this pgimg reads";
+    Yaml11Boolean = "PG0030", Warning, "a plain `yes`/`no`/`on`/`off` that YAML 1.1 readers take as a boolean; quote it";
+    DuplicateHostName = "PG0101", Error, "two hosts of the fleet have the same name";
+    DuplicateAddress = "PG0102", Error, "two hosts of the fleet share an address";
+    InvalidAddress = "PG0103", Error, "an address is not a valid IPv4 or IPv6 address";
+    InvalidHostName = "PG0104", Error, "a host name breaks RFC 1123";
+    NoEtcd = "PG0110", Error, "a site with `pg` hosts has no `etcd` member";
+    EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
+    SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
+    PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
+    PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
+    PortCollision = "PG0130", Error, "two services of one host use the same port";
+    UnknownSource = "PG0140", Error, "a DR site's `standby_of` names no site of its cluster";
+    StandbyCycle = "PG0141", Error, "DR sites follow each other in a cycle";
+    SameScope = "PG0142", Error, "a DR site has the same Patroni scope as its source";
+    PrimarySiteCount = "PG0143", Error, "a cluster needs exactly one site without `standby_of`";
+    SourceWithoutPg = "PG0144", Error, "a DR site, or the site it follows, has no `pg` host";
+    DrNoFailover = "PG0145", Error, "every member of a DR site has `nofailover`: no standby leader can be elected";
+    DuplicateMember = "PG0150", Error, "two Patroni members of a cluster and its DR sites have the same name";
+    DuplicateSite = "PG0151", Error, "two sites of a cluster, or two clusters, have the same name";
+    DuplicateScope = "PG0152", Error, "two sites of the fleet use the same Patroni scope";
+    InvalidIdentifier = "PG0160", Error, "a slot, role or stanza name is not a valid PostgreSQL identifier";
+    UnsupportedMajor = "PG0170", Error, "PostgreSQL major versions 14 to 18 are supported";
+    SyncCount = "PG0180", Error, "`synchronous_node_count` is above the number of replicas";
+    StrictSyncSingle = "PG0181", Warning, "`synchronous_mode_strict` with a single replica stops writes whenever it is down";
+    RemoteTrust = "PG0190", Error, "pg_hba `trust` on a non-local address";
+    HbaAddress = "PG0191", Error, "a pg_hba row's address does not fit its type";
+    HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
+    S3Incomplete = "PG0210", Error, "an S3 repository lacks a bucket, a region or its keys";
+    NoRepository = "PG0211", Error, "pgBackRest has no repository";
+    GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
+}
+
+impl Code {
+    /// Looks a code up by its stable string.
+    pub fn parse(s: &str) -> Option<Code> {
+        Code::ALL.iter().copied().find(|c| c.as_str() == s)
+    }
+}
+
+/// One problem found in a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: Code,
+    /// JSON pointer of the offending node (`/clusters/0/sites/1/hosts/2/address`).
+    pub pointer: String,
+    pub file: Option<String>,
+    pub span: Option<Span>,
+    /// What was found.
+    pub message: String,
+    /// What was expected, shown under the caret.
+    pub expected: Option<String>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, pointer: &str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: code.severity(),
+            code,
+            pointer: pointer.to_string(),
+            file: None,
+            span: None,
+            message: message.into(),
+            expected: None,
+            help: None,
+        }
+    }
+
+    pub fn with_span(mut self, file: String, span: Span) -> Self {
+        self.file = Some(file);
+        self.span = Some(span);
+        self
+    }
+
+    pub fn expected(mut self, expected: impl Into<String>) -> Self {
+        self.expected = Some(expected.into());
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Sort key: position first, so the report reads top to bottom.
+    fn sort_key(&self) -> (Option<&str>, Option<Span>, Code, &str, &str) {
+        (
+            self.file.as_deref(),
+            self.span,
+            self.code,
+            &self.pointer,
+            &self.message,
+        )
+    }
+}
+
+/// Sorts by file, line, column and code, and drops exact repeats.
+pub fn sort(diags: &mut Vec<Diagnostic>) {
+    diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    diags.dedup();
+}
+
+/// Renders one diagnostic the way rustc does: header, location, the line, a caret.
+pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
+    let mut out = String::new();
+    let sev = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let pointer = if d.pointer.is_empty() {
+        "/"
+    } else {
+        &d.pointer
+    };
+    let _ = writeln!(out, "{sev}[{}]: {pointer}: {}", d.code.as_str(), d.message);
+    if let (Some(file), Some(span)) = (&d.file, d.span) {
+        let gutter = span.line.to_string().len();
+        let pad = " ".repeat(gutter);
+        let _ = writeln!(out, "{pad}--> {file}:{}:{}", span.line, span.col);
+        if let Some(line) = source.and_then(|s| s.line(span.line)) {
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{} | {}", span.line, line.replace('\t', " "));
+            let caret = format!(
+                "{}{}",
+                " ".repeat(span.col.saturating_sub(1)),
+                "^".repeat(span.len.max(1))
+            );
+            match &d.expected {
+                Some(e) => {
+                    let _ = writeln!(out, "{pad} | {caret} expected {e}");
+                }
+                None => {
+                    let _ = writeln!(out, "{pad} | {caret}");
+                }
+            }
+            let _ = writeln!(out, "{pad} |");
+        } else if let Some(e) = &d.expected {
+            let _ = writeln!(out, "{pad} = expected {e}");
+        }
+        if let Some(h) = &d.help {
+            let _ = writeln!(out, "{pad} = help: {h}");
+        }
+    } else {
+        if let Some(e) = &d.expected {
+            let _ = writeln!(out, "  = expected {e}");
+        }
+        if let Some(h) = &d.help {
+            let _ = writeln!(out, "  = help: {h}");
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct JsonDiagnostic<'a> {
+    severity: Severity,
+    code: &'a str,
+    file: Option<&'a str>,
+    line: Option<usize>,
+    column: Option<usize>,
+    end_column: Option<usize>,
+    pointer: &'a str,
+    message: &'a str,
+    expected: Option<&'a str>,
+    help: Option<&'a str>,
+}
+
+/// Renders one diagnostic as a single JSON line.
+pub fn render_json(d: &Diagnostic) -> String {
+    let j = JsonDiagnostic {
+        severity: d.severity,
+        code: d.code.as_str(),
+        file: d.file.as_deref(),
+        line: d.span.map(|s| s.line),
+        column: d.span.map(|s| s.col),
+        end_column: d.span.map(|s| s.col + s.len),
+        pointer: &d.pointer,
+        message: &d.message,
+        expected: d.expected.as_deref(),
+        help: d.help.as_deref(),
+    };
+    serde_json::to_string(&j).unwrap_or_default()
+}
+
+/// The table of codes, as printed by `pgimg explain` and kept in the docs.
+pub fn code_table() -> String {
+    let mut out = String::from("| code | severity | meaning |\n|---|---|---|\n");
+    for c in Code::ALL {
+        let sev = match c.severity() {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "| {} | {sev} | {} |", c.as_str(), c.doc());
+    }
+    out
+}

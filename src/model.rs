@@ -1,0 +1,719 @@
+//! Stage "resolve": the raw spec → the fleet with every default applied.
+//!
+//! Settings are layered fleet → cluster → site → host and merged here, once,
+//! as JSON trees (a mapping merges key by key, anything else replaces), so
+//! that each resolved leaf remembers the pointer of the layer that set it and
+//! a semantic check can point at the line the user wrote. Built-in defaults
+//! (those of the reference guide) are filled in afterwards.
+//!
+//! Invariant: nothing here derives `Deserialize` or `Serialize`, and every
+//! collection is ordered.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::source::child;
+use crate::spec::v1::{
+    self, CompressType, Distro, HbaRule, PatroniInstall, RepoType, Role, S3KeyType, ScalarValue,
+    SecretRef, SelinuxMode, SyncMode, UriStyle,
+};
+
+/// The default versions pgimg pins, those of the reference stack.
+pub mod defaults {
+    pub const PG_MAJOR: u32 = 17;
+    pub const PATRONI_VERSION: &str = "4.1.5";
+    pub const PGDG_URL: &str = "https://download.postgresql.org/pub/repos/yum";
+}
+
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub source_date_epoch: u64,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub pointer: String,
+    pub secrets: Secrets,
+    pub sites: Vec<Site>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub superuser_password: Option<SecretRef>,
+    pub replication_password: Option<SecretRef>,
+    pub rewind_password: Option<SecretRef>,
+    pub restapi_password: Option<SecretRef>,
+    pub backup_cipher_pass: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub pointer: String,
+    pub scope: String,
+    pub scope_pointer: String,
+    /// The name of the site this DR site follows.
+    pub standby_of: Option<String>,
+    /// Slot this site holds on its source (meaningful for DR sites).
+    pub slot_name: String,
+    pub slot_pointer: String,
+    pub hosts: Vec<Host>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub pointer: String,
+    pub address: String,
+    pub extra_addresses: Vec<String>,
+    pub member_name: String,
+    pub roles: BTreeSet<Role>,
+    pub boot: Boot,
+    pub config: Config,
+    /// Settings path (`patroni/ttl`) → pointer of the layer that set it.
+    pub origins: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Boot {
+    pub mac: Option<String>,
+    pub interface: Option<String>,
+    pub os_disk: Option<String>,
+    pub data_disk: Option<String>,
+    pub data_size_gib: Option<u32>,
+}
+
+/// Every setting of one host, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub os: Os,
+    pub network: Network,
+    pub repos: Repos,
+    pub postgresql: Postgres,
+    pub patroni: Patroni,
+    pub etcd: Etcd,
+    pub pgbackrest: Pgbackrest,
+    pub haproxy: Haproxy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Os {
+    pub distro: Distro,
+    pub timezone: String,
+    pub lang: String,
+    pub keyboard: String,
+    pub selinux: SelinuxMode,
+    pub firewall: bool,
+    pub admin_user: String,
+    pub ssh_keys: Vec<String>,
+    pub sysctl: BTreeMap<String, String>,
+    pub nofile: u32,
+    pub nproc: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub prefix: Option<u8>,
+    pub gateway: Option<String>,
+    pub dns: Vec<String>,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Repos {
+    pub baseos: Option<String>,
+    pub appstream: Option<String>,
+    pub pgdg: String,
+    pub installer: Option<String>,
+    pub artifacts: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub major: u32,
+    pub version: Option<String>,
+    pub port: u16,
+    pub data_dir: String,
+    pub bin_dir: String,
+    /// Parameters set in the spec, merged over the built-in ones by `plan`.
+    pub parameters: BTreeMap<String, ScalarValue>,
+    pub encoding: String,
+    pub locale: String,
+    pub data_checksums: bool,
+    pub pg_hba: Vec<HbaRule>,
+    pub allow_remote_trust: bool,
+    pub superuser: String,
+    pub replication_user: String,
+    pub rewind_user: String,
+    pub extra_packages: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Patroni {
+    pub version: String,
+    pub install: PatroniInstall,
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    pub maximum_lag_on_failover: u64,
+    pub synchronous_mode: SyncMode,
+    pub synchronous_mode_strict: bool,
+    pub synchronous_node_count: u32,
+    pub restapi_port: u16,
+    pub use_pg_rewind: bool,
+    pub use_slots: bool,
+    pub namespace: String,
+    pub nofailover: bool,
+    pub noloadbalance: bool,
+    pub clonefrom: bool,
+    pub nosync: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    pub version: Option<String>,
+    pub token: Option<String>,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Pgbackrest {
+    pub version: Option<String>,
+    pub stanza: Option<String>,
+    /// Repositories as written at this host's layer; a DR site's own repositories follow its source's in `plan`.
+    pub repos: Vec<BackupRepo>,
+    pub compress_type: CompressType,
+    pub compress_level: u8,
+    pub process_max: u16,
+    pub archive_timeout: u32,
+    pub archive_async: bool,
+    pub full: String,
+    pub diff: String,
+    pub incr: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupRepo {
+    pub kind: RepoType,
+    pub path: Option<String>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub uri_style: UriStyle,
+    pub key_type: S3KeyType,
+    pub key: Option<SecretRef>,
+    pub key_secret: Option<SecretRef>,
+    pub retention_full: u32,
+    pub retention_diff: u32,
+    /// Pointer of this repository in the spec.
+    pub pointer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Haproxy {
+    pub write_port: u16,
+    pub read_port: u16,
+    pub stats_port: u16,
+    pub maxconn: u32,
+    pub server_maxconn: u32,
+    pub check_interval_ms: u32,
+    pub check_fall: u32,
+    pub check_rise: u32,
+}
+
+impl Fleet {
+    pub fn hosts(&self) -> impl Iterator<Item = (&Cluster, &Site, &Host)> {
+        self.clusters.iter().flat_map(|c| {
+            c.sites
+                .iter()
+                .flat_map(move |s| s.hosts.iter().map(move |h| (c, s, h)))
+        })
+    }
+}
+
+impl Cluster {
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    /// The site this DR site follows.
+    pub fn source_of(&self, site: &Site) -> Option<&Site> {
+        site.standby_of.as_deref().and_then(|n| self.site(n))
+    }
+
+    /// Sites that follow `site` directly.
+    pub fn followers_of<'a>(&'a self, site: &'a Site) -> impl Iterator<Item = &'a Site> {
+        self.sites
+            .iter()
+            .filter(move |s| s.standby_of.as_deref() == Some(site.name.as_str()))
+    }
+}
+
+impl Site {
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.roles.contains(&role))
+    }
+
+    pub fn is_dr(&self) -> bool {
+        self.standby_of.is_some()
+    }
+
+    /// The settings of the site as a whole: those of its first `pg` host, else its first host.
+    pub fn config(&self) -> &Config {
+        let h = self.with_role(Role::Pg).next().or(self.hosts.first());
+        &h.expect("a site has at least one host (schema: minItems 1)")
+            .config
+    }
+}
+
+impl Host {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Pointer of the layer that set a setting, or of the host when it is a built-in default.
+    pub fn origin(&self, path: &str) -> String {
+        self.origins
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| self.pointer.clone())
+    }
+}
+
+/// Deep-merges `layer` into `base`, recording each leaf's origin.
+fn merge(
+    base: &mut Value,
+    layer: &Value,
+    path: &str,
+    pointer: &str,
+    origins: &mut BTreeMap<String, String>,
+) {
+    match (base, layer) {
+        (Value::Object(b), Value::Object(l)) => {
+            for (k, v) in l {
+                let sub_path = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}/{k}")
+                };
+                let sub_ptr = child(pointer, k);
+                let slot = b.entry(k.clone()).or_insert(Value::Null);
+                if v.is_null() {
+                    continue;
+                }
+                if slot.is_object() && v.is_object() {
+                    merge(slot, v, &sub_path, &sub_ptr, origins);
+                } else {
+                    *slot = v.clone();
+                    record_leaves(v, &sub_path, &sub_ptr, origins);
+                }
+            }
+        }
+        (_, Value::Null) => {}
+        (b, l) => *b = l.clone(),
+    }
+}
+
+fn record_leaves(v: &Value, path: &str, pointer: &str, origins: &mut BTreeMap<String, String>) {
+    if v.is_null() {
+        return;
+    }
+    origins.insert(path.to_string(), pointer.to_string());
+    if let Value::Object(m) = v {
+        for (k, sub) in m {
+            record_leaves(sub, &format!("{path}/{k}"), &child(pointer, k), origins);
+        }
+    }
+}
+
+fn settings_json(s: &Option<v1::Settings>) -> Value {
+    s.as_ref()
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Applies every default; the spec must have passed the schema.
+pub fn resolve(spec: &v1::Spec) -> Fleet {
+    let fleet_settings = settings_json(&spec.defaults);
+    let clusters = spec
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            let cp = format!("/clusters/{ci}");
+            let secrets = merge_secrets(spec.secrets.as_ref(), c.secrets.as_ref());
+            let cluster_settings = settings_json(&c.settings);
+            let sites = c
+                .sites
+                .iter()
+                .enumerate()
+                .map(|(si, s)| {
+                    let sp = format!("{cp}/sites/{si}");
+                    let site_settings = settings_json(&s.settings);
+                    let (scope, scope_pointer) = match &s.scope {
+                        Some(sc) => (sc.0.clone(), format!("{sp}/scope")),
+                        None if s.standby_of.is_some() => {
+                            (format!("{}_{}", c.name, s.name), format!("{sp}/name"))
+                        }
+                        None => (c.name.0.clone(), format!("{cp}/name")),
+                    };
+                    let (slot_name, slot_pointer) = match &s.slot_name {
+                        Some(n) => (n.0.clone(), format!("{sp}/slot_name")),
+                        None => (
+                            format!("standby_{}", s.name.0.replace('-', "_")),
+                            format!("{sp}/name"),
+                        ),
+                    };
+                    let hosts = s
+                        .hosts
+                        .iter()
+                        .enumerate()
+                        .map(|(hi, h)| {
+                            let hp = format!("{sp}/hosts/{hi}");
+                            let mut origins = BTreeMap::new();
+                            let mut merged = Value::Object(Default::default());
+                            let layers = [
+                                (&fleet_settings, "/defaults".to_string()),
+                                (&cluster_settings, format!("{cp}/settings")),
+                                (&site_settings, format!("{sp}/settings")),
+                                (&settings_json(&h.settings), format!("{hp}/settings")),
+                            ];
+                            for (layer, ptr) in layers {
+                                merge(&mut merged, layer, "", &ptr, &mut origins);
+                            }
+                            // The schema has vetted every layer, so the merge fits `Settings` too.
+                            let raw: v1::Settings =
+                                serde_json::from_value(strip_nulls(merged)).unwrap_or_default();
+                            let config = config_from(raw, &hp, &origins);
+                            let boot = h.boot.as_ref();
+                            let disk = boot.and_then(|b| b.disk.as_ref());
+                            Host {
+                                name: h.name.0.clone(),
+                                pointer: hp,
+                                address: h.address.0.clone(),
+                                extra_addresses: h
+                                    .extra_addresses
+                                    .iter()
+                                    .flatten()
+                                    .map(|a| a.0.clone())
+                                    .collect(),
+                                member_name: h.member_name.as_ref().unwrap_or(&h.name).0.clone(),
+                                roles: h.roles.iter().copied().collect(),
+                                boot: Boot {
+                                    mac: boot
+                                        .and_then(|b| b.mac.as_ref())
+                                        .map(|m| m.0.to_ascii_lowercase()),
+                                    interface: boot
+                                        .and_then(|b| b.interface.as_ref())
+                                        .map(|i| i.0.clone()),
+                                    os_disk: disk
+                                        .and_then(|d| d.os_disk.as_ref())
+                                        .map(|d| d.0.clone()),
+                                    data_disk: disk
+                                        .and_then(|d| d.data_disk.as_ref())
+                                        .map(|d| d.0.clone()),
+                                    data_size_gib: disk.and_then(|d| d.data_size_gib),
+                                },
+                                config,
+                                origins,
+                            }
+                        })
+                        .collect();
+                    Site {
+                        name: s.name.0.clone(),
+                        pointer: sp,
+                        scope,
+                        scope_pointer,
+                        standby_of: s.standby_of.as_ref().map(|n| n.0.clone()),
+                        slot_name,
+                        slot_pointer,
+                        hosts,
+                    }
+                })
+                .collect();
+            Cluster {
+                name: c.name.0.clone(),
+                pointer: cp,
+                secrets,
+                sites,
+            }
+        })
+        .collect();
+    Fleet {
+        source_date_epoch: spec.source_date_epoch.unwrap_or(0),
+        clusters,
+    }
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn merge_secrets(fleet: Option<&v1::Secrets>, cluster: Option<&v1::Secrets>) -> Secrets {
+    let pick = |f: fn(&v1::Secrets) -> &Option<SecretRef>| {
+        cluster
+            .and_then(|c| f(c).clone())
+            .or_else(|| fleet.and_then(|s| f(s).clone()))
+    };
+    Secrets {
+        superuser_password: pick(|s| &s.superuser_password),
+        replication_password: pick(|s| &s.replication_password),
+        rewind_password: pick(|s| &s.rewind_password),
+        restapi_password: pick(|s| &s.restapi_password),
+        backup_cipher_pass: pick(|s| &s.backup_cipher_pass),
+    }
+}
+
+/// Renders a scalar the way PostgreSQL and sysctl files want it.
+pub fn scalar_text(v: &ScalarValue, truthy: &str, falsy: &str) -> String {
+    match v {
+        ScalarValue::Bool(true) => truthy.to_string(),
+        ScalarValue::Bool(false) => falsy.to_string(),
+        ScalarValue::Int(i) => i.to_string(),
+        ScalarValue::Float(f) => f.to_string(),
+        ScalarValue::Text(t) => t.0.clone(),
+    }
+}
+
+/// Kernel tuning of the reference guide (section 1.3).
+fn default_sysctl() -> BTreeMap<String, String> {
+    [
+        ("kernel.shmall", "2097152"),
+        ("kernel.shmmax", "134217728"),
+        ("kernel.shmmni", "4096"),
+        ("vm.overcommit_memory", "2"),
+        ("vm.overcommit_ratio", "80"),
+        ("net.core.somaxconn", "65535"),
+        ("net.ipv4.tcp_max_syn_backlog", "65535"),
+        ("net.core.netdev_max_backlog", "10000"),
+        ("net.ipv4.tcp_keepalive_time", "300"),
+        ("net.ipv4.tcp_keepalive_intvl", "30"),
+        ("net.ipv4.tcp_keepalive_probes", "10"),
+        ("fs.file-max", "65536"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, String>) -> Config {
+    let os = s.os.unwrap_or_default();
+    let net = s.network.unwrap_or_default();
+    let repos = s.repos.unwrap_or_default();
+    let pg = s.postgresql.unwrap_or_default();
+    let pat = s.patroni.unwrap_or_default();
+    let etcd = s.etcd.unwrap_or_default();
+    let br = s.pgbackrest.unwrap_or_default();
+    let hap = s.haproxy.unwrap_or_default();
+    let limits = os.limits.unwrap_or_default();
+    let mut sysctl = default_sysctl();
+    for (k, v) in os.sysctl.unwrap_or_default() {
+        sysctl.insert(k.0, scalar_text(&v, "1", "0"));
+    }
+    let major = pg.major.unwrap_or(defaults::PG_MAJOR);
+    let initdb = pg.initdb.unwrap_or_default();
+    let users = pg.users.unwrap_or_default();
+    let tags = pat.tags.unwrap_or_default();
+    let schedule = br.schedule.unwrap_or_default();
+    let repos_pointer = origins
+        .get("pgbackrest/repos")
+        .cloned()
+        .unwrap_or_else(|| format!("{host_pointer}/settings/pgbackrest/repos"));
+    let backup_repos = br
+        .repos
+        .unwrap_or_else(|| {
+            vec![v1::BackupRepo {
+                kind: RepoType::Posix,
+                path: None,
+                bucket: None,
+                endpoint: None,
+                region: None,
+                uri_style: None,
+                key_type: None,
+                key: None,
+                key_secret: None,
+                retention_full: None,
+                retention_diff: None,
+            }]
+        })
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| BackupRepo {
+            kind: r.kind,
+            path: r.path.map(|p| p.0),
+            bucket: r.bucket.map(|b| b.0),
+            endpoint: r.endpoint.map(|e| e.0),
+            region: r.region.map(|r| r.0),
+            uri_style: r.uri_style.unwrap_or(UriStyle::Host),
+            key_type: r.key_type.unwrap_or(S3KeyType::Auto),
+            key: r.key,
+            key_secret: r.key_secret,
+            retention_full: r.retention_full.unwrap_or(4),
+            retention_diff: r.retention_diff.unwrap_or(14),
+            pointer: child(&repos_pointer, i),
+        })
+        .collect();
+    Config {
+        os: Os {
+            distro: os.distro.unwrap_or(Distro::Rocky),
+            timezone: os.timezone.map(|t| t.0).unwrap_or_else(|| "UTC".into()),
+            lang: os.lang.map(|t| t.0).unwrap_or_else(|| "en_US.UTF-8".into()),
+            keyboard: os.keyboard.map(|t| t.0).unwrap_or_else(|| "us".into()),
+            selinux: os.selinux.unwrap_or(SelinuxMode::Enforcing),
+            firewall: os.firewall.unwrap_or(true),
+            admin_user: os.admin_user.map(|t| t.0).unwrap_or_else(|| "admin".into()),
+            ssh_keys: os
+                .ssh_keys
+                .unwrap_or_default()
+                .into_iter()
+                .map(|k| k.0)
+                .collect(),
+            sysctl,
+            nofile: limits.nofile.unwrap_or(65536),
+            nproc: limits.nproc.unwrap_or(16384),
+        },
+        network: Network {
+            prefix: net.prefix,
+            gateway: net.gateway.map(|g| g.0),
+            dns: net
+                .dns
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.0)
+                .collect(),
+            domain: net.domain.map(|d| d.0),
+        },
+        repos: Repos {
+            baseos: repos.baseos.map(|u| u.0),
+            appstream: repos.appstream.map(|u| u.0),
+            pgdg: repos
+                .pgdg
+                .map(|u| u.0.trim_end_matches('/').to_string())
+                .unwrap_or_else(|| defaults::PGDG_URL.into()),
+            installer: repos.installer.map(|u| u.0),
+            artifacts: repos
+                .artifacts
+                .map(|u| u.0.trim_end_matches('/').to_string()),
+        },
+        postgresql: Postgres {
+            major,
+            version: pg.version.map(|v| v.0),
+            port: pg.port.unwrap_or(5432),
+            data_dir: pg
+                .data_dir
+                .map(|d| d.0)
+                .unwrap_or_else(|| format!("/var/lib/pgsql/{major}/data")),
+            bin_dir: format!("/usr/pgsql-{major}/bin"),
+            parameters: pg
+                .parameters
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.0, v))
+                .collect(),
+            encoding: initdb
+                .encoding
+                .map(|e| e.0)
+                .unwrap_or_else(|| "UTF8".into()),
+            locale: initdb
+                .locale
+                .map(|l| l.0)
+                .unwrap_or_else(|| "en_US.UTF-8".into()),
+            data_checksums: initdb.data_checksums.unwrap_or(true),
+            pg_hba: pg.pg_hba.unwrap_or_default(),
+            allow_remote_trust: pg.allow_remote_trust.unwrap_or(false),
+            superuser: users
+                .superuser
+                .map(|u| u.0)
+                .unwrap_or_else(|| "postgres".into()),
+            replication_user: users
+                .replication
+                .map(|u| u.0)
+                .unwrap_or_else(|| "replicator".into()),
+            rewind_user: users
+                .rewind
+                .map(|u| u.0)
+                .unwrap_or_else(|| "rewind_user".into()),
+            extra_packages: pg
+                .extra_packages
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect(),
+        },
+        patroni: Patroni {
+            version: pat
+                .version
+                .map(|v| v.0)
+                .unwrap_or_else(|| defaults::PATRONI_VERSION.into()),
+            install: pat.install.unwrap_or(PatroniInstall::Pip),
+            ttl: pat.ttl.unwrap_or(30),
+            loop_wait: pat.loop_wait.unwrap_or(10),
+            retry_timeout: pat.retry_timeout.unwrap_or(10),
+            maximum_lag_on_failover: pat.maximum_lag_on_failover.unwrap_or(1_048_576),
+            synchronous_mode: pat.synchronous_mode.unwrap_or(SyncMode::Off),
+            synchronous_mode_strict: pat.synchronous_mode_strict.unwrap_or(false),
+            synchronous_node_count: pat.synchronous_node_count.unwrap_or(1),
+            restapi_port: pat.restapi_port.unwrap_or(8008),
+            use_pg_rewind: pat.use_pg_rewind.unwrap_or(true),
+            use_slots: pat.use_slots.unwrap_or(true),
+            namespace: pat
+                .namespace
+                .map(|n| n.0)
+                .unwrap_or_else(|| "/service/".into()),
+            nofailover: tags.nofailover.unwrap_or(false),
+            noloadbalance: tags.noloadbalance.unwrap_or(false),
+            clonefrom: tags.clonefrom.unwrap_or(false),
+            nosync: tags.nosync.unwrap_or(false),
+        },
+        etcd: Etcd {
+            version: etcd.version.map(|v| v.0),
+            token: etcd.token.map(|t| t.0),
+            client_port: etcd.client_port.unwrap_or(2379),
+            peer_port: etcd.peer_port.unwrap_or(2380),
+        },
+        pgbackrest: Pgbackrest {
+            version: br.version.map(|v| v.0),
+            stanza: br.stanza.map(|s| s.0),
+            repos: backup_repos,
+            compress_type: br.compress_type.unwrap_or(CompressType::Lz4),
+            compress_level: br.compress_level.unwrap_or(3),
+            process_max: br.process_max.unwrap_or(4),
+            archive_timeout: br.archive_timeout.unwrap_or(300),
+            archive_async: br.archive_async.unwrap_or(false),
+            full: schedule
+                .full
+                .map(|c| c.0)
+                .unwrap_or_else(|| "0 1 * * 0".into()),
+            diff: schedule
+                .diff
+                .map(|c| c.0)
+                .unwrap_or_else(|| "0 1 * * 1-6".into()),
+            incr: schedule
+                .incr
+                .map(|c| c.0)
+                .unwrap_or_else(|| "0 */4 * * *".into()),
+        },
+        haproxy: Haproxy {
+            write_port: hap.write_port.unwrap_or(5000),
+            read_port: hap.read_port.unwrap_or(5001),
+            stats_port: hap.stats_port.unwrap_or(7000),
+            maxconn: hap.maxconn.unwrap_or(1000),
+            server_maxconn: hap.server_maxconn.unwrap_or(100),
+            check_interval_ms: hap.check_interval_ms.unwrap_or(3000),
+            check_fall: hap.check_fall.unwrap_or(3),
+            check_rise: hap.check_rise.unwrap_or(2),
+        },
+    }
+}

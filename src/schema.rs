@@ -1,0 +1,384 @@
+//! The JSON schema of the spec: generated from `spec::v1` by schemars,
+//! committed as `schema/pgimg.schema.json`, and used to validate the JSON
+//! view of a spec before anything else looks at it.
+
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use serde_json::Value;
+
+use crate::diag::{Code, Diagnostic};
+use crate::source::{SourceFile, SpanTable, child};
+
+/// Where editors find the published schema (the `$id`).
+pub const SCHEMA_ID: &str = "https://pgimg.dev/schema/v1/pgimg.schema.json";
+
+/// The schema as a JSON value, generated from the Rust types.
+pub fn generate() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let schema = generator.into_root_schema_for::<crate::spec::v1::Spec>();
+    let mut value = schema.to_value();
+    if let Value::Object(map) = &mut value {
+        map.insert("$id".into(), Value::String(SCHEMA_ID.into()));
+    }
+    value
+}
+
+/// The schema as committed: pretty JSON with a final newline.
+pub fn generate_text() -> String {
+    let mut text = serde_json::to_string_pretty(&generate()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn schema() -> &'static (Value, Option<jsonschema::Validator>) {
+    static SCHEMA: OnceLock<(Value, Option<jsonschema::Validator>)> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let value = generate();
+        let validator = jsonschema::validator_for(&value).ok();
+        (value, validator)
+    })
+}
+
+/// Validates a document; each violation becomes a diagnostic at its node.
+pub fn validate(instance: &Value, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
+    let (root, validator) = schema();
+    let Some(validator) = validator else {
+        return vec![Diagnostic::error(
+            Code::SchemaOther,
+            "",
+            "internal error: the built-in schema does not compile",
+        )];
+    };
+    let mut out = Vec::new();
+    for err in validator.iter_errors(instance) {
+        let pointer = err.instance_path().as_str().to_string();
+        let sub = subschema(root, &pointer);
+        let found = describe(err.instance());
+        let at = |p: &str, key: bool| {
+            let span = if key { spans.key(p) } else { spans.value(p) };
+            span.map(|s| (source.name.clone(), s))
+        };
+        let mut push = |d: Diagnostic, p: &str, key: bool| {
+            out.push(match at(p, key) {
+                Some((f, s)) => d.with_span(f, s),
+                None => d,
+            });
+        };
+        match err.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let allowed = sub.map(property_names).unwrap_or_default();
+                for key in unexpected {
+                    let p = child(&pointer, key);
+                    let mut d =
+                        Diagnostic::error(Code::UnknownKey, &p, format!("unknown key `{key}`"));
+                    d = match did_you_mean(key, &allowed) {
+                        Some(s) => d.expected(format!("a known key; did you mean `{s}`?")),
+                        None => d.expected(format!("one of {}", list(&allowed))),
+                    };
+                    push(d, &p, true);
+                }
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let what = sub
+                    .and_then(|s| property_schema(root, s, name))
+                    .and_then(description)
+                    .unwrap_or_default();
+                let d =
+                    Diagnostic::error(Code::MissingKey, &pointer, format!("missing key `{name}`"))
+                        .expected(format!("`{name}`: {what}"));
+                push(d, &pointer, true);
+            }
+            ValidationErrorKind::Type { .. } => {
+                let expected = sub
+                    .map(|s| expected_of(root, s))
+                    .unwrap_or_else(|| "another type".into());
+                let d = Diagnostic::error(
+                    Code::WrongType,
+                    &pointer,
+                    format!("wrong type: found {found}"),
+                )
+                .expected(expected);
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::Pattern { .. }
+            | ValidationErrorKind::MinLength { .. }
+            | ValidationErrorKind::MaxLength { .. } => {
+                let expected = sub
+                    .map(|s| expected_of(root, s))
+                    .unwrap_or_else(|| "another value".into());
+                let d =
+                    Diagnostic::error(Code::BadString, &pointer, format!("invalid value: {found}"))
+                        .expected(expected);
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
+                let d = Diagnostic::error(
+                    Code::OutOfRange,
+                    &pointer,
+                    format!("value too small: {found}"),
+                )
+                .expected(range_text(sub, limit));
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
+                let d = Diagnostic::error(
+                    Code::OutOfRange,
+                    &pointer,
+                    format!("value too large: {found}"),
+                )
+                .expected(range_text(sub, limit));
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
+                let expected = sub
+                    .map(|s| expected_of(root, s))
+                    .unwrap_or_else(|| "another value".into());
+                let d = Diagnostic::error(
+                    Code::NotAllowed,
+                    &pointer,
+                    format!("value not allowed: {found}"),
+                )
+                .expected(expected);
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::AnyOf { .. } => {
+                let expected = sub
+                    .map(|s| expected_of(root, s))
+                    .unwrap_or_else(|| "another value".into());
+                let code = if sub.map(|s| choices(root, s).is_some()).unwrap_or(false) {
+                    Code::NotAllowed
+                } else {
+                    Code::WrongType
+                };
+                let d = Diagnostic::error(code, &pointer, format!("invalid value: {found}"))
+                    .expected(expected);
+                push(d, &pointer, false);
+            }
+            ValidationErrorKind::MinItems { limit } => {
+                let d = Diagnostic::error(Code::SchemaOther, &pointer, "too few items".to_string())
+                    .expected(format!(
+                        "at least {limit} item{}",
+                        if *limit == 1 { "" } else { "s" }
+                    ));
+                push(d, &pointer, false);
+            }
+            _ => {
+                let d = Diagnostic::error(Code::SchemaOther, &pointer, err.to_string());
+                push(d, &pointer, false);
+            }
+        }
+    }
+    out
+}
+
+fn range_text(sub: Option<&Value>, limit: &Value) -> String {
+    let min = sub.and_then(|s| s.get("minimum")).map(|v| v.to_string());
+    let max = sub.and_then(|s| s.get("maximum")).map(|v| v.to_string());
+    match (min, max) {
+        (Some(a), Some(b)) => format!("a number from {a} to {b}"),
+        (Some(a), None) => format!("a number of at least {a}"),
+        (None, Some(b)) => format!("a number of at most {b}"),
+        (None, None) => format!("a number within {limit}"),
+    }
+}
+
+/// A short human description of a found value.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("the boolean `{b}`"),
+        Value::Number(n) => format!("the number `{n}`"),
+        Value::String(s) => {
+            let shown: String = s.chars().take(60).flat_map(char::escape_default).collect();
+            if s.chars().count() > 60 {
+                format!("the string `{shown}…`")
+            } else {
+                format!("the string `{shown}`")
+            }
+        }
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn resolve_ref<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    let mut n = node;
+    for _ in 0..16 {
+        match n.get("$ref").and_then(Value::as_str) {
+            Some(r) => match r.strip_prefix('#') {
+                Some(p) => match root.pointer(p) {
+                    Some(t) => n = t,
+                    None => return n,
+                },
+                None => return n,
+            },
+            None => return n,
+        }
+    }
+    n
+}
+
+/// The non-null branch of an `Option<T>` schema, resolved.
+fn unwrap_nullable<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
+    let n = resolve_ref(root, node);
+    for key in ["anyOf", "oneOf"] {
+        if let Some(branches) = n.get(key).and_then(Value::as_array) {
+            let non_null: Vec<&Value> = branches
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+                .collect();
+            if non_null.len() == 1 && branches.len() == 2 {
+                return resolve_ref(root, non_null[0]);
+            }
+        }
+    }
+    n
+}
+
+/// The schema that applies at an instance pointer.
+fn subschema<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let mut node = unwrap_nullable(root, root);
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let next = if let Some(p) = node.get("properties").and_then(|p| p.get(&token)) {
+            p
+        } else if let Some(items) = node.get("items").filter(|_| token.parse::<usize>().is_ok()) {
+            items
+        } else if let Some(ap) = node.get("additionalProperties").filter(|v| v.is_object()) {
+            ap
+        } else {
+            return None;
+        };
+        node = unwrap_nullable(root, next);
+    }
+    Some(node)
+}
+
+fn property_schema<'a>(root: &'a Value, node: &'a Value, name: &str) -> Option<&'a Value> {
+    node.get("properties")
+        .and_then(|p| p.get(name))
+        .map(|p| unwrap_nullable(root, p))
+}
+
+fn property_names(node: &Value) -> Vec<String> {
+    node.get("properties")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn description(node: &Value) -> Option<String> {
+    node.get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The allowed constants of an enum-like schema.
+fn choices(root: &Value, node: &Value) -> Option<Vec<String>> {
+    if let Some(e) = node.get("enum").and_then(Value::as_array) {
+        return Some(
+            e.iter()
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .collect(),
+        );
+    }
+    let branches = node
+        .get("oneOf")
+        .or_else(|| node.get("anyOf"))?
+        .as_array()?;
+    let mut out = Vec::new();
+    for b in branches {
+        let b = resolve_ref(root, b);
+        if let Some(c) = b.get("const") {
+            out.push(c.to_string().trim_matches('"').to_string());
+        } else if let Some(e) = b.get("enum").and_then(Value::as_array) {
+            out.extend(
+                e.iter()
+                    .map(|v| v.to_string().trim_matches('"').to_string()),
+            );
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// What a schema node expects, in words.
+fn expected_of(root: &Value, node: &Value) -> String {
+    if let Some(c) = choices(root, node) {
+        return format!("one of {}", list(&c));
+    }
+    if node.get("pattern").is_some() || node.get("maxLength").is_some() {
+        if let Some(d) = description(node) {
+            return d;
+        }
+    }
+    if let Some(branches) = node
+        .get("oneOf")
+        .or_else(|| node.get("anyOf"))
+        .and_then(Value::as_array)
+    {
+        let parts: Vec<String> = branches
+            .iter()
+            .map(|b| {
+                let b = resolve_ref(root, b);
+                if let Some(req) = b.get("required").and_then(Value::as_array)
+                    && req.len() == 1
+                {
+                    format!("`{{{}: …}}`", req[0].as_str().unwrap_or_default())
+                } else {
+                    type_words(b)
+                }
+            })
+            .collect();
+        return parts.join(" or ");
+    }
+    type_words(node)
+}
+
+fn type_words(node: &Value) -> String {
+    let kinds: Vec<&str> = match node.get("type") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| *s != "null")
+            .collect(),
+        _ => return description(node).unwrap_or_else(|| "another value".into()),
+    };
+    let words: Vec<&str> = kinds
+        .iter()
+        .map(|k| match *k {
+            "object" => "a mapping",
+            "array" => "a list",
+            "string" => "a string",
+            "integer" => "an integer",
+            "number" => "a number",
+            "boolean" => "`true` or `false`",
+            _ => "a value",
+        })
+        .collect();
+    words.join(" or ")
+}
+
+fn list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The closest known word, if it is close enough to be a typo.
+pub fn did_you_mean(word: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(word, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}

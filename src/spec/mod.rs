@@ -1,0 +1,85 @@
+//! Stage "parse": spec text → YAML with positions → schema check → typed `v1::Spec`.
+//!
+//! `version:` is peeked first, so that a later spec version can get its own
+//! module and a spec in an unknown version gets one clear message instead of
+//! a page of schema errors.
+
+pub mod scalar;
+pub mod v1;
+pub mod yaml;
+
+use serde_json::Value;
+
+use crate::diag::{Code, Diagnostic, Severity};
+use crate::schema;
+use crate::source::{SourceFile, SpanTable};
+
+/// A spec that passed the schema, with everything needed to point back into its text.
+pub struct Parsed {
+    pub spec: v1::Spec,
+    pub spans: SpanTable,
+    pub source: SourceFile,
+    /// Warnings found while parsing (YAML 1.1 booleans).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses and schema-checks a spec. On failure, every problem found is returned.
+pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
+    let doc = yaml::parse(&source)?;
+    let at = |d: Diagnostic, pointer: &str| match doc.spans.value(pointer) {
+        Some(s) => d.with_span(source.name.clone(), s),
+        None => d,
+    };
+    if let Some(v) = doc.value.get("version")
+        && v != &Value::from(1)
+    {
+        let d = Diagnostic::error(
+            Code::UnsupportedVersion,
+            "/version",
+            format!("unsupported spec version: {v}"),
+        )
+        .expected("`1`")
+        .help("this pgimg reads spec version 1");
+        return Err(vec![at(d, "/version")]);
+    }
+    let mut diags = schema::validate(&doc.value, &doc.spans, &source);
+    let errored: Vec<String> = diags.iter().map(|d| d.pointer.clone()).collect();
+    for (pointer, word) in &doc.yaml11_booleans {
+        if errored.iter().any(|p| p == pointer) {
+            continue;
+        }
+        let d = Diagnostic::error(
+            Code::Yaml11Boolean,
+            pointer,
+            format!("plain `{word}` is a boolean to YAML 1.1 readers such as PyYAML"),
+        )
+        .expected(format!("a quoted string: `'{word}'`"))
+        .help("pgimg reads it as the string it looks like; quote it so every reader agrees");
+        diags.push(at(d, pointer));
+    }
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        let mut all = errors;
+        all.extend(warnings);
+        return Err(all);
+    }
+    match serde_json::from_value::<v1::Spec>(doc.value) {
+        Ok(spec) => Ok(Parsed {
+            spec,
+            spans: doc.spans,
+            source,
+            warnings,
+        }),
+        Err(e) => {
+            let mut all = warnings;
+            all.push(Diagnostic::error(
+                Code::SchemaOther,
+                "",
+                format!("the spec does not fit the spec language: {e}"),
+            ));
+            Err(all)
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Version 1 of the spec language: the raw, deserialized shape of `spec.yml`.
+//!
+//! These types only describe what a user may write. Defaults and derived
+//! values are applied later, once, in `model::resolve`. Every field carries a
+//! doc comment because schemars turns it into the schema's `description`,
+//! which editors show while the spec is being written.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::scalar::*;
+
+/// A pgimg spec: a fleet of Patroni PostgreSQL clusters and the hosts that run them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pgimg spec")]
+pub struct Spec {
+    /// Version of the spec language; this pgimg reads version 1.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// Seconds since the Unix epoch used as the modification time of every archived file (default 0).
+    pub source_date_epoch: Option<u64>,
+    /// Settings for every cluster, site and host of the fleet, unless overridden closer to the host.
+    pub defaults: Option<Settings>,
+    /// Where the secrets come from, for every cluster unless a cluster names its own.
+    pub secrets: Option<Secrets>,
+    /// The clusters of the fleet.
+    #[schemars(length(min = 1))]
+    pub clusters: Vec<Cluster>,
+}
+
+/// One Patroni cluster: a primary site and, optionally, DR sites that follow it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Name of the cluster; also the Patroni scope of its primary site unless that site sets `scope`.
+    pub name: Name,
+    /// Settings for this cluster's sites and hosts, over the fleet defaults.
+    pub settings: Option<Settings>,
+    /// Secret references for this cluster, over the fleet's.
+    pub secrets: Option<Secrets>,
+    /// The sites of the cluster: exactly one without `standby_of` (the primary site).
+    #[schemars(length(min = 1))]
+    pub sites: Vec<Site>,
+}
+
+/// A site: a group of hosts with its own etcd cluster and its own Patroni scope.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    /// Name of the site, unique within the cluster.
+    pub name: Name,
+    /// Patroni scope of the site (default: the cluster's name for the primary site, `<cluster>_<site>` for a DR site).
+    pub scope: Option<Name>,
+    /// Makes this site a DR site: a Patroni standby cluster that follows the named site of the same cluster.
+    pub standby_of: Option<Name>,
+    /// Name of the permanent physical replication slot that this DR site holds on its source (default `standby_<site>`).
+    pub slot_name: Option<Ident>,
+    /// Settings for this site's hosts, over the cluster's.
+    pub settings: Option<Settings>,
+    /// The hosts of the site.
+    #[schemars(length(min = 1))]
+    pub hosts: Vec<Host>,
+}
+
+/// A machine of the fleet.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Short host name, unique across the fleet; also its etcd member name.
+    pub name: HostName,
+    /// The host's primary IPv4 or IPv6 address, unique across the fleet.
+    pub address: Address,
+    /// Further addresses of the host (for uniqueness checks and `/etc/hosts`).
+    pub extra_addresses: Option<Vec<Address>>,
+    /// Patroni member name (default: the host name); unique across a cluster and its DR sites.
+    pub member_name: Option<HostName>,
+    /// What the host runs.
+    #[schemars(length(min = 1))]
+    pub roles: Vec<Role>,
+    /// Facts needed to install the host from bare metal.
+    pub boot: Option<Boot>,
+    /// Settings for this host only, over its site's.
+    pub settings: Option<Settings>,
+}
+
+/// A role a host plays. A site that is `standby_of` another plays the DR role as a whole.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// PostgreSQL managed by Patroni, with pgBackRest.
+    Pg,
+    /// A member of the site's etcd cluster.
+    Etcd,
+    /// HAProxy routing writes to the leader and reads to the replicas.
+    Haproxy,
+}
+
+/// Bare-metal installation facts of a host.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// MAC address of the boot interface; hosts with a MAC get PXE entries.
+    pub mac: Option<Mac>,
+    /// Name of the network interface that carries the host's address (default: the one with `mac`, else the first).
+    pub interface: Option<Interface>,
+    /// Disk layout for the installer.
+    pub disk: Option<DiskLayout>,
+}
+
+/// Disk layout for the installer.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiskLayout {
+    /// The disk the operating system is installed on (default: the installer's choice).
+    pub os_disk: Option<Disk>,
+    /// A dedicated disk for the PostgreSQL data directory, mounted at its parent.
+    pub data_disk: Option<Disk>,
+    /// Size in GiB of the data volume (default: the whole data disk, or automatic partitioning when no data disk).
+    #[schemars(range(min = 1, max = 1048576))]
+    pub data_size_gib: Option<u32>,
+}
+
+/// Settings that can be set for the fleet, a cluster, a site or a host; the closest one wins.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Operating system settings.
+    pub os: Option<OsSettings>,
+    /// Network settings of the hosts.
+    pub network: Option<NetworkSettings>,
+    /// Where installers and hosts find packages and boot files.
+    pub repos: Option<RepoSettings>,
+    /// PostgreSQL settings.
+    pub postgresql: Option<PostgresSettings>,
+    /// Patroni settings.
+    pub patroni: Option<PatroniSettings>,
+    /// etcd settings.
+    pub etcd: Option<EtcdSettings>,
+    /// pgBackRest settings.
+    pub pgbackrest: Option<PgbackrestSettings>,
+    /// HAProxy settings.
+    pub haproxy: Option<HaproxySettings>,
+}
+
+/// Operating system settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OsSettings {
+    /// The distribution (default `rocky`).
+    pub distro: Option<Distro>,
+    /// Time zone (default `UTC`).
+    pub timezone: Option<TimeZone>,
+    /// System language (default `en_US.UTF-8`).
+    pub lang: Option<Locale>,
+    /// Keyboard layout (default `us`).
+    pub keyboard: Option<Keyboard>,
+    /// SELinux mode (default `enforcing`).
+    pub selinux: Option<SelinuxMode>,
+    /// Whether firewalld runs with exactly the ports the host's roles need (default `true`).
+    pub firewall: Option<bool>,
+    /// Name of the administrator account that gets the SSH keys and sudo (default `admin`).
+    pub admin_user: Option<Ident>,
+    /// SSH public keys of the administrator account.
+    pub ssh_keys: Option<Vec<SshKey>>,
+    /// Kernel parameters written to `/etc/sysctl.d/`, over the built-in tuning.
+    pub sysctl: Option<BTreeMap<SysctlName, ScalarValue>>,
+    /// Process limits of the `postgres` user.
+    pub limits: Option<LimitSettings>,
+}
+
+/// The Enterprise Linux 9 rebuild the hosts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Distro {
+    /// Rocky Linux 9.
+    Rocky,
+    /// AlmaLinux 9.
+    Alma,
+}
+
+/// SELinux mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SelinuxMode {
+    /// Enforce the policy (recommended).
+    Enforcing,
+    /// Log denials without enforcing.
+    Permissive,
+    /// No SELinux at all.
+    Disabled,
+}
+
+/// Process limits of the `postgres` user.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Open files (soft and hard; default 65536).
+    #[schemars(range(min = 1024, max = 1048576))]
+    pub nofile: Option<u32>,
+    /// Processes (soft and hard; default 16384).
+    #[schemars(range(min = 256, max = 4194304))]
+    pub nproc: Option<u32>,
+}
+
+/// Network settings of the hosts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// Prefix length of the hosts' addresses (default 24 for IPv4, 64 for IPv6).
+    #[schemars(range(min = 1, max = 128))]
+    pub prefix: Option<u8>,
+    /// Default gateway.
+    pub gateway: Option<Address>,
+    /// DNS servers.
+    pub dns: Option<Vec<Address>>,
+    /// DNS domain; hosts get `<name>.<domain>` as their full name.
+    pub domain: Option<HostName>,
+}
+
+/// Where installers and hosts find packages and boot files.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSettings {
+    /// BaseOS repository URL (default: the distribution's mirror list).
+    pub baseos: Option<Url>,
+    /// AppStream repository URL (default: the distribution's mirror list).
+    pub appstream: Option<Url>,
+    /// Base URL of the PGDG yum repository (default `https://download.postgresql.org/pub/repos/yum`).
+    pub pgdg: Option<Url>,
+    /// URL of the installer tree for `inst.repo=` (default: the distribution's BaseOS for x86_64).
+    pub installer: Option<Url>,
+    /// Base URL under which the build output (`hosts/<host>/kickstart.ks`) is served to installers.
+    pub artifacts: Option<Url>,
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Major version, 14 to 18 (default 17).
+    #[schemars(range(min = 9, max = 99))]
+    pub major: Option<u32>,
+    /// Pinned package version, such as `17.6` (default: the newest in the repository).
+    pub version: Option<Version>,
+    /// Port PostgreSQL listens on (default 5432).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Data directory (default `/var/lib/pgsql/<major>/data`).
+    pub data_dir: Option<AbsPath>,
+    /// Run-time parameters, merged over the built-in ones from the reference setup.
+    pub parameters: Option<BTreeMap<ParamName, ScalarValue>>,
+    /// Options for `initdb`.
+    pub initdb: Option<InitdbSettings>,
+    /// Extra pg_hba rows placed after the generated replication rows and before the final catch-all.
+    pub pg_hba: Option<Vec<HbaRule>>,
+    /// Allows `trust` on non-local pg_hba rows (default `false`; PG0190).
+    pub allow_remote_trust: Option<bool>,
+    /// Role names Patroni uses.
+    pub users: Option<PgUsers>,
+    /// Extra packages, such as `postgresql17-contrib` or extensions.
+    pub extra_packages: Option<Vec<Token>>,
+}
+
+/// Options for `initdb`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitdbSettings {
+    /// Database encoding (default `UTF8`).
+    pub encoding: Option<Token>,
+    /// Locale (default `en_US.UTF-8`).
+    pub locale: Option<Locale>,
+    /// Page checksums (default `true`).
+    pub data_checksums: Option<bool>,
+}
+
+/// One pg_hba row.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HbaRule {
+    /// Connection type.
+    #[serde(rename = "type")]
+    pub kind: HbaType,
+    /// Database name, `all` or `replication`.
+    pub database: Ident,
+    /// Role name or `all`.
+    pub user: Ident,
+    /// Client address; required unless the type is `local`.
+    pub address: Option<Cidr>,
+    /// Authentication method.
+    pub method: HbaMethod,
+}
+
+/// pg_hba connection type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HbaType {
+    /// Unix-domain socket.
+    Local,
+    /// TCP/IP, with or without SSL.
+    Host,
+    /// TCP/IP with SSL only.
+    Hostssl,
+    /// TCP/IP without SSL only.
+    Hostnossl,
+}
+
+/// pg_hba authentication method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HbaMethod {
+    /// SCRAM-SHA-256 password authentication.
+    ScramSha256,
+    /// MD5 password authentication (deprecated).
+    Md5,
+    /// Operating-system user of a local connection.
+    Peer,
+    /// Client certificate.
+    Cert,
+    /// Reject the connection.
+    Reject,
+    /// Allow without a password.
+    Trust,
+}
+
+/// Role names Patroni uses.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgUsers {
+    /// Superuser (default `postgres`).
+    pub superuser: Option<Ident>,
+    /// Replication user (default `replicator`).
+    pub replication: Option<Ident>,
+    /// pg_rewind user (default `rewind_user`).
+    pub rewind: Option<Ident>,
+}
+
+/// Patroni settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatroniSettings {
+    /// Pinned Patroni version (default `4.1.5`).
+    pub version: Option<Version>,
+    /// How Patroni is installed (default `pip`, as in the reference guide).
+    pub install: Option<PatroniInstall>,
+    /// Leader key time to live in seconds (default 30; at least 20).
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl: Option<u32>,
+    /// Seconds between HA loop runs (default 10; at least 1).
+    #[schemars(range(min = 1, max = 86400))]
+    pub loop_wait: Option<u32>,
+    /// Seconds before DCS and PostgreSQL operations are retried (default 10; at least 3).
+    #[schemars(range(min = 1, max = 86400))]
+    pub retry_timeout: Option<u32>,
+    /// Bytes a replica may lag and still be promoted (default 1048576).
+    pub maximum_lag_on_failover: Option<u64>,
+    /// Synchronous replication mode (default `off`).
+    pub synchronous_mode: Option<SyncMode>,
+    /// Refuse writes when no synchronous replica is available (default `false`).
+    pub synchronous_mode_strict: Option<bool>,
+    /// Number of synchronous replicas (default 1).
+    #[schemars(range(min = 1, max = 100))]
+    pub synchronous_node_count: Option<u32>,
+    /// Port of the Patroni REST API (default 8008).
+    #[schemars(range(min = 1, max = 65535))]
+    pub restapi_port: Option<u16>,
+    /// Use pg_rewind to rejoin a former leader (default `true`).
+    pub use_pg_rewind: Option<bool>,
+    /// Use replication slots for members (default `true`).
+    pub use_slots: Option<bool>,
+    /// DCS namespace (default `/service/`).
+    pub namespace: Option<AbsPath>,
+    /// Member tags.
+    pub tags: Option<PatroniTags>,
+}
+
+/// How Patroni is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatroniInstall {
+    /// The `patroni` and `patroni-etcd` RPMs from PGDG.
+    Rpm,
+    /// pip into `/opt/patroni` with the psycopg3 and etcd3 extras.
+    Pip,
+}
+
+/// Patroni synchronous replication mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Asynchronous replication.
+    Off,
+    /// Synchronous replication to `synchronous_node_count` replicas.
+    On,
+    /// Quorum-based synchronous replication.
+    Quorum,
+}
+
+/// Patroni member tags.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatroniTags {
+    /// Never promote this member.
+    pub nofailover: Option<bool>,
+    /// Keep this member out of the read load balancer.
+    pub noloadbalance: Option<bool>,
+    /// Prefer this member as the source of new replicas.
+    pub clonefrom: Option<bool>,
+    /// Never make this member a synchronous replica.
+    pub nosync: Option<bool>,
+}
+
+/// etcd settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSettings {
+    /// Pinned etcd package version (default: the newest in PGDG extras).
+    pub version: Option<Version>,
+    /// Initial cluster token (default `<scope>-etcd`).
+    pub token: Option<Token>,
+    /// Client port (default 2379).
+    #[schemars(range(min = 1, max = 65535))]
+    pub client_port: Option<u16>,
+    /// Peer port (default 2380).
+    #[schemars(range(min = 1, max = 65535))]
+    pub peer_port: Option<u16>,
+}
+
+/// pgBackRest settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgbackrestSettings {
+    /// Pinned pgBackRest version (default: the newest in PGDG).
+    pub version: Option<Version>,
+    /// Stanza name (default: the site's scope).
+    pub stanza: Option<Ident>,
+    /// Repositories, `repo1` first. A DR site gets its own repositories after its source's.
+    pub repos: Option<Vec<BackupRepo>>,
+    /// Compression (default `lz4`).
+    pub compress_type: Option<CompressType>,
+    /// Compression level for archive-push (default 3).
+    #[schemars(range(min = 0, max = 22))]
+    pub compress_level: Option<u8>,
+    /// Parallel processes (default 4).
+    #[schemars(range(min = 1, max = 999))]
+    pub process_max: Option<u16>,
+    /// Seconds to wait for WAL to reach the archive (default 300).
+    #[schemars(range(min = 1, max = 86400))]
+    pub archive_timeout: Option<u32>,
+    /// Push WAL asynchronously through a spool directory (default `false`).
+    pub archive_async: Option<bool>,
+    /// Backup schedule (cron, run only where the node is the leader).
+    pub schedule: Option<BackupSchedule>,
+}
+
+/// A pgBackRest repository.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRepo {
+    /// Repository type.
+    #[serde(rename = "type")]
+    pub kind: RepoType,
+    /// Path of the repository (in the bucket for S3; default `/var/lib/pgbackrest` for posix, `/pgbackrest/<stanza>` for S3).
+    pub path: Option<AbsPath>,
+    /// S3 bucket (required for S3).
+    pub bucket: Option<Bucket>,
+    /// S3 endpoint (default `s3.<region>.amazonaws.com`).
+    pub endpoint: Option<Endpoint>,
+    /// S3 region (required for S3).
+    pub region: Option<Region>,
+    /// S3 URI style (default `host`).
+    pub uri_style: Option<UriStyle>,
+    /// S3 credentials: `auto` uses the EC2 instance role, `shared` reads `PGBACKREST_REPO<n>_S3_KEY`/`_KEY_SECRET` (default `auto`).
+    pub key_type: Option<S3KeyType>,
+    /// S3 access key reference, for `key_type: shared`.
+    pub key: Option<SecretRef>,
+    /// S3 secret key reference, for `key_type: shared`.
+    pub key_secret: Option<SecretRef>,
+    /// Full backups to keep (default 4).
+    #[schemars(range(min = 1, max = 9999))]
+    pub retention_full: Option<u32>,
+    /// Differential backups to keep (default 14).
+    #[schemars(range(min = 1, max = 9999))]
+    pub retention_diff: Option<u32>,
+}
+
+/// pgBackRest repository type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RepoType {
+    /// A directory on the host (or a mounted file system).
+    Posix,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// S3 URI style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UriStyle {
+    /// `bucket.endpoint`.
+    Host,
+    /// `endpoint/bucket`.
+    Path,
+}
+
+/// Where S3 credentials come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum S3KeyType {
+    /// The EC2 instance role.
+    Auto,
+    /// An access key pair delivered as a secret.
+    Shared,
+}
+
+/// pgBackRest compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressType {
+    /// LZ4: fast.
+    Lz4,
+    /// Zstandard.
+    Zst,
+    /// gzip.
+    Gz,
+    /// bzip2.
+    Bz2,
+    /// No compression.
+    None,
+}
+
+/// Backup schedule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSchedule {
+    /// Full backups (default `0 1 * * 0`: Sunday 01:00).
+    pub full: Option<Cron>,
+    /// Differential backups (default `0 1 * * 1-6`: Monday to Saturday 01:00).
+    pub diff: Option<Cron>,
+    /// Incremental backups (default `0 */4 * * *`: every 4 hours).
+    pub incr: Option<Cron>,
+}
+
+/// HAProxy settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxySettings {
+    /// Write port, routed to the leader (default 5000).
+    #[schemars(range(min = 1, max = 65535))]
+    pub write_port: Option<u16>,
+    /// Read port, routed to the replicas (default 5001).
+    #[schemars(range(min = 1, max = 65535))]
+    pub read_port: Option<u16>,
+    /// Statistics page port (default 7000).
+    #[schemars(range(min = 1, max = 65535))]
+    pub stats_port: Option<u16>,
+    /// Global connection limit (default 1000).
+    #[schemars(range(min = 1, max = 1000000))]
+    pub maxconn: Option<u32>,
+    /// Connection limit per PostgreSQL server (default 100).
+    #[schemars(range(min = 1, max = 1000000))]
+    pub server_maxconn: Option<u32>,
+    /// Milliseconds between health checks (default 3000).
+    #[schemars(range(min = 100, max = 3600000))]
+    pub check_interval_ms: Option<u32>,
+    /// Failed checks before a server is marked down (default 3).
+    #[schemars(range(min = 1, max = 100))]
+    pub check_fall: Option<u32>,
+    /// Passed checks before a server is marked up (default 2).
+    #[schemars(range(min = 1, max = 100))]
+    pub check_rise: Option<u32>,
+}
+
+/// Where each secret comes from. Secrets are never values in the spec.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// Password of the PostgreSQL superuser.
+    pub superuser_password: Option<SecretRef>,
+    /// Password of the replication user; shared by a cluster and its DR sites.
+    pub replication_password: Option<SecretRef>,
+    /// Password of the pg_rewind user.
+    pub rewind_password: Option<SecretRef>,
+    /// Password protecting the Patroni REST API's write endpoints (user `patroni`).
+    pub restapi_password: Option<SecretRef>,
+    /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
+    pub backup_cipher_pass: Option<SecretRef>,
+}
+
+/// A reference to a secret kept outside the spec.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SecretRef {
+    /// Read the secret from this environment variable at build time.
+    Env(EnvName),
+    /// Read the secret from this file at build time (relative to the spec's directory).
+    File(FilePath),
+}
+
+/// A scalar value for a run-time parameter or kernel setting.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ScalarValue {
+    /// A boolean, written as `on`/`off` for PostgreSQL and `1`/`0` for sysctl.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A number with a fraction.
+    Float(f64),
+    /// A string such as `256MB` or `'on'`.
+    Text(Text),
+}

@@ -1,0 +1,407 @@
+//! The span-keeping YAML reader.
+//!
+//! serde_yaml gives no per-node positions, so the spec is read from
+//! yaml-rust2's event stream into a `serde_json::Value` (what the JSON schema
+//! validates and what serde deserializes) plus a table from JSON pointer to
+//! line:column. Scalars are resolved with the YAML 1.2 core schema, which is
+//! what users mean; plain words that YAML 1.1 readers (PyYAML, hence Patroni
+//! and cloud-init) would turn into booleans stay strings and are reported, so
+//! nobody is surprised when the same word reaches a YAML 1.1 reader.
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::diag::{Code, Diagnostic};
+use crate::source::{NodeSpan, SourceFile, Span, SpanTable, child};
+
+/// A parsed document: its JSON view, where each node came from, and the
+/// plain scalars that a YAML 1.1 reader would read as booleans.
+pub struct Document {
+    pub value: Value,
+    pub spans: SpanTable,
+    pub yaml11_booleans: Vec<(String, String)>,
+}
+
+/// Words that YAML 1.1 reads as booleans but YAML 1.2 reads as strings.
+const YAML11_BOOLEANS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+enum Frame {
+    Seq {
+        pointer: String,
+        items: Vec<Value>,
+        anchor: usize,
+    },
+    Map {
+        pointer: String,
+        map: Map<String, Value>,
+        pending_key: Option<(String, Span)>,
+        anchor: usize,
+    },
+}
+
+struct Builder<'a> {
+    source: &'a SourceFile,
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    documents: usize,
+    anchors: Vec<(usize, Value)>,
+    spans: SpanTable,
+    yaml11: Vec<(String, String)>,
+    errors: Vec<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn span_at(&self, mark: Marker, len: usize) -> Span {
+        Span {
+            line: mark.line(),
+            col: mark.col() + 1,
+            len: len.max(1),
+        }
+    }
+
+    fn error(&mut self, pointer: &str, span: Span, code: Code, message: String) {
+        self.errors.push(
+            Diagnostic::error(code, pointer, message).with_span(self.source.name.clone(), span),
+        );
+    }
+
+    /// The pointer of the node about to be placed, and its key span if in a mapping.
+    fn next_pointer(&self) -> (String, Option<Span>) {
+        match self.stack.last() {
+            None => (String::new(), None),
+            Some(Frame::Seq { pointer, items, .. }) => (child(pointer, items.len()), None),
+            Some(Frame::Map {
+                pointer,
+                pending_key,
+                ..
+            }) => match pending_key {
+                Some((k, span)) => (child(pointer, k), Some(*span)),
+                None => (pointer.clone(), None),
+            },
+        }
+    }
+
+    fn in_key_position(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                pending_key: None,
+                ..
+            })
+        )
+    }
+
+    fn place(&mut self, value: Value) {
+        match self.stack.last_mut() {
+            None => self.root = Some(value),
+            Some(Frame::Seq { items, .. }) => items.push(value),
+            Some(Frame::Map {
+                map, pending_key, ..
+            }) => {
+                if let Some((k, _)) = pending_key.take() {
+                    map.insert(k, value);
+                }
+            }
+        }
+    }
+
+    fn remember_anchor(&mut self, anchor: usize, value: &Value) {
+        if anchor != 0 {
+            self.anchors.push((anchor, value.clone()));
+        }
+    }
+
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        mark: Marker,
+    ) {
+        let len = self.scalar_width(&text, style, mark);
+        let span = self.span_at(mark, len);
+        if self.in_key_position() {
+            let (pointer, _) = self.next_pointer();
+            if style == TScalarStyle::Plain && text.is_empty() {
+                self.error(
+                    &pointer,
+                    span,
+                    Code::YamlUnsupported,
+                    "empty mapping key".into(),
+                );
+            }
+            let duplicate = match self.stack.last() {
+                Some(Frame::Map { map, .. }) => map.contains_key(&text),
+                _ => false,
+            };
+            if duplicate {
+                let p = child(&pointer, &text);
+                self.error(
+                    &p,
+                    span,
+                    Code::DuplicateKey,
+                    format!("duplicate key `{text}`"),
+                );
+            }
+            if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+                *pending_key = Some((text, span));
+            }
+            return;
+        }
+        let (pointer, key) = self.next_pointer();
+        let value = match tag {
+            Some(t) if t.handle == "!!" && t.suffix == "str" => Value::String(text),
+            Some(t) if t.handle == "tag:yaml.org,2002:" && t.suffix == "str" => Value::String(text),
+            Some(t) => {
+                self.error(
+                    &pointer,
+                    span,
+                    Code::YamlUnsupported,
+                    format!("unsupported YAML tag `{}{}`", t.handle, t.suffix),
+                );
+                Value::Null
+            }
+            None if style == TScalarStyle::Plain => {
+                if YAML11_BOOLEANS.contains(&text.as_str()) {
+                    self.yaml11.push((pointer.clone(), text.clone()));
+                }
+                resolve_plain(text)
+            }
+            None => Value::String(text),
+        };
+        self.spans.insert(pointer, NodeSpan { value: span, key });
+        self.remember_anchor(anchor, &value);
+        self.place(value);
+    }
+
+    /// Width of a scalar as written, for the caret line.
+    fn scalar_width(&self, text: &str, style: TScalarStyle, mark: Marker) -> usize {
+        match style {
+            TScalarStyle::Plain => text.chars().count(),
+            TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
+                let quote = if style == TScalarStyle::SingleQuoted {
+                    '\''
+                } else {
+                    '"'
+                };
+                let rest: String = self.source.text[mark.index().min(self.source.text.len())..]
+                    .chars()
+                    .take_while(|c| *c != '\n')
+                    .collect();
+                let mut chars = rest.chars().enumerate().skip(1);
+                let mut end = rest.chars().count();
+                while let Some((i, c)) = chars.next() {
+                    if c == '\\' && quote == '"' {
+                        chars.next();
+                    } else if c == quote {
+                        if quote == '\'' && rest.chars().nth(i + 1) == Some('\'') {
+                            chars.next();
+                            continue;
+                        }
+                        end = i + 1;
+                        break;
+                    }
+                }
+                end
+            }
+            TScalarStyle::Literal | TScalarStyle::Folded => 1,
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    let span = self.span_at(mark, 3);
+                    self.error(
+                        "",
+                        span,
+                        Code::YamlUnsupported,
+                        "more than one YAML document".into(),
+                    );
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => self.scalar(text, style, anchor, tag, mark),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                let span = self.span_at(mark, 1);
+                if self.in_key_position() {
+                    let (pointer, _) = self.next_pointer();
+                    self.error(
+                        &pointer,
+                        span,
+                        Code::YamlUnsupported,
+                        "complex mapping keys are not supported".into(),
+                    );
+                    if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+                        *pending_key = Some(("?".into(), span));
+                    }
+                }
+                let (pointer, key) = self.next_pointer();
+                self.spans
+                    .insert(pointer.clone(), NodeSpan { value: span, key });
+                let frame = if matches!(ev, Event::SequenceStart(..)) {
+                    Frame::Seq {
+                        pointer,
+                        items: Vec::new(),
+                        anchor,
+                    }
+                } else {
+                    Frame::Map {
+                        pointer,
+                        map: Map::new(),
+                        pending_key: None,
+                        anchor,
+                    }
+                };
+                self.stack.push(frame);
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq { items, anchor, .. }) => (Value::Array(items), anchor),
+                    Some(Frame::Map { map, anchor, .. }) => (Value::Object(map), anchor),
+                    None => return,
+                };
+                self.remember_anchor(anchor, &value);
+                self.place(value);
+            }
+            Event::Alias(id) => {
+                let value = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| *a == id)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or(Value::Null);
+                let span = self.span_at(mark, 1);
+                if self.in_key_position() {
+                    let (pointer, _) = self.next_pointer();
+                    self.error(
+                        &pointer,
+                        span,
+                        Code::YamlUnsupported,
+                        "aliases as mapping keys are not supported".into(),
+                    );
+                    if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+                        *pending_key = Some(("*".into(), span));
+                    }
+                    return;
+                }
+                let (pointer, key) = self.next_pointer();
+                self.spans.insert(pointer, NodeSpan { value: span, key });
+                self.place(value);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(text: String) -> Value {
+    match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let t = text.as_str();
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(i) = t.parse::<i64>() {
+            return Value::Number(i.into());
+        }
+        if let Ok(u) = digits.parse::<u64>()
+            && !t.starts_with('-')
+        {
+            return Value::Number(u.into());
+        }
+    }
+    if let Some(oct) = t.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::Number(i.into());
+    }
+    if let Some(hex) = t.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Number(i.into());
+    }
+    if is_core_float(t)
+        && let Ok(f) = t.parse::<f64>()
+        && let Some(n) = Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
+    Value::String(text)
+}
+
+/// `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?` without a regex engine.
+fn is_core_float(t: &str) -> bool {
+    let b = t.strip_prefix(['-', '+']).unwrap_or(t).as_bytes();
+    let mut i = 0;
+    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += frac_digits;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        let exp = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
+/// Reads a YAML document; syntax errors come back as diagnostics.
+pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
+    let mut builder = Builder {
+        source,
+        stack: Vec::new(),
+        root: None,
+        documents: 0,
+        anchors: Vec::new(),
+        spans: SpanTable::default(),
+        yaml11: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut parser = Parser::new_from_str(&source.text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        let m = e.marker();
+        let span = Span {
+            line: m.line(),
+            col: m.col() + 1,
+            len: 1,
+        };
+        return Err(vec![
+            Diagnostic::error(Code::YamlSyntax, "", format!("invalid YAML: {}", e.info()))
+                .with_span(source.name.clone(), span),
+        ]);
+    }
+    if !builder.errors.is_empty() {
+        return Err(builder.errors);
+    }
+    Ok(Document {
+        value: builder.root.unwrap_or(Value::Null),
+        spans: builder.spans,
+        yaml11_booleans: builder.yaml11,
+    })
+}
