@@ -14,9 +14,11 @@ pub mod cli;
 pub mod diag;
 pub mod load;
 pub mod model;
+pub mod render;
 pub mod schema;
 pub mod source;
 pub mod spec;
+pub mod write;
 
 use std::path::Path;
 
@@ -83,4 +85,53 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
         fleet,
         warnings: diags,
     })
+}
+
+/// Everything a build reads besides the spec.
+pub struct BuildInputs {
+    pub roles: render::templates::RoleTree,
+    pub secrets: load::SecretValues,
+    pub mapping: render::context::Mapping,
+}
+
+/// Renders every artifact of a validated spec. Pure: no file is read or written.
+pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
+    let roles = render::templates::Roles::compile(&inputs.roles)?;
+    let fleet = &v.fleet;
+    let plans = render::plan(&roles, fleet, &inputs.mapping)?;
+    let mut tree = render::ArtifactTree::default();
+    let host_files: Vec<Vec<(String, render::Artifact)>> = {
+        use rayon::prelude::*;
+        plans
+            .par_iter()
+            .map(|p| render::host_artifacts(p, fleet.source_date_epoch))
+            .collect()
+    };
+    for (path, a) in host_files.into_iter().flatten() {
+        tree.files.insert(path, a);
+    }
+    for c in &fleet.clusters {
+        let plans_of: Vec<render::HostPlan> = plans
+            .iter()
+            .filter(|p| p.cluster == c.name)
+            .cloned()
+            .collect();
+        for (path, a) in render::cluster_artifacts(&roles, c, &plans_of)? {
+            tree.files.insert(path, a);
+        }
+    }
+    let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
+    for (path, a) in secret_files {
+        tree.files.insert(path, a);
+    }
+    if !missing.is_empty() {
+        tree.notes.push(format!(
+            "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",
+            missing.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n")
+        ));
+    }
+    let hosts: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
+    render::manifest::finish(&mut tree, &hosts, &spec_sha, &inputs.roles.digest());
+    Ok(tree)
 }

@@ -20,3 +20,106 @@ pub fn spec_dir(path: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+/// Secret values by reference; absent when the build was not given them.
+#[derive(Debug, Clone, Default)]
+pub struct SecretValues {
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// How a reference is shown to users: `env:NAME` or `file:PATH`, never the value.
+pub fn secret_label(r: &crate::spec::v1::SecretRef) -> String {
+    match r {
+        crate::spec::v1::SecretRef::Env(n) => format!("env:{n}"),
+        crate::spec::v1::SecretRef::File(f) => format!("file:{f}"),
+    }
+}
+
+/// Reads every secret the fleet references that is available now.
+pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretValues, Error> {
+    let mut refs = Vec::new();
+    for c in &fleet.clusters {
+        let s = &c.secrets;
+        refs.extend(
+            [
+                &s.superuser_password,
+                &s.replication_password,
+                &s.rewind_password,
+                &s.restapi_password,
+                &s.backup_cipher_pass,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
+        for (_, _, h) in fleet.hosts() {
+            for r in &h.config.pgbackrest.repos {
+                refs.extend(r.key.iter().chain(r.key_secret.iter()).cloned());
+            }
+        }
+    }
+    let mut out = SecretValues::default();
+    for r in refs {
+        let label = secret_label(&r);
+        if out.values.contains_key(&label) {
+            continue;
+        }
+        let value = match &r {
+            crate::spec::v1::SecretRef::Env(n) => std::env::var(n.as_str()).ok(),
+            crate::spec::v1::SecretRef::File(f) => {
+                let path = if f.as_str().starts_with('/') {
+                    PathBuf::from(f.as_str())
+                } else {
+                    spec_dir.join(f.as_str())
+                };
+                match std::fs::read(&path) {
+                    Ok(b) => Some(
+                        String::from_utf8(b)
+                            .map_err(|_| Error::Input(format!("secret {label}: not UTF-8 text")))?
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string(),
+                    ),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(Error::io("reading secret", &path, e)),
+                }
+            }
+        };
+        if let Some(v) = value {
+            if v.is_empty() {
+                continue;
+            }
+            // systemd's EnvironmentFile and the shell disagree on quoting; only plain values are safe in both.
+            if v.chars().any(|c| {
+                c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`')
+            }) {
+                return Err(Error::Input(format!(
+                    "secret {label}: contains whitespace, a quote, a backslash, `$` or a backtick, which an environment file cannot carry safely; choose a value without them"
+                )));
+            }
+            out.values.insert(label, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a user's role tree (`--roles DIR`); the built-in kickstart templates stay.
+pub fn roles(dir: &Path) -> Result<crate::render::templates::RoleTree, Error> {
+    let mut tree = crate::render::templates::RoleTree::embedded();
+    tree.files.retain(|p, _| p.starts_with("kickstart/"));
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry =
+            entry.map_err(|e| Error::Input(format!("reading roles {}: {e}", dir.display())))?;
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .map_err(|_| Error::Input(format!("reading roles {}", dir.display())))?
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(entry.path())
+                .map_err(|e| Error::io("reading role file", entry.path(), e))?;
+            tree.files.insert(rel, bytes);
+        }
+    }
+    Ok(tree)
+}

@@ -58,10 +58,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Build { .. } => {
-            eprintln!("error: build is not available yet");
-            ExitCode::from(2)
-        }
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+        } => build(&spec, &out, roles.as_deref(), format, strict),
         Command::Schema => {
             print!("{}", pgimg::schema::generate_text());
             ExitCode::SUCCESS
@@ -83,6 +86,65 @@ fn main() -> ExitCode {
             },
         },
     }
+}
+
+fn build(
+    spec: &std::path::Path,
+    out: &std::path::Path,
+    roles: Option<&std::path::Path>,
+    format: Format,
+    strict: bool,
+) -> ExitCode {
+    let source = match pgimg::load::spec(spec) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let validated = match pgimg::validate(source.clone(), strict) {
+        Ok(v) => v,
+        Err(d) => {
+            print_diags(&d, Some(&source), format);
+            return ExitCode::from(1);
+        }
+    };
+    print_diags(&validated.warnings, Some(&source), format);
+    let inputs = (|| {
+        Ok::<_, pgimg::Error>(pgimg::BuildInputs {
+            roles: match roles {
+                Some(dir) => pgimg::load::roles(dir)?,
+                None => pgimg::render::templates::RoleTree::embedded(),
+            },
+            secrets: pgimg::load::secrets(&validated.fleet, &pgimg::load::spec_dir(spec))?,
+            mapping: Default::default(),
+        })
+    })();
+    let tree = match inputs.and_then(|i| pgimg::build(&validated, &i)) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = pgimg::write::write(&tree, out) {
+        return fail(e);
+    }
+    let fleet = &validated.fleet;
+    let public = tree
+        .files
+        .keys()
+        .filter(|p| pgimg::render::manifest::is_public(p))
+        .count();
+    println!(
+        "built {} cluster{}, {} host{}, {public} artifacts into {}",
+        fleet.clusters.len(),
+        plural(fleet.clusters.len()),
+        tree.closures.len(),
+        plural(tree.closures.len()),
+        out.display()
+    );
+    for (host, closure) in &tree.closures {
+        println!("  {host:<24} {closure}");
+    }
+    for note in &tree.notes {
+        eprintln!("note: {note}");
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(e: pgimg::Error) -> ExitCode {

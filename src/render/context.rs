@@ -1,0 +1,514 @@
+//! The facts each template sees: one JSON context per host and per cluster,
+//! derived from the model with the build's address and path mapping applied.
+//!
+//! Cross-site facts (the etcd members of a site, a DR site's source
+//! endpoint, the slots a source must keep, the replication rows of pg_hba)
+//! are derived here, once, never typed twice by the user.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::model::{BackupRepo, Cluster, Fleet, Host, Site, scalar_text};
+use crate::spec::v1::{
+    CompressType, Distro, HbaMethod, HbaType, PatroniInstall, RepoType, Role, S3KeyType,
+    SelinuxMode, UriStyle,
+};
+
+/// How a build maps the spec onto machines: a real build maps nothing; a lab
+/// build puts every host on its own loopback address and every absolute
+/// path under a per-host directory.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    pub addresses: BTreeMap<String, String>,
+    /// Each host's own stand-in for 127.0.0.1 (a lab gives every host its own loopback address).
+    pub localhost: BTreeMap<String, String>,
+    /// Directory under which each host gets `<root>/<host>`; `None` for a real build.
+    pub root: Option<String>,
+}
+
+impl Mapping {
+    pub fn addr(&self, a: &str) -> String {
+        self.addresses
+            .get(a)
+            .cloned()
+            .unwrap_or_else(|| a.to_string())
+    }
+
+    /// What 127.0.0.1 is on `host`.
+    pub fn localhost(&self, host: &str) -> String {
+        self.localhost
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
+    /// The prefix of a host's absolute paths: empty for a real build.
+    pub fn prefix(&self, host: &str) -> String {
+        match &self.root {
+            Some(r) => format!("{}/{host}", r.trim_end_matches('/')),
+            None => String::new(),
+        }
+    }
+
+    pub fn path(&self, host: &str, p: &str) -> String {
+        format!("{}{p}", self.prefix(host))
+    }
+}
+
+/// `host:port`, with brackets for IPv6.
+pub fn hostport(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+fn host_prefix(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("{addr}/128")
+    } else {
+        format!("{addr}/32")
+    }
+}
+
+/// Where things live on a host, before mapping.
+pub mod paths {
+    pub const PATRONI_CONFIG: &str = "/etc/patroni/patroni.yml";
+    pub const PATRONI_ENV: &str = "/etc/patroni/patroni.env";
+    pub const PGBACKREST_ENV: &str = "/etc/pgbackrest/pgbackrest.env";
+    pub const PGBACKREST_CONFIG: &str = "/etc/pgbackrest/pgbackrest.conf";
+    pub const PATRONI_VENV: &str = "/opt/patroni";
+    pub const LIBEXEC: &str = "/usr/local/libexec/pgimg";
+    pub const SOCKET_DIR: &str = "/run/postgresql";
+    pub const POSTGRES_HOME: &str = "/var/lib/pgsql";
+}
+
+/// The stanza of a site: the spec's, else the site's scope.
+pub fn stanza(site: &Site) -> String {
+    site.config()
+        .pgbackrest
+        .stanza
+        .clone()
+        .unwrap_or_else(|| site.scope.clone())
+}
+
+/// The write endpoint a DR site follows: its source's HAProxy, else the source's pg hosts.
+pub fn source_endpoint(src: &Site, m: &Mapping) -> (String, u16) {
+    match src.with_role(Role::Haproxy).next() {
+        Some(h) => (m.addr(&h.address), h.config.haproxy.write_port),
+        None => {
+            let hosts: Vec<String> = src
+                .with_role(Role::Pg)
+                .map(|h| m.addr(&h.address))
+                .collect();
+            (hosts.join(","), src.config().postgresql.port)
+        }
+    }
+}
+
+/// The pgBackRest repositories of a site: a DR site's source's first, then its own.
+pub fn site_repos<'a>(cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
+    let own: Vec<&BackupRepo> = site.config().pgbackrest.repos.iter().collect();
+    match cluster.source_of(site) {
+        Some(src) if site.is_dr() => {
+            let mut all: Vec<&BackupRepo> = site_repos(cluster, src).into_iter().take(1).collect();
+            for r in own {
+                if !all.iter().any(|a| same_repo(a, r)) {
+                    all.push(r);
+                }
+            }
+            all
+        }
+        _ => own,
+    }
+}
+
+fn same_repo(a: &BackupRepo, b: &BackupRepo) -> bool {
+    a.kind == b.kind && a.path == b.path && a.bucket == b.bucket && a.region == b.region
+}
+
+fn repo_json(
+    i: usize,
+    r: &BackupRepo,
+    stanza: &str,
+    host: &str,
+    m: &Mapping,
+    cipher: bool,
+) -> Value {
+    let n = i + 1;
+    let path = match (r.kind, &r.path) {
+        (RepoType::S3, Some(p)) => p.clone(),
+        (RepoType::Posix, Some(p)) => m.path(host, p),
+        (RepoType::Posix, None) => m.path(host, "/var/lib/pgbackrest"),
+        (RepoType::S3, None) => format!("/pgbackrest/{stanza}"),
+    };
+    let region = r.region.clone().unwrap_or_default();
+    json!({
+        "n": n,
+        "s3": r.kind == RepoType::S3,
+        "path": path,
+        "bucket": r.bucket,
+        "endpoint": r.endpoint.clone().unwrap_or_else(|| format!("s3.{region}.amazonaws.com")),
+        "region": region,
+        "uri_style": match r.uri_style { UriStyle::Host => "host", UriStyle::Path => "path" },
+        "key_auto": r.key_type == S3KeyType::Auto,
+        "cipher": cipher,
+        "retention_full": r.retention_full,
+        "retention_diff": r.retention_diff,
+    })
+}
+
+fn compress(c: CompressType) -> &'static str {
+    match c {
+        CompressType::Lz4 => "lz4",
+        CompressType::Zst => "zst",
+        CompressType::Gz => "gz",
+        CompressType::Bz2 => "bz2",
+        CompressType::None => "none",
+    }
+}
+
+/// The pg_hba rows of a site: local, loopback, replication from exactly the
+/// hosts that stream from this site, the user's rows, then the catch-all.
+pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<String> {
+    let pg = &host.config.postgresql;
+    let mut rows = vec![
+        "local all all peer".to_string(),
+        format!(
+            "host all all {} scram-sha-256",
+            host_prefix(&m.localhost(&host.name))
+        ),
+        "host all all ::1/128 scram-sha-256".to_string(),
+    ];
+    let mut replicators: Vec<String> = Vec::new();
+    let mut push = |a: String| {
+        if !replicators.contains(&a) {
+            replicators.push(a);
+        }
+    };
+    for h in site.with_role(Role::Pg) {
+        push(m.addr(&h.address));
+    }
+    for follower in cluster.followers_of(site) {
+        for h in follower.with_role(Role::Pg) {
+            push(m.addr(&h.address));
+        }
+        // A DR site streams through this site's HAProxy, so the connection arrives from it.
+        for h in site.with_role(Role::Haproxy) {
+            push(m.addr(&h.address));
+        }
+    }
+    for a in replicators {
+        rows.push(format!(
+            "host replication {} {} scram-sha-256",
+            pg.replication_user,
+            host_prefix(&a)
+        ));
+    }
+    for r in &pg.pg_hba {
+        let kind = match r.kind {
+            HbaType::Local => "local",
+            HbaType::Host => "host",
+            HbaType::Hostssl => "hostssl",
+            HbaType::Hostnossl => "hostnossl",
+        };
+        let method = match r.method {
+            HbaMethod::ScramSha256 => "scram-sha-256",
+            HbaMethod::Md5 => "md5",
+            HbaMethod::Peer => "peer",
+            HbaMethod::Cert => "cert",
+            HbaMethod::Reject => "reject",
+            HbaMethod::Trust => "trust",
+        };
+        match &r.address {
+            Some(a) => rows.push(format!("{kind} {} {} {} {method}", r.database, r.user, a)),
+            None => rows.push(format!("{kind} {} {} {method}", r.database, r.user)),
+        }
+    }
+    rows.push("host all all 0.0.0.0/0 scram-sha-256".to_string());
+    rows.push("host all all ::/0 scram-sha-256".to_string());
+    rows
+}
+
+/// Parameters that name paths of this host: they go to the member's local
+/// configuration, because the DCS copy is shared by every member.
+pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<String, Value> {
+    let stanza = stanza(site);
+    let pgbackrest = m.path(&host.name, "/usr/bin/pgbackrest");
+    let config = m.path(&host.name, paths::PGBACKREST_CONFIG);
+    let mut p = BTreeMap::new();
+    p.insert(
+        "archive_command".to_string(),
+        json!(format!(
+            "{pgbackrest} --config={config} --stanza={stanza} archive-push %p"
+        )),
+    );
+    p.insert(
+        "unix_socket_directories".to_string(),
+        json!(m.path(&host.name, paths::SOCKET_DIR)),
+    );
+    p
+}
+
+/// Cluster-wide PostgreSQL parameters: the reference guide's, then the spec's.
+pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
+    let mut p: BTreeMap<String, Value> = BTreeMap::new();
+    for (k, v) in [
+        ("hot_standby", json!("on")),
+        ("wal_level", json!("replica")),
+        ("wal_keep_size", json!("256MB")),
+        ("max_wal_senders", json!(10)),
+        ("max_replication_slots", json!(10)),
+        ("wal_log_hints", json!("on")),
+        ("archive_mode", json!("on")),
+        ("password_encryption", json!("scram-sha-256")),
+    ] {
+        p.insert(k.to_string(), v);
+    }
+    for (k, v) in &host.config.postgresql.parameters {
+        let value = match v {
+            crate::spec::v1::ScalarValue::Int(i) => json!(i),
+            other => json!(scalar_text(other, "on", "off")),
+        };
+        p.insert(k.clone(), value);
+    }
+    p
+}
+
+/// The JSON context of one host.
+pub fn host_context(
+    fleet: &Fleet,
+    cluster: &Cluster,
+    site: &Site,
+    host: &Host,
+    m: &Mapping,
+) -> Value {
+    let c = &host.config;
+    let addr = m.addr(&host.address);
+    let stanza = stanza(site);
+    let domain = c.network.domain.clone();
+    let fqdn = match &domain {
+        Some(d) => format!("{}.{d}", host.name),
+        None => host.name.clone(),
+    };
+    let member = |h: &Host| {
+        json!({
+            "name": h.name,
+            "member_name": h.member_name,
+            "address": m.addr(&h.address),
+            "fqdn": match &h.config.network.domain { Some(d) => format!("{}.{d}", h.name), None => h.name.clone() },
+        })
+    };
+    let etcd_members: Vec<Value> = site.with_role(Role::Etcd).map(member).collect();
+    let pg_hosts: Vec<Value> = site.with_role(Role::Pg).map(member).collect();
+    let initial_cluster: Vec<String> = site
+        .with_role(Role::Etcd)
+        .map(|h| {
+            format!(
+                "{}=http://{}",
+                h.name,
+                hostport(&m.addr(&h.address), h.config.etcd.peer_port)
+            )
+        })
+        .collect();
+    let etcd_endpoints: Vec<String> = site
+        .with_role(Role::Etcd)
+        .map(|h| {
+            format!(
+                "http://{}",
+                hostport(&m.addr(&h.address), h.config.etcd.client_port)
+            )
+        })
+        .collect();
+    // /etc/hosts lists every host of the cluster, all sites: DR runbooks and checks name them.
+    let cluster_hosts: Vec<Value> = cluster
+        .sites
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .map(member)
+        .collect();
+    let source = cluster.source_of(site).map(|src| {
+        let (endpoint, port) = source_endpoint(src, m);
+        json!({"name": src.name, "scope": src.scope, "endpoint": endpoint, "port": port})
+    });
+    let repos: Vec<Value> = site_repos(cluster, site)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            repo_json(
+                i,
+                r,
+                &stanza,
+                &host.name,
+                m,
+                cluster.secrets.backup_cipher_pass.is_some(),
+            )
+        })
+        .collect();
+    let pip = c.patroni.install == PatroniInstall::Pip;
+    let patroni_bin = if pip {
+        format!("{}/bin/patroni", paths::PATRONI_VENV)
+    } else {
+        "/usr/bin/patroni".to_string()
+    };
+    let patronictl_bin = if pip {
+        format!("{}/bin/patronictl", paths::PATRONI_VENV)
+    } else {
+        "/usr/bin/patronictl".to_string()
+    };
+    let pkg = |name: &str, version: &Option<String>| match version {
+        Some(v) => format!("{name}-{v}"),
+        None => name.to_string(),
+    };
+    let major = c.postgresql.major;
+    let local = m.localhost(&host.name);
+    let client_url = format!("http://{}", hostport(&addr, c.etcd.client_port));
+    let peer_url = format!("http://{}", hostport(&addr, c.etcd.peer_port));
+    let listen_client = format!(
+        "{client_url},http://{}",
+        hostport(&local, c.etcd.client_port)
+    );
+    let site_haproxy = site.with_role(Role::Haproxy).next().map(|h| {
+        json!({
+            "name": h.name,
+            "address": m.addr(&h.address),
+            "write_port": h.config.haproxy.write_port,
+            "read_port": h.config.haproxy.read_port,
+            "stats_port": h.config.haproxy.stats_port,
+        })
+    });
+    let mp = |p: &str| m.path(&host.name, p);
+    let data_parent = match c.postgresql.data_dir.rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => parent.to_string(),
+        _ => "/".to_string(),
+    };
+    let haproxy_servers: Vec<Value> = site
+        .with_role(Role::Pg)
+        .map(|h| {
+            json!({
+                "name": h.member_name,
+                "address": hostport(&m.addr(&h.address), h.config.postgresql.port),
+                "check_port": h.config.patroni.restapi_port,
+            })
+        })
+        .collect();
+    json!({
+        "root": m.prefix(&host.name),
+        "pgimg_version": env!("CARGO_PKG_VERSION"),
+        "host": {
+            "name": host.name,
+            "fqdn": fqdn,
+            "address": addr,
+            "member_name": host.member_name,
+            "is_pg": host.has(Role::Pg),
+            "is_etcd": host.has(Role::Etcd),
+            "is_haproxy": host.has(Role::Haproxy),
+            "localhost": local,
+            "address_any": if addr.contains(':') { format!("ipv6@{addr}") } else { addr.clone() },
+        },
+        "paths": {
+            "patroni_config": mp(paths::PATRONI_CONFIG),
+            "patroni_env": mp(paths::PATRONI_ENV),
+            "pgbackrest_config": mp(paths::PGBACKREST_CONFIG),
+            "pgbackrest_env": mp(paths::PGBACKREST_ENV),
+            "pgbackrest": mp("/usr/bin/pgbackrest"),
+            "patronictl": mp(&patronictl_bin),
+            "patroni": mp(&patroni_bin),
+            "etcdctl": mp("/usr/bin/etcdctl"),
+            "psql": mp(&format!("{}/psql", c.postgresql.bin_dir)),
+            "libexec": mp(paths::LIBEXEC),
+            "socket_dir": mp(paths::SOCKET_DIR),
+            "data_dir": mp(&c.postgresql.data_dir),
+        },
+        "cluster": {"name": cluster.name, "hosts": cluster_hosts},
+        "site": {
+            "name": site.name,
+            "scope": site.scope,
+            "is_dr": site.is_dr(),
+            "source": source,
+            "slot_name": site.slot_name,
+            "stanza": stanza,
+            "etcd_members": etcd_members,
+            "etcd_initial_cluster": initial_cluster.join(","),
+            "etcd_endpoints": etcd_endpoints.join(","),
+            "dcs_url": site
+                .with_role(Role::Etcd)
+                .next()
+                .map(|h| format!("etcd3://{}", hostport(&m.addr(&h.address), h.config.etcd.client_port))),
+            "pg_hosts": pg_hosts,
+            "haproxy_servers": haproxy_servers,
+            "has_followers": cluster.followers_of(site).next().is_some(),
+            "haproxy": site_haproxy,
+        },
+        "os": {
+            "distro": match c.os.distro { Distro::Rocky => "rocky", Distro::Alma => "alma" },
+            "timezone": c.os.timezone,
+            "selinux": match c.os.selinux { SelinuxMode::Enforcing => "enforcing", SelinuxMode::Permissive => "permissive", SelinuxMode::Disabled => "disabled" },
+            "firewall": c.os.firewall,
+            "admin_user": c.os.admin_user,
+            "sysctl": c.os.sysctl.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "nofile": c.os.nofile,
+            "nproc": c.os.nproc,
+        },
+        "pg": {
+            "major": major,
+            "port": c.postgresql.port,
+            "data_dir": c.postgresql.data_dir,
+            "data_parent": data_parent,
+            "bin_dir": c.postgresql.bin_dir,
+            "superuser": c.postgresql.superuser,
+            "replication_user": c.postgresql.replication_user,
+            "packages": {
+                "server": pkg(&format!("postgresql{major}-server"), &c.postgresql.version),
+                "contrib": pkg(&format!("postgresql{major}-contrib"), &c.postgresql.version),
+            },
+            "extra_packages": c.postgresql.extra_packages,
+        },
+        "patroni": {
+            "version": c.patroni.version,
+            "pip": pip,
+            "bin": patroni_bin,
+            "ctl": patronictl_bin,
+            "venv": paths::PATRONI_VENV,
+            "restapi_port": c.patroni.restapi_port,
+            "rest_url": format!("http://{}", hostport(&addr, c.patroni.restapi_port)),
+            "config": paths::PATRONI_CONFIG,
+            "env": paths::PATRONI_ENV,
+            "rpm": pkg("patroni", &Some(c.patroni.version.clone())),
+            "rpm_etcd": pkg("patroni-etcd", &Some(c.patroni.version.clone())),
+        },
+        "etcd": {
+            "client_port": c.etcd.client_port,
+            "peer_port": c.etcd.peer_port,
+            "token": c.etcd.token.clone().unwrap_or_else(|| format!("{}-etcd", site.scope)),
+            "client_url": client_url,
+            "peer_url": peer_url,
+            "listen_client_urls": listen_client,
+            "package": pkg("etcd", &c.etcd.version),
+        },
+        "pgbackrest": {
+            "package": pkg("pgbackrest", &c.pgbackrest.version),
+            "repos": repos,
+            "compress_type": compress(c.pgbackrest.compress_type),
+            "compress_level": c.pgbackrest.compress_level,
+            "process_max": c.pgbackrest.process_max,
+            "archive_timeout": c.pgbackrest.archive_timeout,
+            "archive_async": c.pgbackrest.archive_async,
+            "cipher": cluster.secrets.backup_cipher_pass.is_some(),
+            "schedule": {"full": c.pgbackrest.full, "diff": c.pgbackrest.diff, "incr": c.pgbackrest.incr},
+        },
+        "haproxy": {
+            "write_port": c.haproxy.write_port,
+            "read_port": c.haproxy.read_port,
+            "stats_port": c.haproxy.stats_port,
+            "maxconn": c.haproxy.maxconn,
+            "server_maxconn": c.haproxy.server_maxconn,
+            "inter": format!("{}ms", c.haproxy.check_interval_ms),
+            "fall": c.haproxy.check_fall,
+            "rise": c.haproxy.check_rise,
+        },
+        "source_date_epoch": fleet.source_date_epoch,
+    })
+}

@@ -1,0 +1,86 @@
+//! The deterministic `overlay.tar.gz` of a host's rootfs.
+//!
+//! Headers are built from the plan, never from the file system: entries
+//! sorted by path, every directory explicit, ustar headers only, owners by
+//! name (with the fixed ids EL9 gives the system users), modes from the
+//! plan, one mtime for all (the spec's source date, default 0), and gzip
+//! without timestamp or file name at a fixed level.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use flate2::{Compression, GzBuilder};
+
+use super::RootfsEntry;
+
+/// Numeric ids for owner names, as EL9 assigns them to the system accounts;
+/// extraction as root maps by name anyway, these only matter without the name.
+fn id_of(name: &str) -> u64 {
+    match name {
+        "root" => 0,
+        "postgres" => 26,
+        "haproxy" => 188,
+        _ => 0,
+    }
+}
+
+/// The archive's bytes.
+pub fn tar_gz(entries: &BTreeMap<String, RootfsEntry>, mtime: u64) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.mode(tar::HeaderMode::Deterministic);
+    for (path, e) in entries {
+        let rel = path.trim_start_matches('/');
+        let mut header = tar::Header::new_ustar();
+        header.set_mtime(mtime);
+        header.set_mode(e.mode);
+        header.set_uid(id_of(&e.owner));
+        header.set_gid(id_of(&e.group));
+        // Names always fit: owners are short system account names.
+        let _ = header.set_username(&e.owner);
+        let _ = header.set_groupname(&e.group);
+        match &e.content {
+            None => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_cksum();
+                let _ = tar.append_data(&mut header, format!("{rel}/"), std::io::empty());
+            }
+            Some(bytes) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                header.set_cksum();
+                let _ = tar.append_data(&mut header, rel, bytes.as_slice());
+            }
+        }
+    }
+    let raw = tar.into_inner().unwrap_or_default();
+    gzip(&raw)
+}
+
+/// gzip with no name, mtime 0 and level 9.
+pub fn gzip(raw: &[u8]) -> Vec<u8> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::new(9));
+    let _ = gz.write_all(raw);
+    gz.finish().unwrap_or_default()
+}
+
+/// A readable listing of the archive, one entry a line: mode, owner:group, size, path.
+pub fn listing(entries: &BTreeMap<String, RootfsEntry>) -> String {
+    let mut out = String::new();
+    for (path, e) in entries {
+        let (kind, size) = match &e.content {
+            None => ('d', 0),
+            Some(b) => ('-', b.len()),
+        };
+        out.push_str(&format!(
+            "{kind}{:04o} {}:{} {size:>7} {path}{}\n",
+            e.mode,
+            e.owner,
+            e.group,
+            if kind == 'd' { "/" } else { "" }
+        ));
+    }
+    out
+}

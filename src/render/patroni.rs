@@ -1,0 +1,262 @@
+//! patroni.yml, serialized from typed structs (never templated), so that
+//! every value keeps its type for Patroni's YAML 1.1 reader.
+//!
+//! Passwords are not here: Patroni reads them from `PATRONI_*_PASSWORD` in
+//! the environment file its unit references.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::context::{
+    Mapping, hostport, local_parameters, parameters, paths, pg_hba, source_endpoint, stanza,
+};
+use crate::model::{Cluster, Host, Site};
+use crate::spec::v1::SyncMode;
+
+#[derive(Serialize)]
+pub struct PatroniConfig {
+    pub scope: String,
+    pub namespace: String,
+    pub name: String,
+    pub restapi: RestApi,
+    pub etcd3: Etcd3,
+    pub bootstrap: Bootstrap,
+    pub postgresql: Postgresql,
+    pub tags: Tags,
+}
+
+#[derive(Serialize)]
+pub struct RestApi {
+    pub listen: String,
+    pub connect_address: String,
+}
+
+#[derive(Serialize)]
+pub struct Etcd3 {
+    pub hosts: Vec<String>,
+    pub protocol: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct Bootstrap {
+    pub dcs: Dcs,
+    pub initdb: Vec<Value>,
+}
+
+#[derive(Serialize)]
+pub struct Dcs {
+    pub ttl: u32,
+    pub loop_wait: u32,
+    pub retry_timeout: u32,
+    pub maximum_lag_on_failover: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous_mode: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous_mode_strict: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synchronous_node_count: Option<u32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, Slot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<StandbyCluster>,
+    pub postgresql: DcsPostgresql,
+}
+
+#[derive(Serialize)]
+pub struct Slot {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct StandbyCluster {
+    pub host: String,
+    pub port: u16,
+    pub primary_slot_name: String,
+    pub create_replica_methods: Vec<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct DcsPostgresql {
+    pub use_pg_rewind: bool,
+    pub use_slots: bool,
+    pub parameters: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+pub struct Postgresql {
+    pub listen: String,
+    pub connect_address: String,
+    pub data_dir: String,
+    pub bin_dir: String,
+    pub pgpass: String,
+    pub authentication: Authentication,
+    pub parameters: BTreeMap<String, Value>,
+    pub pg_hba: Vec<String>,
+    pub create_replica_methods: Vec<&'static str>,
+    pub pgbackrest: PgbackrestMethod,
+    pub basebackup: BTreeMap<String, String>,
+    pub callbacks: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+pub struct Authentication {
+    pub superuser: User,
+    pub replication: User,
+    pub rewind: User,
+}
+
+#[derive(Serialize)]
+pub struct User {
+    pub username: String,
+}
+
+#[derive(Serialize)]
+pub struct PgbackrestMethod {
+    pub command: String,
+    pub keep_data: bool,
+    pub no_params: bool,
+}
+
+#[derive(Serialize)]
+pub struct Tags {
+    pub nofailover: bool,
+    pub noloadbalance: bool,
+    pub clonefrom: bool,
+    pub nosync: bool,
+}
+
+pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> PatroniConfig {
+    let c = &host.config;
+    let addr = m.addr(&host.address);
+    let p = |path: &str| m.path(&host.name, path);
+    let stanza = stanza(site);
+    let etcd_hosts = site
+        .with_role(crate::spec::v1::Role::Etcd)
+        .map(|h| hostport(&m.addr(&h.address), h.config.etcd.client_port))
+        .collect();
+    let sync = c.patroni.synchronous_mode;
+    let slots = cluster
+        .followers_of(site)
+        .map(|f| (f.slot_name.clone(), Slot { kind: "physical" }))
+        .collect();
+    let standby_cluster = cluster.source_of(site).map(|src| {
+        let (host, port) = source_endpoint(src, m);
+        StandbyCluster {
+            host,
+            port,
+            primary_slot_name: site.slot_name.clone(),
+            create_replica_methods: vec!["basebackup"],
+        }
+    });
+    let initdb = {
+        let mut v = vec![
+            serde_json::json!({"encoding": c.postgresql.encoding}),
+            serde_json::json!({"locale": c.postgresql.locale}),
+        ];
+        if c.postgresql.data_checksums {
+            v.push(Value::String("data-checksums".into()));
+        }
+        v
+    };
+    let callback = p(&format!("{}/patroni-callback", paths::LIBEXEC));
+    PatroniConfig {
+        scope: site.scope.clone(),
+        namespace: c.patroni.namespace.clone(),
+        name: host.member_name.clone(),
+        restapi: RestApi {
+            listen: hostport(&addr, c.patroni.restapi_port),
+            connect_address: hostport(&addr, c.patroni.restapi_port),
+        },
+        etcd3: Etcd3 {
+            hosts: etcd_hosts,
+            protocol: "http",
+        },
+        bootstrap: Bootstrap {
+            dcs: Dcs {
+                ttl: c.patroni.ttl,
+                loop_wait: c.patroni.loop_wait,
+                retry_timeout: c.patroni.retry_timeout,
+                maximum_lag_on_failover: c.patroni.maximum_lag_on_failover,
+                synchronous_mode: match sync {
+                    SyncMode::Off => None,
+                    SyncMode::On => Some(Value::Bool(true)),
+                    SyncMode::Quorum => Some(Value::String("quorum".into())),
+                },
+                synchronous_mode_strict: (sync != SyncMode::Off)
+                    .then_some(c.patroni.synchronous_mode_strict),
+                synchronous_node_count: (sync != SyncMode::Off)
+                    .then_some(c.patroni.synchronous_node_count),
+                slots,
+                standby_cluster,
+                postgresql: DcsPostgresql {
+                    use_pg_rewind: c.patroni.use_pg_rewind,
+                    use_slots: c.patroni.use_slots,
+                    parameters: parameters(host),
+                },
+            },
+            initdb,
+        },
+        postgresql: Postgresql {
+            listen: hostport(&addr, c.postgresql.port),
+            connect_address: hostport(&addr, c.postgresql.port),
+            data_dir: p(&c.postgresql.data_dir),
+            bin_dir: p(&c.postgresql.bin_dir),
+            pgpass: p(&format!("{}/.pgpass_patroni", paths::POSTGRES_HOME)),
+            authentication: Authentication {
+                superuser: User {
+                    username: c.postgresql.superuser.clone(),
+                },
+                replication: User {
+                    username: c.postgresql.replication_user.clone(),
+                },
+                rewind: User {
+                    username: c.postgresql.rewind_user.clone(),
+                },
+            },
+            // Local parameters that must hold on every member whatever the DCS says.
+            parameters: local_parameters(site, host, m),
+            pg_hba: pg_hba(cluster, site, host, m),
+            create_replica_methods: vec!["pgbackrest", "basebackup"],
+            pgbackrest: PgbackrestMethod {
+                command: format!(
+                    "{} --config={} --stanza={stanza} --delta restore",
+                    p("/usr/bin/pgbackrest"),
+                    p(paths::PGBACKREST_CONFIG)
+                ),
+                keep_data: true,
+                no_params: true,
+            },
+            basebackup: [("checkpoint".to_string(), "fast".to_string())]
+                .into_iter()
+                .collect(),
+            callbacks: [
+                ("on_role_change".to_string(), callback.clone()),
+                ("on_start".to_string(), callback),
+            ]
+            .into_iter()
+            .collect(),
+        },
+        tags: Tags {
+            nofailover: c.patroni.nofailover,
+            noloadbalance: c.patroni.noloadbalance,
+            clonefrom: c.patroni.clonefrom,
+            nosync: c.patroni.nosync,
+        },
+    }
+}
+
+/// The file's bytes.
+pub fn render(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> String {
+    let value = serde_json::to_value(config(cluster, site, host, m)).unwrap_or(Value::Null);
+    let mut out = format!(
+        "# patroni.yml for member {} of scope {}, generated by pgimg; do not edit.\n# Passwords come from the PATRONI_*_PASSWORD variables of {}.\n",
+        host.member_name,
+        site.scope,
+        m.path(&host.name, paths::PATRONI_ENV)
+    );
+    out.push_str(&super::yaml::to_yaml(&value));
+    out
+}

@@ -1,0 +1,288 @@
+//! Roles as data: `roles/<role>/role.yaml` says what a role installs,
+//! enables, opens and renders; its `*.hbs` files are the templates.
+//!
+//! The role tree is embedded in the binary at compile time; `--roles DIR`
+//! replaces it with a user's own tree. Handlebars runs in strict mode (a
+//! missing variable is an error, never an empty string) with HTML escaping
+//! off, because nothing rendered here is HTML.
+
+use std::collections::BTreeMap;
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+include!(concat!(env!("OUT_DIR"), "/embedded_roles.rs"));
+
+/// The role tree: relative path → bytes.
+#[derive(Debug, Clone)]
+pub struct RoleTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl RoleTree {
+    /// The tree compiled into pgimg.
+    pub fn embedded() -> Self {
+        RoleTree {
+            files: EMBEDDED_ROLES
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.to_vec()))
+                .collect(),
+        }
+    }
+
+    /// sha256 over every path and its bytes, for BUILDINFO.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (p, b) in &self.files {
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+        hex(&h.finalize())
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One role's `role.yaml`. String fields are handlebars templates rendered with the host's context;
+/// `when`/`unless` name a dotted path into that context (`site.is_dr`) that must be truthy/falsy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDef {
+    #[serde(default)]
+    pub packages: Vec<NameDef>,
+    #[serde(default)]
+    pub units: Vec<NameDef>,
+    #[serde(default)]
+    pub ports: Vec<PortDef>,
+    #[serde(default)]
+    pub dirs: Vec<DirDef>,
+    #[serde(default)]
+    pub files: Vec<FileDef>,
+}
+
+/// Something that applies only under a condition.
+pub trait Guarded {
+    fn when(&self) -> Option<&str>;
+    fn unless(&self) -> Option<&str>;
+
+    fn applies(&self, ctx: &serde_json::Value) -> bool {
+        self.when().is_none_or(|w| truthy(ctx, w)) && self.unless().is_none_or(|u| !truthy(ctx, u))
+    }
+}
+
+macro_rules! guarded {
+    ($t:ty) => {
+        impl Guarded for $t {
+            fn when(&self) -> Option<&str> {
+                self.when.as_deref()
+            }
+            fn unless(&self) -> Option<&str> {
+                self.unless.as_deref()
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NameDef {
+    pub name: String,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub unless: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortDef {
+    pub port: String,
+    #[serde(default = "tcp")]
+    pub proto: String,
+    pub service: String,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub unless: Option<String>,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirDef {
+    pub path: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: String,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub unless: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDef {
+    /// A template of the role, or `builtin:<name>` for a file serialized from typed structs.
+    pub template: String,
+    pub path: String,
+    pub owner: String,
+    pub group: String,
+    pub mode: String,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub unless: Option<String>,
+}
+
+guarded!(NameDef);
+guarded!(PortDef);
+guarded!(DirDef);
+guarded!(FileDef);
+
+/// The roles every host gets, then one per spec role, then site-level ones.
+pub const ROLE_NAMES: &[&str] = &["common", "etcd", "pg", "haproxy", "dr"];
+
+/// Compiled templates and role definitions.
+pub struct Roles {
+    pub registry: Handlebars<'static>,
+    pub defs: BTreeMap<String, RoleDef>,
+}
+
+impl Roles {
+    pub fn compile(tree: &RoleTree) -> Result<Self, Error> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.set_prevent_indent(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.register_helper("root", Box::new(root_helper));
+        registry.register_helper("join", Box::new(join_helper));
+        let mut defs = BTreeMap::new();
+        for (path, bytes) in &tree.files {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| Error::Template(format!("roles/{path}: not UTF-8")))?;
+            if let Some(role) = path.strip_suffix("/role.yaml") {
+                let def: RoleDef = serde_yaml::from_str(text)
+                    .map_err(|e| Error::Template(format!("roles/{path}: {e}")))?;
+                defs.insert(role.to_string(), def);
+            } else if path.ends_with(".hbs") {
+                registry
+                    .register_template_string(path, text)
+                    .map_err(|e| Error::Template(format!("roles/{path}: {e}")))?;
+            }
+        }
+        for name in ROLE_NAMES {
+            if !defs.contains_key(*name) {
+                return Err(Error::Template(format!(
+                    "roles/{name}/role.yaml is missing"
+                )));
+            }
+        }
+        Ok(Roles { registry, defs })
+    }
+
+    /// Renders an inline template string (a `role.yaml` field).
+    pub fn render_str(
+        &self,
+        what: &str,
+        template: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<String, Error> {
+        if !template.contains("{{") {
+            return Ok(template.to_string());
+        }
+        self.registry
+            .render_template(template, ctx)
+            .map_err(|e| Error::Template(format!("{what}: {e}")))
+    }
+
+    pub fn render_file(&self, name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
+        self.registry
+            .render(name, ctx)
+            .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
+    }
+}
+
+fn describe(e: &handlebars::RenderError) -> String {
+    match (e.line_no, e.column_no) {
+        (Some(l), Some(c)) => format!("line {l}, column {c}: {}", e.reason()),
+        _ => e.reason().to_string(),
+    }
+}
+
+/// `{{root "/etc/x"}}`: the path as it is on the target (prefixed by the lab's per-host root in a lab build).
+fn root_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let path = h
+        .param(0)
+        .and_then(|p| p.value().as_str())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("root", 0))?;
+    let prefix = ctx
+        .data()
+        .get("root")
+        .and_then(|r| r.as_str())
+        .unwrap_or("");
+    out.write(prefix)?;
+    out.write(path)?;
+    Ok(())
+}
+
+/// `{{join list "sep"}}` for lists of strings.
+fn join_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let list = h
+        .param(0)
+        .and_then(|p| p.value().as_array())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("join", 0))?;
+    let sep = h.param(1).and_then(|p| p.value().as_str()).unwrap_or(",");
+    let parts: Vec<String> = list
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    out.write(&parts.join(sep))?;
+    Ok(())
+}
+
+/// Looks up a dotted path (`site.is_dr`) and tells whether it is truthy.
+pub fn truthy(ctx: &serde_json::Value, path: &str) -> bool {
+    let mut v = ctx;
+    for part in path.split('.') {
+        match v.get(part) {
+            Some(next) => v = next,
+            None => return false,
+        }
+    }
+    match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::String(s) => !s.is_empty(),
+        _ => true,
+    }
+}

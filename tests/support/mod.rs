@@ -1,0 +1,34 @@
+//! Test harness shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use pgimg::diag::Diagnostic;
+use pgimg::source::SourceFile;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The pgimg binary built for these tests.
+pub fn pgimg() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgimg"))
+}
+
+/// True when the goldens should be rewritten instead of compared (`PGIMG_BLESS=1`).
+pub fn bless() -> bool {
+    std::env::var_os("PGIMG_BLESS").is_some_and(|v| v == "1")
+}
+
+/// Validates spec text given a file name for diagnostics.
+pub fn validate(name: &str, text: &str) -> Result<pgimg::Validated, Vec<Diagnostic>> {
+    pgimg::validate(SourceFile::new(name, text), false)
+}
+
+/// Reads a file of the repository as text.
+pub fn read(rel: impl AsRef<Path>) -> String {
+    let p = root().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
