@@ -53,6 +53,11 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Start a spec's cluster on this machine from its rendered artifacts, on loopback addresses.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
     /// Print the JSON schema of the spec language.
     Schema,
     /// Explain a diagnostic code, or list them all.
@@ -60,4 +65,31 @@ pub enum Command {
         /// A code such as PG0120.
         code: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Render with the lab mapping, start every etcd, Patroni and HAProxy, wait until healthy.
+    Up(LabArgs),
+    /// Show the members of every site, like `patronictl list`.
+    Status(LabArgs),
+    /// Stop exactly the processes `up` started, then remove the lab root.
+    Down(LabArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The cluster to start (needed when the spec has several).
+    pub cluster: Option<String>,
+    /// Lab root: every host's files go under `<root>/<host>` (default `/tmp/pgimg-lab/<cluster>`).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Second octet of the lab's loopback addresses, `127.<net>.<site>.<host>`.
+    #[arg(long, default_value_t = 0)]
+    pub net: u8,
+    /// Use the role templates in this directory instead of the built-in ones.
+    #[arg(long)]
+    pub roles: Option<PathBuf>,
 }

@@ -85,6 +85,7 @@ codes! {
     S3Incomplete = "PG0210", Error, "an S3 repository lacks a bucket, a region or its keys";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
+    PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
 }
 
 impl Code {
@@ -162,6 +163,18 @@ pub fn sort(diags: &mut Vec<Diagnostic>) {
     diags.dedup();
 }
 
+/// True for the pointer of a slot that holds a secret reference (`secrets.*`,
+/// a repository's `key` and `key_secret`): a plain value found there may be
+/// the secret itself, so diagnostics never show it.
+pub fn is_secret_pointer(pointer: &str) -> bool {
+    let tokens: Vec<&str> = pointer.split('/').collect();
+    match tokens.as_slice() {
+        [.., "secrets", _] => true,
+        [.., "repos", i, "key" | "key_secret"] => i.parse::<usize>().is_ok(),
+        _ => false,
+    }
+}
+
 /// Renders one diagnostic the way rustc does: header, location, the line, a caret.
 pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
     let mut out = String::new();
@@ -181,7 +194,19 @@ pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
         let _ = writeln!(out, "{pad}--> {file}:{}:{}", span.line, span.col);
         if let Some(line) = source.and_then(|s| s.line(span.line)) {
             let _ = writeln!(out, "{pad} |");
-            let _ = writeln!(out, "{} | {}", span.line, line.replace('\t', " "));
+            let mut shown: String = line.replace('\t', " ");
+            if is_secret_pointer(&d.pointer) {
+                // A value where a secret reference belongs may be the secret itself.
+                shown = shown
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let hidden = i + 1 >= span.col && i + 1 < span.col + span.len.max(1);
+                        if hidden { '*' } else { c }
+                    })
+                    .collect();
+            }
+            let _ = writeln!(out, "{} | {}", span.line, shown);
             let caret = format!(
                 "{}{}",
                 " ".repeat(span.col.saturating_sub(1)),

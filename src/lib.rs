@@ -11,7 +11,9 @@
 
 pub mod check;
 pub mod cli;
+pub mod delivery;
 pub mod diag;
+pub mod lab;
 pub mod load;
 pub mod model;
 pub mod render;
@@ -38,6 +40,9 @@ pub enum Error {
     Input(String),
     #[error("{0}")]
     Template(String),
+    /// A delivery format cannot carry a host (such as user-data over EC2's size limit).
+    #[error("{0}")]
+    Delivery(String),
 }
 
 impl Error {
@@ -130,6 +135,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
             missing.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n")
         ));
     }
+    delivery::render(&roles, fleet, &plans, &mut tree)?;
     let hosts: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     render::manifest::finish(&mut tree, &hosts, &spec_sha, &inputs.roles.digest());

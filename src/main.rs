@@ -20,7 +20,7 @@ fn print_diags(diags: &[Diagnostic], source: Option<&SourceFile>, format: Format
     if format == Format::Human {
         let errors = diags.iter().filter(|d| d.is_error()).count();
         let warnings = diags.len() - errors;
-        if diags.len() > 0 {
+        if !diags.is_empty() {
             let _ = writeln!(
                 err,
                 "{errors} error{}, {warnings} warning{}",
@@ -36,6 +36,18 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // Undocumented, for the benchmark: the peak resident set as the kernel counted it.
+    if std::env::var_os("PGIMG_REPORT_PEAK_RSS").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            eprintln!("{line}");
+        }
+    }
+    code
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate {
@@ -65,6 +77,7 @@ fn main() -> ExitCode {
             format,
             strict,
         } => build(&spec, &out, roles.as_deref(), format, strict),
+        Command::Lab { action } => lab(action),
         Command::Schema => {
             print!("{}", pgimg::schema::generate_text());
             ExitCode::SUCCESS
@@ -145,6 +158,31 @@ fn build(
         eprintln!("note: {note}");
     }
     ExitCode::SUCCESS
+}
+
+fn lab(action: pgimg::cli::LabAction) -> ExitCode {
+    use pgimg::cli::LabAction;
+    let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    let opts = pgimg::lab::Options {
+        spec: a.spec.clone(),
+        cluster: a.cluster.clone(),
+        root: a.root.clone(),
+        net: a.net,
+        roles: a.roles.clone(),
+    };
+    let result = match action {
+        LabAction::Up(_) => pgimg::lab::up(&opts).map(|l| print!("{}", l.status_text())),
+        LabAction::Status(_) => pgimg::lab::root_of(&opts)
+            .and_then(|r| pgimg::lab::Lab::open(&r))
+            .map(|l| print!("{}", l.status_text())),
+        LabAction::Down(_) => pgimg::lab::root_of(&opts)
+            .and_then(|r| pgimg::lab::Lab::open(&r))
+            .and_then(|l| l.down()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
 }
 
 fn fail(e: pgimg::Error) -> ExitCode {

@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use jsonschema::ValidationError;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
@@ -52,127 +53,189 @@ pub fn validate(instance: &Value, spans: &SpanTable, source: &SourceFile) -> Vec
     };
     let mut out = Vec::new();
     for err in validator.iter_errors(instance) {
-        let pointer = err.instance_path().as_str().to_string();
-        let sub = subschema(root, &pointer);
-        let found = describe(err.instance());
-        let at = |p: &str, key: bool| {
-            let span = if key { spans.key(p) } else { spans.value(p) };
-            span.map(|s| (source.name.clone(), s))
-        };
-        let mut push = |d: Diagnostic, p: &str, key: bool| {
-            out.push(match at(p, key) {
-                Some((f, s)) => d.with_span(f, s),
-                None => d,
-            });
-        };
-        match err.kind() {
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let allowed = sub.map(property_names).unwrap_or_default();
-                for key in unexpected {
-                    let p = child(&pointer, key);
-                    let mut d =
-                        Diagnostic::error(Code::UnknownKey, &p, format!("unknown key `{key}`"));
-                    d = match did_you_mean(key, &allowed) {
-                        Some(s) => d.expected(format!("a known key; did you mean `{s}`?")),
-                        None => d.expected(format!("one of {}", list(&allowed))),
-                    };
-                    push(d, &p, true);
-                }
-            }
-            ValidationErrorKind::Required { property } => {
-                let name = property.as_str().unwrap_or_default();
-                let what = sub
-                    .and_then(|s| property_schema(root, s, name))
-                    .and_then(description)
-                    .unwrap_or_default();
-                let d =
-                    Diagnostic::error(Code::MissingKey, &pointer, format!("missing key `{name}`"))
-                        .expected(format!("`{name}`: {what}"));
-                push(d, &pointer, true);
-            }
-            ValidationErrorKind::Type { .. } => {
-                let expected = sub
-                    .map(|s| expected_of(root, s))
-                    .unwrap_or_else(|| "another type".into());
-                let d = Diagnostic::error(
-                    Code::WrongType,
-                    &pointer,
-                    format!("wrong type: found {found}"),
-                )
-                .expected(expected);
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::Pattern { .. }
-            | ValidationErrorKind::MinLength { .. }
-            | ValidationErrorKind::MaxLength { .. } => {
-                let expected = sub
-                    .map(|s| expected_of(root, s))
-                    .unwrap_or_else(|| "another value".into());
-                let d =
-                    Diagnostic::error(Code::BadString, &pointer, format!("invalid value: {found}"))
-                        .expected(expected);
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::Minimum { limit }
-            | ValidationErrorKind::ExclusiveMinimum { limit } => {
-                let d = Diagnostic::error(
-                    Code::OutOfRange,
-                    &pointer,
-                    format!("value too small: {found}"),
-                )
-                .expected(range_text(sub, limit));
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::Maximum { limit }
-            | ValidationErrorKind::ExclusiveMaximum { limit } => {
-                let d = Diagnostic::error(
-                    Code::OutOfRange,
-                    &pointer,
-                    format!("value too large: {found}"),
-                )
-                .expected(range_text(sub, limit));
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
-                let expected = sub
-                    .map(|s| expected_of(root, s))
-                    .unwrap_or_else(|| "another value".into());
-                let d = Diagnostic::error(
-                    Code::NotAllowed,
-                    &pointer,
-                    format!("value not allowed: {found}"),
-                )
-                .expected(expected);
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::AnyOf { .. } => {
-                let expected = sub
-                    .map(|s| expected_of(root, s))
-                    .unwrap_or_else(|| "another value".into());
-                let code = if sub.map(|s| choices(root, s).is_some()).unwrap_or(false) {
-                    Code::NotAllowed
-                } else {
-                    Code::WrongType
-                };
-                let d = Diagnostic::error(code, &pointer, format!("invalid value: {found}"))
-                    .expected(expected);
-                push(d, &pointer, false);
-            }
-            ValidationErrorKind::MinItems { limit } => {
-                let d = Diagnostic::error(Code::SchemaOther, &pointer, "too few items".to_string())
-                    .expected(format!(
-                        "at least {limit} item{}",
-                        if *limit == 1 { "" } else { "s" }
-                    ));
-                push(d, &pointer, false);
-            }
-            _ => {
-                let d = Diagnostic::error(Code::SchemaOther, &pointer, err.to_string());
-                push(d, &pointer, false);
-            }
-        }
+        report(&err, root, spans, source, &mut out);
     }
     out
+}
+
+/// The errors of the one branch of an `anyOf`/`oneOf` that fits the value's
+/// type, if exactly one does: for `Option<T>` (`anyOf: [T, null]`) or an
+/// untagged scalar, the user meant that branch, and its errors say what to fix.
+fn fitting_branch<'e>(
+    context: &'e [Vec<ValidationError<'static>>],
+    pointer: &str,
+) -> Option<&'e [ValidationError<'static>]> {
+    let misfit = |e: &ValidationError| {
+        e.instance_path().as_str() == pointer
+            && matches!(
+                e.kind(),
+                ValidationErrorKind::Type { .. }
+                    | ValidationErrorKind::Constant { .. }
+                    | ValidationErrorKind::Enum { .. }
+            )
+    };
+    let mut fitting = context
+        .iter()
+        .filter(|errs| !errs.is_empty() && !errs.iter().any(misfit));
+    match (fitting.next(), fitting.next()) {
+        (Some(errs), None) => Some(errs),
+        _ => None,
+    }
+}
+
+/// Turns one schema violation into diagnostics at its node.
+fn report(
+    err: &ValidationError<'_>,
+    root: &Value,
+    spans: &SpanTable,
+    source: &SourceFile,
+    out: &mut Vec<Diagnostic>,
+) {
+    let pointer = err.instance_path().as_str().to_string();
+    let sub = subschema(root, &pointer);
+    let plain_secret = crate::diag::is_secret_pointer(&pointer) && !err.instance().is_object();
+    let found = if plain_secret {
+        "a plain value (not shown: it may be the secret itself)".to_string()
+    } else {
+        describe(err.instance())
+    };
+    let at = |p: &str, key: bool| {
+        let span = if key {
+            spans.key(p)
+        } else {
+            crate::check::edit_span(spans, p)
+        };
+        span.map(|s| (source.name.clone(), s))
+    };
+    let mut push = |d: Diagnostic, p: &str, key: bool| {
+        let d = if plain_secret {
+            d.help("a spec never holds a secret, only where to read it: `{ env: NAME }` or `{ file: PATH }`")
+        } else {
+            d
+        };
+        out.push(match at(p, key) {
+            Some((f, s)) => d.with_span(f, s),
+            None => d,
+        });
+    };
+    match err.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed = sub.map(property_names).unwrap_or_default();
+            for key in unexpected {
+                let p = child(&pointer, key);
+                let mut d = Diagnostic::error(Code::UnknownKey, &p, format!("unknown key `{key}`"));
+                d = match did_you_mean(key, &allowed) {
+                    Some(s) => d.expected(format!("a known key; did you mean `{s}`?")),
+                    None => d.expected(format!("one of {}", list(&allowed))),
+                };
+                push(d, &p, true);
+            }
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default();
+            let what = sub
+                .and_then(|s| property_schema(root, s, name))
+                .and_then(description)
+                .unwrap_or_default();
+            let d = Diagnostic::error(Code::MissingKey, &pointer, format!("missing key `{name}`"))
+                .expected(format!("`{name}`: {what}"));
+            push(d, &pointer, true);
+        }
+        ValidationErrorKind::Type { .. } => {
+            let expected = sub
+                .map(|s| expected_of(root, s))
+                .unwrap_or_else(|| "another type".into());
+            let d = Diagnostic::error(
+                Code::WrongType,
+                &pointer,
+                format!("wrong type: found {found}"),
+            )
+            .expected(expected);
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::Pattern { .. }
+        | ValidationErrorKind::MinLength { .. }
+        | ValidationErrorKind::MaxLength { .. } => {
+            let expected = sub
+                .map(|s| expected_of(root, s))
+                .unwrap_or_else(|| "another value".into());
+            let d = Diagnostic::error(Code::BadString, &pointer, format!("invalid value: {found}"))
+                .expected(expected);
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            let d = Diagnostic::error(
+                Code::OutOfRange,
+                &pointer,
+                format!("value too small: {found}"),
+            )
+            .expected(range_text(sub, limit));
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            let d = Diagnostic::error(
+                Code::OutOfRange,
+                &pointer,
+                format!("value too large: {found}"),
+            )
+            .expected(range_text(sub, limit));
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
+            let expected = sub
+                .map(|s| expected_of(root, s))
+                .unwrap_or_else(|| "another value".into());
+            let d = Diagnostic::error(
+                Code::NotAllowed,
+                &pointer,
+                format!("value not allowed: {found}"),
+            )
+            .expected(expected);
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
+            if let Some(errs) = fitting_branch(context, &pointer) {
+                for e in errs {
+                    report(e, root, spans, source, out);
+                }
+                return;
+            }
+            let expected = sub
+                .map(|s| expected_of(root, s))
+                .unwrap_or_else(|| "another value".into());
+            let code = if sub.map(|s| choices(root, s).is_some()).unwrap_or(false) {
+                Code::NotAllowed
+            } else {
+                Code::WrongType
+            };
+            let d = Diagnostic::error(code, &pointer, format!("invalid value: {found}"))
+                .expected(expected);
+            push(d, &pointer, false);
+        }
+        ValidationErrorKind::MinItems { limit } => {
+            let n = err.instance().as_array().map_or(0, Vec::len);
+            let d = Diagnostic::error(
+                Code::SchemaOther,
+                &pointer,
+                format!("too few items: found {n}"),
+            )
+            .expected(format!(
+                "at least {limit} item{}",
+                if *limit == 1 { "" } else { "s" }
+            ));
+            push(d, &pointer, false);
+        }
+        _ => {
+            let expected = sub
+                .map(|s| expected_of(root, s))
+                .unwrap_or_else(|| "a value the schema accepts".into());
+            let d =
+                Diagnostic::error(Code::SchemaOther, &pointer, err.to_string()).expected(expected);
+            push(d, &pointer, false);
+        }
+    }
 }
 
 fn range_text(sub: Option<&Value>, limit: &Value) -> String {
@@ -248,10 +311,8 @@ fn subschema<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
             p
         } else if let Some(items) = node.get("items").filter(|_| token.parse::<usize>().is_ok()) {
             items
-        } else if let Some(ap) = node.get("additionalProperties").filter(|v| v.is_object()) {
-            ap
         } else {
-            return None;
+            node.get("additionalProperties").filter(|v| v.is_object())?
         };
         node = unwrap_nullable(root, next);
     }

@@ -2,4 +2,12 @@
 
 mod support;
 
+mod cli;
+mod delivery;
+mod diagnostics;
+mod golden;
+mod guide_parity;
+mod no_panic;
+mod repro;
+mod rules;
 mod schema_drift;

@@ -10,7 +10,7 @@ mod topology;
 
 use crate::diag::{self, Code, Diagnostic, Severity};
 use crate::model::Fleet;
-use crate::source::{SourceFile, SpanTable};
+use crate::source::{SourceFile, Span, SpanTable};
 
 /// What every rule sees.
 pub struct Ctx<'a> {
@@ -43,6 +43,11 @@ pub const RULES: &[Rule] = &[
         name: "ports",
         codes: &[Code::PortCollision],
         run: network::ports,
+    },
+    Rule {
+        name: "network boot",
+        codes: &[Code::PxeWithoutArtifacts],
+        run: network::network_boot,
     },
     Rule {
         name: "pg_hba",
@@ -113,13 +118,30 @@ pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnos
     let mut out: Vec<Diagnostic> = RULES
         .iter()
         .flat_map(|r| (r.run)(&ctx))
-        .map(|d| match spans.value(&d.pointer) {
+        .map(|d| match edit_span(spans, &d.pointer) {
             Some(s) => d.with_span(source.name.clone(), s),
             None => d,
         })
         .collect();
     diag::sort(&mut out);
     out
+}
+
+/// Where a diagnostic about the node at `pointer` points: the node's value,
+/// except for a block collection, whose value starts on the lines below its
+/// key: that one is shown at its key (`hosts:`, not the first host). A node
+/// the document does not have (a built-in default) is shown at its closest
+/// ancestor that it has.
+pub fn edit_span(spans: &SpanTable, pointer: &str) -> Option<Span> {
+    let mut p = pointer;
+    while !spans.contains(p) {
+        p = &p[..p.rfind('/')?];
+    }
+    let value = spans.value(p)?;
+    match spans.key(p) {
+        Some(k) if k.line < value.line => Some(k),
+        _ => Some(value),
+    }
 }
 
 /// Raises warnings to errors, for `--strict`.

@@ -280,3 +280,24 @@ fn kind_name(k: HbaType) -> &'static str {
         HbaType::Hostnossl => "hostnossl",
     }
 }
+
+/// A host with a MAC gets PXE entries whose kernel line names the URL of its
+/// kickstart; without `repos.artifacts` there is none to name.
+pub fn network_boot(ctx: &Ctx) -> Vec<Diagnostic> {
+    ctx.fleet
+        .hosts()
+        .filter(|(_, _, h)| h.boot.mac.is_some() && h.config.repos.artifacts.is_none())
+        .map(|(_, _, h)| {
+            Diagnostic::error(
+                Code::PxeWithoutArtifacts,
+                &format!("{}/boot/mac", h.pointer),
+                format!(
+                    "host `{}` has a MAC, so it gets PXE entries, but no `repos.artifacts` says where its installer fetches `hosts/{}/kickstart.ks`",
+                    h.name, h.name
+                ),
+            )
+            .expected("`repos.artifacts` set for this host, its site, its cluster or `defaults`")
+            .help("set `repos.artifacts` to the base URL the build output is served from, such as `http://boot.example.com/pgimg`, or remove `boot.mac`")
+        })
+        .collect()
+}

@@ -10,8 +10,9 @@ use crate::spec::v1::{RepoType, Role, S3KeyType, SyncMode};
 pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut clusters = BTreeSet::new();
-    let mut scopes: BTreeMap<&str, &str> = BTreeMap::new();
-    for c in &ctx.fleet.clusters {
+    // scope → (pointer, cluster index, site) of its first user.
+    let mut scopes: BTreeMap<&str, (&str, usize, &Site)> = BTreeMap::new();
+    for (ci, c) in ctx.fleet.clusters.iter().enumerate() {
         if !clusters.insert(c.name.as_str()) {
             out.push(
                 Diagnostic::error(
@@ -35,20 +36,28 @@ pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
                     .expected("a name no other site of the cluster has"),
                 );
             }
-            if let Some(first) = scopes.get(s.scope.as_str()) {
-                out.push(
-                    Diagnostic::error(
-                        Code::DuplicateScope,
-                        &s.scope_pointer,
-                        format!("Patroni scope `{}` is used by two sites", s.scope),
-                    )
-                    .expected("a scope no other site of the fleet uses")
-                    .help(format!(
-                        "first used at `{first}`; set `scope` on one of the sites"
-                    )),
-                );
+            if let Some(&(first, first_ci, first_site)) = scopes.get(s.scope.as_str()) {
+                // A DR site with its source's scope is PG0142, reported by `standby_sites`.
+                let follows = |dr: &Site, src: &Site| {
+                    c.source_of(dr).is_some_and(|x| std::ptr::eq(x, src)) && chain(c, dr).is_ok()
+                };
+                let dr_and_source =
+                    first_ci == ci && (follows(s, first_site) || follows(first_site, s));
+                if !dr_and_source {
+                    out.push(
+                        Diagnostic::error(
+                            Code::DuplicateScope,
+                            &s.scope_pointer,
+                            format!("Patroni scope `{}` is used by two sites", s.scope),
+                        )
+                        .expected("a scope no other site of the fleet uses")
+                        .help(format!(
+                            "first used at `{first}`; set `scope` on one of the sites"
+                        )),
+                    );
+                }
             } else {
-                scopes.insert(&s.scope, &s.scope_pointer);
+                scopes.insert(&s.scope, (&s.scope_pointer, ci, s));
             }
             for h in s.with_role(Role::Pg) {
                 let p = if h.member_name != h.name {
@@ -144,13 +153,17 @@ pub fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
             }
         }
         if p.loop_wait + 2 * p.retry_timeout > p.ttl {
-            // Point at the value most likely edited last: the closest layer among the three.
-            let pointer = ["patroni/ttl", "patroni/retry_timeout", "patroni/loop_wait"]
-                .iter()
-                .filter_map(|k| h.origins.get(*k))
-                .max_by_key(|o| o.len())
-                .cloned()
-                .unwrap_or_else(|| h.pointer.clone());
+            // Point at the value most likely edited last: the one set at the layer
+            // closest to the host, and `ttl` (what the expectation suggests) on a tie.
+            let mut pointer: Option<&String> = None;
+            for k in ["patroni/ttl", "patroni/retry_timeout", "patroni/loop_wait"] {
+                if let Some(o) = h.origins.get(k)
+                    && pointer.is_none_or(|p| layer_depth(o) > layer_depth(p))
+                {
+                    pointer = Some(o);
+                }
+            }
+            let pointer = pointer.cloned().unwrap_or_else(|| h.pointer.clone());
             out.push(
                 Diagnostic::error(
                     Code::PatroniTiming,
@@ -172,6 +185,15 @@ pub fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// How close to a host the settings layer of a pointer is: fleet defaults 0,
+/// cluster 1, site 2, host 3.
+fn layer_depth(pointer: &str) -> usize {
+    ["/clusters/", "/sites/", "/hosts/"]
+        .iter()
+        .filter(|seg| pointer.contains(*seg))
+        .count()
 }
 
 /// Follows `standby_of` links from a site; `Err` names the site where a cycle closes.

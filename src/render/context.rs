@@ -25,6 +25,11 @@ pub struct Mapping {
     pub localhost: BTreeMap<String, String>,
     /// Directory under which each host gets `<root>/<host>`; `None` for a real build.
     pub root: Option<String>,
+    /// The address a host's connections arrive from, when that is not its own
+    /// address: on one machine every loopback connection comes from the local
+    /// route's source (127.0.0.1), whichever loopback address the client
+    /// stands for. `None` (a real build): each host's own address.
+    pub source: Option<String>,
 }
 
 impl Mapping {
@@ -33,6 +38,11 @@ impl Mapping {
             .get(a)
             .cloned()
             .unwrap_or_else(|| a.to_string())
+    }
+
+    /// The address connections from the host at spec address `a` arrive from.
+    pub fn source_of(&self, a: &str) -> String {
+        self.source.clone().unwrap_or_else(|| self.addr(a))
     }
 
     /// What 127.0.0.1 is on `host`.
@@ -189,15 +199,15 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
         }
     };
     for h in site.with_role(Role::Pg) {
-        push(m.addr(&h.address));
+        push(m.source_of(&h.address));
     }
     for follower in cluster.followers_of(site) {
         for h in follower.with_role(Role::Pg) {
-            push(m.addr(&h.address));
+            push(m.source_of(&h.address));
         }
         // A DR site streams through this site's HAProxy, so the connection arrives from it.
         for h in site.with_role(Role::Haproxy) {
-            push(m.addr(&h.address));
+            push(m.source_of(&h.address));
         }
     }
     for a in replicators {

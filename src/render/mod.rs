@@ -124,23 +124,24 @@ pub fn plan_host(
         ports: BTreeSet::new(),
         context: Value::Null,
     };
+    let hctx = handlebars::Context::from(ctx.clone());
     for role in roles_of(site, host) {
         let Some(def) = roles.defs.get(role) else {
             continue;
         };
         let what = |field: &str| format!("roles/{role}/role.yaml: {field}");
         for p in def.packages.iter().filter(|p| p.applies(&ctx)) {
-            let name = roles.render_str(&what("packages"), &p.name, &ctx)?;
+            let name = roles.render_str(&what("packages"), &p.name, &hctx)?;
             for n in name.split_whitespace() {
                 plan.packages.insert(n.to_string());
             }
         }
         for u in def.units.iter().filter(|u| u.applies(&ctx)) {
             plan.units
-                .insert(roles.render_str(&what("units"), &u.name, &ctx)?);
+                .insert(roles.render_str(&what("units"), &u.name, &hctx)?);
         }
         for p in def.ports.iter().filter(|p| p.applies(&ctx)) {
-            let port = roles.render_str(&what("ports"), &p.port, &ctx)?;
+            let port = roles.render_str(&what("ports"), &p.port, &hctx)?;
             let port: u16 = port.parse().map_err(|_| {
                 Error::Template(format!("{}: port `{port}` is not a number", what("ports")))
             })?;
@@ -148,7 +149,7 @@ pub fn plan_host(
                 .insert((port, p.proto.clone(), p.service.clone()));
         }
         for d in def.dirs.iter().filter(|d| d.applies(&ctx)) {
-            let path = roles.render_str(&what("dirs"), &d.path, &ctx)?;
+            let path = roles.render_str(&what("dirs"), &d.path, &hctx)?;
             plan.rootfs.insert(
                 path,
                 RootfsEntry {
@@ -160,10 +161,10 @@ pub fn plan_host(
             );
         }
         for f in def.files.iter().filter(|f| f.applies(&ctx)) {
-            let path = roles.render_str(&what("files"), &f.path, &ctx)?;
+            let path = roles.render_str(&what("files"), &f.path, &hctx)?;
             let content = match f.template.as_str() {
                 "builtin:patroni" => patroni::render(cluster, site, host, m),
-                t => roles.render_file(&format!("{role}/{t}"), &ctx)?,
+                t => roles.render_file_with(&format!("{role}/{t}"), &hctx)?,
             };
             plan.rootfs.insert(
                 path,

@@ -183,6 +183,20 @@ impl Roles {
                     .map_err(|e| Error::Template(format!("roles/{path}: {e}")))?;
             }
         }
+        // role.yaml strings are templates too; compiling them once here keeps
+        // parsing out of the per-host loop and reports syntax errors up front.
+        for (role, def) in &defs {
+            let strings = (def.packages.iter().map(|p| &p.name))
+                .chain(def.units.iter().map(|u| &u.name))
+                .chain(def.ports.iter().map(|p| &p.port))
+                .chain(def.dirs.iter().map(|d| &d.path))
+                .chain(def.files.iter().map(|f| &f.path));
+            for t in strings.filter(|t| t.contains("{{")) {
+                registry
+                    .register_template_string(&inline_name(t), t)
+                    .map_err(|e| Error::Template(format!("roles/{role}/role.yaml: {e}")))?;
+            }
+        }
         for name in ROLE_NAMES {
             if !defs.contains_key(*name) {
                 return Err(Error::Template(format!(
@@ -193,19 +207,20 @@ impl Roles {
         Ok(Roles { registry, defs })
     }
 
-    /// Renders an inline template string (a `role.yaml` field).
-    pub fn render_str(
-        &self,
-        what: &str,
-        template: &str,
-        ctx: &serde_json::Value,
-    ) -> Result<String, Error> {
+    /// Renders an inline template string (a `role.yaml` field), compiled by `compile`.
+    /// Takes a prepared `Context` because handlebars would otherwise copy the
+    /// whole JSON context on every call.
+    pub fn render_str(&self, what: &str, template: &str, ctx: &Context) -> Result<String, Error> {
         if !template.contains("{{") {
             return Ok(template.to_string());
         }
-        self.registry
-            .render_template(template, ctx)
-            .map_err(|e| Error::Template(format!("{what}: {e}")))
+        let name = inline_name(template);
+        let rendered = if self.registry.has_template(&name) {
+            self.registry.render_with_context(&name, ctx)
+        } else {
+            self.registry.render_template_with_context(template, ctx)
+        };
+        rendered.map_err(|e| Error::Template(format!("{what}: {e}")))
     }
 
     pub fn render_file(&self, name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
@@ -213,6 +228,18 @@ impl Roles {
             .render(name, ctx)
             .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
     }
+
+    /// `render_file` with a prepared `Context`, for many files of one host.
+    pub fn render_file_with(&self, name: &str, ctx: &Context) -> Result<String, Error> {
+        self.registry
+            .render_with_context(name, ctx)
+            .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
+    }
+}
+
+/// The registry name of an inline `role.yaml` template: its text, which no file path can be.
+fn inline_name(template: &str) -> String {
+    format!("inline:{template}")
 }
 
 fn describe(e: &handlebars::RenderError) -> String {

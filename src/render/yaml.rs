@@ -94,9 +94,27 @@ fn scalar(v: &Value) -> String {
     }
 }
 
-/// Single-quoted YAML scalar; the only escape is `''` for `'`.
+/// A quoted YAML scalar: single quotes (the only escape is `''`), or double
+/// quotes with escapes when the text holds a line break or another control
+/// character, which single quotes would fold into spaces.
 pub fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    if !s.chars().any(char::is_control) {
+        return format!("'{}'", s.replace('\'', "''"));
+    }
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Words a YAML 1.1 reader would not read back as the same string key.
@@ -127,6 +145,11 @@ mod tests {
             to_yaml(&v),
             "a: 'on'\nb: '0755'\nc: 10\nd: true\n'on': 'x'\ne: 'it''s'\n"
         );
+    }
+
+    #[test]
+    fn control_characters_use_double_quotes() {
+        assert_eq!(quote("a\nb\t\"c\\"), "\"a\\nb\\t\\\"c\\\\\"");
     }
 
     #[test]

@@ -74,11 +74,15 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
         }),
         Err(e) => {
             let mut all = warnings;
-            all.push(Diagnostic::error(
-                Code::SchemaOther,
-                "",
-                format!("the spec does not fit the spec language: {e}"),
-            ));
+            all.push(
+                Diagnostic::error(
+                    Code::SchemaOther,
+                    "",
+                    format!("the spec does not fit the spec language: {e}"),
+                )
+                .expected("a spec that the schema and the spec types agree on")
+                .help("this is a bug in pgimg: the schema accepted what the types reject"),
+            );
             Err(all)
         }
     }

@@ -314,6 +314,7 @@ pub enum HbaType {
 #[serde(rename_all = "kebab-case")]
 pub enum HbaMethod {
     /// SCRAM-SHA-256 password authentication.
+    #[serde(rename = "scram-sha-256")]
     ScramSha256,
     /// MD5 password authentication (deprecated).
     Md5,

@@ -40,15 +40,25 @@ enum Frame {
         map: Map<String, Value>,
         pending_key: Option<(String, Span)>,
         anchor: usize,
+        /// Set for a block mapping until its first key: yaml-rust2 marks a block
+        /// mapping at the `:` of its first key, so the span is fixed there.
+        block_key: Option<Option<Span>>,
     },
 }
 
 struct Builder<'a> {
     source: &'a SourceFile,
+    /// Byte offset of the start of each line, for turning a marker into a byte offset.
+    line_starts: Vec<usize>,
     stack: Vec<Frame>,
     root: Option<Value>,
     documents: usize,
-    anchors: Vec<(usize, Value)>,
+    /// Anchored values with their size in nodes.
+    anchors: Vec<(usize, Value, usize)>,
+    /// Nodes produced by aliases so far, bounded by [`MAX_ALIAS_NODES`].
+    alias_nodes: usize,
+    /// Depth of the collection being skipped below [`MAX_DEPTH`], 0 when none.
+    skipped: usize,
     spans: SpanTable,
     yaml11: Vec<(String, String)>,
     errors: Vec<Diagnostic>,
@@ -63,9 +73,47 @@ impl Builder<'_> {
         }
     }
 
-    fn error(&mut self, pointer: &str, span: Span, code: Code, message: String) {
+    /// The text from a marker to the end of its line. Markers count lines and
+    /// characters (their `index` is not a byte offset once a line has non-ASCII
+    /// text), so the byte offset is derived from the line and column.
+    fn rest_of_line(&self, mark: Marker) -> &str {
+        let text = self.source.text.as_str();
+        let start = mark
+            .line()
+            .checked_sub(1)
+            .and_then(|l| self.line_starts.get(l))
+            .copied()
+            .unwrap_or(text.len());
+        let line = text[start..].split('\n').next().unwrap_or_default();
+        match line.char_indices().nth(mark.col()) {
+            Some((i, _)) => &line[i..],
+            None => "",
+        }
+    }
+
+    /// Places a block mapping's span at its first key, once that key is read.
+    fn fix_block_mapping_span(&mut self, key: Span) {
+        if let Some(Frame::Map {
+            pointer, block_key, ..
+        }) = self.stack.last_mut()
+            && let Some(parent_key) = block_key.take()
+        {
+            let value = Span { len: 1, ..key };
+            self.spans.insert(
+                pointer.clone(),
+                NodeSpan {
+                    value,
+                    key: parent_key,
+                },
+            );
+        }
+    }
+
+    fn error(&mut self, pointer: &str, span: Span, code: Code, message: String, expected: &str) {
         self.errors.push(
-            Diagnostic::error(code, pointer, message).with_span(self.source.name.clone(), span),
+            Diagnostic::error(code, pointer, message)
+                .expected(expected)
+                .with_span(self.source.name.clone(), span),
         );
     }
 
@@ -111,7 +159,8 @@ impl Builder<'_> {
 
     fn remember_anchor(&mut self, anchor: usize, value: &Value) {
         if anchor != 0 {
-            self.anchors.push((anchor, value.clone()));
+            self.anchors
+                .push((anchor, value.clone(), node_count(value)));
         }
     }
 
@@ -126,6 +175,7 @@ impl Builder<'_> {
         let len = self.scalar_width(&text, style, mark);
         let span = self.span_at(mark, len);
         if self.in_key_position() {
+            self.fix_block_mapping_span(span);
             let (pointer, _) = self.next_pointer();
             if style == TScalarStyle::Plain && text.is_empty() {
                 self.error(
@@ -133,6 +183,7 @@ impl Builder<'_> {
                     span,
                     Code::YamlUnsupported,
                     "empty mapping key".into(),
+                    "a key name before the `:`",
                 );
             }
             let duplicate = match self.stack.last() {
@@ -146,6 +197,7 @@ impl Builder<'_> {
                     span,
                     Code::DuplicateKey,
                     format!("duplicate key `{text}`"),
+                    "each key at most once in a mapping; remove one of the two",
                 );
             }
             if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
@@ -158,11 +210,27 @@ impl Builder<'_> {
             Some(t) if t.handle == "!!" && t.suffix == "str" => Value::String(text),
             Some(t) if t.handle == "tag:yaml.org,2002:" && t.suffix == "str" => Value::String(text),
             Some(t) => {
+                // Point at the tag as written (`!!int`), which precedes the value on its line.
+                let written = match t.handle.as_str() {
+                    "tag:yaml.org,2002:" => format!("!!{}", t.suffix),
+                    h => format!("{h}{}", t.suffix),
+                };
+                let line = self.source.line(span.line).unwrap_or_default();
+                let before: String = line.chars().take(span.col.saturating_sub(1)).collect();
+                let tag_span = before
+                    .rfind(written.as_str())
+                    .map(|i| Span {
+                        line: span.line,
+                        col: before[..i].chars().count() + 1,
+                        len: written.chars().count(),
+                    })
+                    .unwrap_or(span);
                 self.error(
                     &pointer,
-                    span,
+                    tag_span,
                     Code::YamlUnsupported,
-                    format!("unsupported YAML tag `{}{}`", t.handle, t.suffix),
+                    format!("unsupported YAML tag `{written}`"),
+                    "a value without a tag (only `!!str` is accepted)",
                 );
                 Value::Null
             }
@@ -189,10 +257,7 @@ impl Builder<'_> {
                 } else {
                     '"'
                 };
-                let rest: String = self.source.text[mark.index().min(self.source.text.len())..]
-                    .chars()
-                    .take_while(|c| *c != '\n')
-                    .collect();
+                let rest = self.rest_of_line(mark);
                 let mut chars = rest.chars().enumerate().skip(1);
                 let mut end = rest.chars().count();
                 while let Some((i, c)) = chars.next() {
@@ -216,6 +281,32 @@ impl Builder<'_> {
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        // Below the nesting limit, only the collections' ends are counted.
+        if self.skipped > 0 {
+            match ev {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.skipped += 1,
+                Event::SequenceEnd | Event::MappingEnd => self.skipped -= 1,
+                _ => {}
+            }
+            return;
+        }
+        if matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..))
+            && self.stack.len() >= MAX_DEPTH
+            && !self.in_key_position()
+        {
+            self.skipped = 1;
+            let (pointer, _) = self.next_pointer();
+            let span = self.span_at(mark, 1);
+            self.error(
+                &pointer,
+                span,
+                Code::YamlUnsupported,
+                format!("collections nested more than {MAX_DEPTH} deep"),
+                "a spec nested as deep as the spec language goes (a few levels)",
+            );
+            self.place(Value::Null);
+            return;
+        }
         match ev {
             Event::DocumentStart => {
                 self.documents += 1;
@@ -226,6 +317,7 @@ impl MarkedEventReceiver for Builder<'_> {
                         span,
                         Code::YamlUnsupported,
                         "more than one YAML document".into(),
+                        "a single document: one spec per file",
                     );
                 }
             }
@@ -233,12 +325,14 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 let span = self.span_at(mark, 1);
                 if self.in_key_position() {
+                    self.fix_block_mapping_span(span);
                     let (pointer, _) = self.next_pointer();
                     self.error(
                         &pointer,
                         span,
                         Code::YamlUnsupported,
                         "complex mapping keys are not supported".into(),
+                        "a plain key name",
                     );
                     if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
                         *pending_key = Some(("?".into(), span));
@@ -254,11 +348,13 @@ impl MarkedEventReceiver for Builder<'_> {
                         anchor,
                     }
                 } else {
+                    let flow = self.rest_of_line(mark).starts_with('{');
                     Frame::Map {
                         pointer,
                         map: Map::new(),
                         pending_key: None,
                         anchor,
+                        block_key: (!flow).then_some(key),
                     }
                 };
                 self.stack.push(frame);
@@ -273,21 +369,47 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.place(value);
             }
             Event::Alias(id) => {
-                let value = self
+                let span = self.span_at(mark, 1);
+                let size = self
                     .anchors
                     .iter()
                     .rev()
-                    .find(|(a, _)| *a == id)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or(Value::Null);
-                let span = self.span_at(mark, 1);
+                    .find(|(a, _, _)| *a == id)
+                    .map_or(0, |(_, _, n)| *n);
+                self.alias_nodes = self.alias_nodes.saturating_add(size);
+                let value = if self.alias_nodes > MAX_ALIAS_NODES {
+                    if !self
+                        .errors
+                        .iter()
+                        .any(|e| e.message.starts_with("aliases expand"))
+                    {
+                        let (pointer, _) = self.next_pointer();
+                        self.error(
+                            &pointer,
+                            span,
+                            Code::YamlUnsupported,
+                            format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                            "aliases that expand to a spec-sized document",
+                        );
+                    }
+                    Value::Null
+                } else {
+                    self.anchors
+                        .iter()
+                        .rev()
+                        .find(|(a, _, _)| *a == id)
+                        .map(|(_, v, _)| v.clone())
+                        .unwrap_or(Value::Null)
+                };
                 if self.in_key_position() {
+                    self.fix_block_mapping_span(span);
                     let (pointer, _) = self.next_pointer();
                     self.error(
                         &pointer,
                         span,
                         Code::YamlUnsupported,
                         "aliases as mapping keys are not supported".into(),
+                        "a plain key name",
                     );
                     if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
                         *pending_key = Some(("*".into(), span));
@@ -300,6 +422,24 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// How many nodes aliases may add to a document: far more than any spec
+/// needs, far less than an alias bomb (`a: &a [x, x]`, `b: &b [*a, *a]`, …).
+const MAX_ALIAS_NODES: usize = 100_000;
+
+/// How deep collections may nest: the spec language needs about ten levels;
+/// much deeper values would exhaust the stack of the recursive stages after
+/// this one.
+const MAX_DEPTH: usize = 64;
+
+/// The number of nodes of a value.
+fn node_count(v: &Value) -> usize {
+    1 + match v {
+        Value::Array(a) => a.iter().map(node_count).sum(),
+        Value::Object(m) => m.values().map(node_count).sum(),
+        _ => 0,
     }
 }
 
@@ -375,16 +515,31 @@ fn is_core_float(t: &str) -> bool {
 pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
     let mut builder = Builder {
         source,
+        line_starts: std::iter::once(0)
+            .chain(source.text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
         stack: Vec::new(),
         root: None,
         documents: 0,
         anchors: Vec::new(),
+        alias_nodes: 0,
+        skipped: 0,
         spans: SpanTable::default(),
         yaml11: Vec::new(),
         errors: Vec::new(),
     };
     let mut parser = Parser::new_from_str(&source.text);
-    if let Err(e) = parser.load(&mut builder, true) {
+    // The events are pulled one by one rather than through `Parser::load`,
+    // which recurses once per nesting level and so overflows the stack on
+    // `- - - - …` thousands deep; the builder keeps its own stack.
+    let loaded = loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break Ok(()),
+            Ok((ev, mark)) => builder.on_event(ev, mark),
+            Err(e) => break Err(e),
+        }
+    };
+    if let Err(e) = loaded {
         let m = e.marker();
         let span = Span {
             line: m.line(),
@@ -393,6 +548,8 @@ pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
         };
         return Err(vec![
             Diagnostic::error(Code::YamlSyntax, "", format!("invalid YAML: {}", e.info()))
+                .expected("well-formed YAML")
+                .help("the parser stops where it notices the problem; the cause can be just before it, such as an unclosed bracket or quote or a wrong indentation")
                 .with_span(source.name.clone(), span),
         ]);
     }

@@ -32,3 +32,22 @@ pub fn read(rel: impl AsRef<Path>) -> String {
     let p = root().join(rel);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
+
+/// Every diagnostic of spec text, warnings included, whether or not it validates.
+pub fn diagnostics(name: &str, text: &str, strict: bool) -> Vec<Diagnostic> {
+    match pgimg::validate(SourceFile::new(name, text), strict) {
+        Ok(v) => v.warnings,
+        Err(d) => d,
+    }
+}
+
+/// Runs the pgimg binary from the repository root, so that paths in its
+/// output are the relative ones given here.
+pub fn run_pgimg(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(pgimg())
+        .args(args)
+        .current_dir(root())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap_or_else(|e| panic!("running pgimg {args:?}: {e}"))
+}

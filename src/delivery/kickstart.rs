@@ -1,0 +1,111 @@
+//! `hosts/<host>/kickstart.ks`: the template `kickstart/kickstart.ks.hbs`
+//! rendered with the host's context plus a `ks` block of install facts.
+//!
+//! The overlay travels inside the file (base64 in `%post`), so fetching the
+//! one kickstart is enough to install the host.
+
+use serde_json::{Value, json};
+
+use super::{FirstBoot, Net, OVERLAY_PATH};
+use crate::Error;
+use crate::model::Host;
+use crate::render::HostPlan;
+use crate::render::manifest::sha256;
+use crate::render::templates::Roles;
+use crate::spec::v1::SelinuxMode;
+
+pub const TEMPLATE: &str = "kickstart/kickstart.ks.hbs";
+
+/// The `ks` block of the template context.
+pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
+    let c = &host.config;
+    let net = Net::of(host);
+    let ports: Vec<String> = plan
+        .ports
+        .iter()
+        .map(|(port, proto, _)| format!("{port}:{proto}"))
+        .collect();
+    let mut disks: Vec<String> = Vec::new();
+    disks.extend(host.boot.os_disk.clone());
+    disks.extend(host.boot.data_disk.clone());
+    let data_volume = host.boot.data_disk.as_ref().map(|d| {
+        json!({
+            "disk": d,
+            "mount": data_mount(host),
+            "size": host.boot.data_size_gib.map(|g| (u64::from(g) * 1024).to_string()),
+        })
+    });
+    let first = FirstBoot::of(host, plan);
+    let repos = super::host_repos(host);
+    json!({
+        "distro_name": super::distro_name(c.os.distro),
+        "url": super::baseos_url(host),
+        "appstream": super::appstream_url(host),
+        "pgdg_repos": super::pgdg_repos(host).iter().map(|r| json!({"id": r.id, "baseurl": r.baseurl})).collect::<Vec<_>>(),
+        "repo_file": super::repo_file(&repos),
+        "custom_mirrors": super::custom_distro_mirrors(host),
+        "disable_distro_repos": super::DISABLE_DISTRO_REPOS,
+        "lang": c.os.lang,
+        "keyboard": c.os.keyboard,
+        "timezone": c.os.timezone,
+        "network": {
+            "device": net.ks_device(),
+            "ipv6": net.ipv6,
+            "address": net.address,
+            "prefix": net.prefix,
+            "netmask": net.netmask,
+            "gateway": net.gateway,
+            "nameservers": net.dns.join(","),
+            "fqdn": net.fqdn,
+        },
+        "admin_user": c.os.admin_user,
+        "ssh_keys": c.os.ssh_keys,
+        "selinux": match c.os.selinux {
+            SelinuxMode::Enforcing => "--enforcing",
+            SelinuxMode::Permissive => "--permissive",
+            SelinuxMode::Disabled => "--disabled",
+        },
+        "selinux_on": c.os.selinux != SelinuxMode::Disabled,
+        "firewall": c.os.firewall,
+        "ports": ports.join(","),
+        "os_disk": host.boot.os_disk,
+        "disks": disks.join(","),
+        "data_volume": data_volume,
+        "packages": plan.packages.iter().cloned().collect::<Vec<_>>(),
+        "overlay_path": OVERLAY_PATH,
+        "overlay_sha256": sha256(overlay),
+        "overlay_base64": super::base64(overlay, 76),
+        "pip": first.pip,
+        "venv": FirstBoot::venv_commands(),
+        "haproxy_boolean": first.haproxy_boolean,
+        "units": first.units.join(" "),
+    })
+}
+
+/// Where a dedicated data volume is mounted: the parent of the data
+/// directory, so that the data directory itself stays a plain directory
+/// PostgreSQL creates (initdb wants it empty and owned by postgres); the
+/// directory itself only when its parent is `/`.
+pub fn data_mount(host: &Host) -> String {
+    let dir = &host.config.postgresql.data_dir;
+    match dir.rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => parent.to_string(),
+        _ => dir.clone(),
+    }
+}
+
+pub fn render(
+    roles: &Roles,
+    host: &Host,
+    plan: &HostPlan,
+    overlay: &[u8],
+) -> Result<String, Error> {
+    let mut ctx = plan.context.clone();
+    if let Value::Object(m) = &mut ctx {
+        m.insert("ks".into(), facts(host, plan, overlay));
+    }
+    roles
+        .registry
+        .render(TEMPLATE, &ctx)
+        .map_err(|e| Error::Template(format!("{TEMPLATE} for host {}: {e}", host.name)))
+}

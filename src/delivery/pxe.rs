@@ -1,0 +1,106 @@
+//! `pxe/grub.cfg-01-<mac>` (GRUB2, UEFI) and `pxe/pxelinux.cfg/01-<mac>`
+//! (PXELINUX, BIOS) for every host with a MAC: boot the installer with the
+//! host's kickstart and its static network on the kernel line, so no DHCP
+//! lease is needed once the boot loader is loaded.
+//!
+//! The installer's kernel and initrd are expected next to the entries, under
+//! `<distro>-9/` of the TFTP root (copied from the install tree's
+//! `images/pxeboot/`).
+
+use serde_json::{Value, json};
+
+use super::Net;
+use crate::Error;
+use crate::model::Host;
+use crate::render::HostPlan;
+use crate::render::templates::Roles;
+use crate::spec::v1::Distro;
+
+pub const GRUB_TEMPLATE: &str = "kickstart/grub.cfg.hbs";
+pub const PXELINUX_TEMPLATE: &str = "kickstart/pxelinux.cfg.hbs";
+
+/// The installer's kernel arguments for a host.
+pub fn kernel_args(host: &Host) -> Result<String, Error> {
+    let net = Net::of(host);
+    let artifacts = host.config.repos.artifacts.as_deref().ok_or_else(|| {
+        // The check stage reports this with its position; reaching here is a bug.
+        Error::Template(format!(
+            "host {}: `boot.mac` without `repos.artifacts`",
+            host.name
+        ))
+    })?;
+    let repo = host
+        .config
+        .repos
+        .installer
+        .clone()
+        .unwrap_or_else(|| super::distro_repo(host.config.os.distro, "BaseOS", "x86_64"));
+    let bracket = |a: &str| {
+        if net.ipv6 {
+            format!("[{a}]")
+        } else {
+            a.to_string()
+        }
+    };
+    let gateway = net.gateway.as_deref().map(bracket).unwrap_or_default();
+    // Named interface if the spec has one; else BOOTIF pins the address to the MAC.
+    let iface = net.interface.clone().unwrap_or_default();
+    let mut args = vec![
+        format!("inst.ks={artifacts}/hosts/{}/kickstart.ks", host.name),
+        format!("inst.repo={repo}"),
+        "inst.text".to_string(),
+        format!(
+            "ip={}::{gateway}:{}:{}:{iface}:none",
+            bracket(&net.address),
+            net.netmask,
+            net.fqdn
+        ),
+    ];
+    for d in &net.dns {
+        args.push(format!("nameserver={d}"));
+    }
+    if net.interface.is_none()
+        && let Some(mac) = &net.mac
+    {
+        args.push(format!("BOOTIF=01-{}", mac.replace(':', "-")));
+    }
+    Ok(args.join(" "))
+}
+
+fn context(host: &Host, plan: &HostPlan) -> Result<Value, Error> {
+    let d = host.config.os.distro;
+    let mut ctx = plan.context.clone();
+    if let Value::Object(m) = &mut ctx {
+        m.insert(
+            "pxe".into(),
+            json!({
+                "title": format!("Install {} 9 on {}", super::distro_name(d), super::fqdn(host)),
+                "dir": match d { Distro::Rocky => "rocky-9", Distro::Alma => "alma-9" },
+                "args": kernel_args(host)?,
+            }),
+        );
+    }
+    Ok(ctx)
+}
+
+/// The two entries of a host with a MAC: (path in the output, text).
+pub fn render(roles: &Roles, host: &Host, plan: &HostPlan) -> Result<Vec<(String, String)>, Error> {
+    let Some(mac) = &host.boot.mac else {
+        return Ok(Vec::new());
+    };
+    let name = format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"));
+    let ctx = context(host, plan)?;
+    let render = |t: &str| {
+        roles
+            .registry
+            .render(t, &ctx)
+            .map_err(|e| Error::Template(format!("{t} for host {}: {e}", host.name)))
+    };
+    Ok(vec![
+        (format!("pxe/grub.cfg-{name}"), render(GRUB_TEMPLATE)?),
+        (
+            format!("pxe/pxelinux.cfg/{name}"),
+            render(PXELINUX_TEMPLATE)?,
+        ),
+    ])
+}

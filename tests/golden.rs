@@ -1,0 +1,288 @@
+//! Golden trees: every example spec, built in-process without secrets, must
+//! render exactly the files committed under `tests/cases/<example>/expected/`.
+//!
+//! The comparison runs in both directions, so a file that disappears and a
+//! file that appears both fail. A tarball is compared through a listing read
+//! back from the archive itself plus its sha256, so a reviewer reads text.
+//! The executable bit of each file is part of the fixture (git keeps it).
+//! `PGIMG_BLESS=1 cargo test --test main golden` rewrites the fixtures.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::support;
+
+/// A fixture file: its bytes and whether it is executable.
+type Tree = BTreeMap<String, (Vec<u8>, bool)>;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The example specs, by name (file stem).
+fn examples() -> BTreeMap<String, PathBuf> {
+    let dir = support::root().join("examples");
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).expect("reading examples/") {
+        let path = e.expect("reading examples/").path();
+        if path.extension().is_some_and(|x| x == "yml") {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            out.insert(name, path);
+        }
+    }
+    out
+}
+
+fn case_dir(name: &str) -> PathBuf {
+    support::root().join("tests/cases").join(name)
+}
+
+/// Builds an example in memory: embedded roles, no secrets, no mapping.
+pub fn build_example(name: &str) -> pgimg::render::ArtifactTree {
+    let rel = format!("examples/{name}.yml");
+    let text = support::read(&rel);
+    let validated = match support::validate(&rel, &text) {
+        Ok(v) => v,
+        Err(d) => panic!("{rel} is invalid: {d:#?}"),
+    };
+    assert!(
+        validated.warnings.is_empty(),
+        "{rel} has warnings: {:#?}",
+        validated.warnings
+    );
+    let inputs = pgimg::BuildInputs {
+        roles: pgimg::render::templates::RoleTree::embedded(),
+        secrets: Default::default(),
+        mapping: Default::default(),
+    };
+    pgimg::build(&validated, &inputs).unwrap_or_else(|e| panic!("building {rel}: {e}"))
+}
+
+/// One line per archive entry, read back from the bytes that were written.
+pub fn tar_listing(gz: &[u8]) -> String {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut out = String::new();
+    for entry in archive.entries().expect("reading tar.gz") {
+        let mut entry = entry.expect("reading tar entry");
+        let h = entry.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Regular => "file",
+            tar::EntryType::Directory => "dir",
+            tar::EntryType::Symlink => "link",
+            other => panic!("unexpected tar entry type {other:?}"),
+        };
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).expect("reading tar entry");
+        let path = String::from_utf8_lossy(&h.path_bytes()).into_owned();
+        out.push_str(&format!(
+            "{kind:<4} {:04o} {}/{} {}/{} mtime={} size={} sha256={} {path}\n",
+            h.mode().expect("mode"),
+            h.uid().expect("uid"),
+            h.gid().expect("gid"),
+            h.username().ok().flatten().unwrap_or("?"),
+            h.groupname().ok().flatten().unwrap_or("?"),
+            h.mtime().expect("mtime"),
+            h.size().expect("size"),
+            hex(&Sha256::digest(&content)),
+        ));
+    }
+    out
+}
+
+/// What the fixture of a build looks like.
+fn fixture_of(tree: &pgimg::render::ArtifactTree) -> Tree {
+    let mut out = Tree::new();
+    for (path, a) in &tree.files {
+        let exec = a.mode & 0o111 != 0;
+        if path.ends_with(".tar.gz") {
+            out.insert(
+                format!("{path}.list"),
+                (tar_listing(&a.bytes).into_bytes(), false),
+            );
+            out.insert(
+                format!("{path}.sha256"),
+                (
+                    format!("{}\n", hex(&Sha256::digest(&a.bytes))).into_bytes(),
+                    false,
+                ),
+            );
+        } else {
+            out.insert(path.clone(), (a.bytes.clone(), exec));
+        }
+    }
+    out
+}
+
+fn read_tree(dir: &Path) -> Tree {
+    let mut out = Tree::new();
+    if !dir.exists() {
+        return out;
+    }
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.expect("walking expected/");
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(e.path()).expect("reading fixture");
+        let exec = e.metadata().expect("stat fixture").permissions().mode() & 0o111 != 0;
+        out.insert(rel, (bytes, exec));
+    }
+    out
+}
+
+fn write_tree(dir: &Path, tree: &Tree) {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).expect("removing old fixtures");
+    }
+    for (rel, (bytes, exec)) in tree {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("creating fixture dir");
+        std::fs::write(&path, bytes).expect("writing fixture");
+        let mode = if *exec { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("setting fixture mode");
+    }
+}
+
+/// The first differing region of two texts, `-` expected and `+` actual, with context.
+pub fn diff(expected: &[u8], actual: &[u8]) -> String {
+    let e = String::from_utf8_lossy(expected);
+    let a = String::from_utf8_lossy(actual);
+    let el: Vec<&str> = e.lines().collect();
+    let al: Vec<&str> = a.lines().collect();
+    let prefix = el.iter().zip(&al).take_while(|(x, y)| x == y).count();
+    let suffix = el[prefix..]
+        .iter()
+        .rev()
+        .zip(al[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (e_mid, a_mid) = (
+        &el[prefix..el.len() - suffix],
+        &al[prefix..al.len() - suffix],
+    );
+    const MAX: usize = 12;
+    let mut out = format!(
+        "@@ -{},{} +{},{} @@\n",
+        prefix + 1,
+        e_mid.len(),
+        prefix + 1,
+        a_mid.len()
+    );
+    for l in &el[prefix.saturating_sub(3)..prefix] {
+        out.push_str(&format!(" {l}\n"));
+    }
+    for l in e_mid.iter().take(MAX) {
+        out.push_str(&format!("-{l}\n"));
+    }
+    for l in a_mid.iter().take(MAX) {
+        out.push_str(&format!("+{l}\n"));
+    }
+    if e_mid.len() > MAX || a_mid.len() > MAX {
+        out.push_str("… (more differing lines)\n");
+    }
+    if e_mid.is_empty() && a_mid.is_empty() {
+        out.push_str("(the texts differ only in their final newline or in bytes)\n");
+    }
+    out
+}
+
+fn check(name: &str) {
+    let actual = fixture_of(&build_example(name));
+    let dir = case_dir(name).join("expected");
+    if support::bless() {
+        write_tree(&dir, &actual);
+        return;
+    }
+    let expected = read_tree(&dir);
+    assert!(
+        !expected.is_empty(),
+        "no fixtures for examples/{name}.yml under tests/cases/{name}/expected/; \
+         run `PGIMG_BLESS=1 cargo test --test main golden` and review them"
+    );
+    let mut problems = Vec::new();
+    for (path, (bytes, exec)) in &actual {
+        match expected.get(path) {
+            None => problems.push(format!("extra file (not in expected/): {path}")),
+            Some((want, want_exec)) => {
+                if want != bytes {
+                    problems.push(format!("{path} differs:\n{}", diff(want, bytes)));
+                } else if want_exec != exec {
+                    problems.push(format!(
+                        "{path}: executable is {exec}, expected {want_exec}"
+                    ));
+                }
+            }
+        }
+    }
+    for path in expected.keys().filter(|p| !actual.contains_key(*p)) {
+        problems.push(format!("missing file (in expected/, not built): {path}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "examples/{name}.yml no longer renders tests/cases/{name}/expected/ \
+         ({} problem{}); if the change is intended, run \
+         `PGIMG_BLESS=1 cargo test --test main golden` and review the diff\n\n{}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn golden_minimal() {
+    check("minimal");
+}
+
+#[test]
+fn golden_reference_cluster() {
+    check("reference-cluster");
+}
+
+#[test]
+fn golden_fleet() {
+    check("fleet");
+}
+
+#[test]
+fn golden_cases_match_the_examples() {
+    let examples: Vec<String> = examples().into_keys().collect();
+    let cases_dir = support::root().join("tests/cases");
+    let mut cases = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&cases_dir) {
+        for e in rd {
+            let e = e.expect("reading tests/cases");
+            if e.path().join("expected").is_dir() {
+                cases.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    cases.sort();
+    if support::bless() {
+        for stale in cases.iter().filter(|c| !examples.contains(c)) {
+            std::fs::remove_dir_all(cases_dir.join(stale)).expect("removing stale case");
+        }
+        return;
+    }
+    assert_eq!(
+        cases, examples,
+        "every examples/<name>.yml needs a golden case tests/cases/<name>/ (and a `check` test here), and nothing else"
+    );
+}
+
+#[test]
+fn golden_diff_shows_the_first_difference() {
+    let d = diff(b"a\nb\nc\nd\n", b"a\nb\nX\nd\n");
+    assert!(d.contains("-c\n+X\n"), "{d}");
+    assert!(d.starts_with("@@ -3,1 +3,1 @@"), "{d}");
+}
