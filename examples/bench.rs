@@ -4,8 +4,9 @@
 //! PostgreSQL + etcd hosts and one HAProxy each), then runs the release
 //! `pgimg build` on each as a child process, into a tmpfs when there is one:
 //! a cold build into a fresh directory, then a rebuild that replaces it.
-//! Prints the median of a few runs, the cost per host and the peak resident
-//! set of the pgimg process (reported by pgimg itself at exit).
+//! Prints the median of a few runs: wall time, the CPU time of the pgimg
+//! process (steadier than wall time on a busy machine), the cost per host,
+//! and the peak resident set (reported by pgimg itself at exit).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,26 +46,66 @@ fn spec(hosts: usize) -> String {
     s
 }
 
-/// Runs one build; returns its wall time and peak RSS in KiB.
-fn build(pgimg: &Path, spec: &Path, out: &Path) -> (Duration, u64) {
+/// One build's cost.
+struct Run {
+    wall: Duration,
+    /// User + system CPU time of the pgimg process, all threads.
+    cpu: Duration,
+    /// Peak resident set in KiB.
+    peak_kib: u64,
+}
+
+/// user + system time of a process that has exited but is not yet reaped,
+/// from `/proc/<pid>/stat` (fields 14 and 15, in clock ticks of 1/100 s).
+fn cpu_of_zombie(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() != Some(&"Z") {
+        return None;
+    }
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Runs one build as a child process.
+fn build(pgimg: &Path, spec: &Path, out: &Path) -> Run {
     let start = Instant::now();
-    let o = Command::new(pgimg)
+    let mut child = Command::new(pgimg)
         .arg("build")
         .arg(spec)
         .arg("-o")
         .arg(out)
         .env("PGIMG_REPORT_PEAK_RSS", "1")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("running pgimg");
-    let elapsed = start.elapsed();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "pgimg build failed:\n{stderr}");
-    let peak = stderr
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .expect("reading pgimg's stderr");
+    // stderr closes at exit; poll briefly until the process is a zombie,
+    // whose CPU times are still readable, then reap it.
+    let mut cpu = None;
+    for _ in 0..2000 {
+        cpu = cpu_of_zombie(child.id());
+        if cpu.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let wall = start.elapsed();
+    let status = child.wait().expect("waiting for pgimg");
+    assert!(status.success(), "pgimg build failed:\n{stderr}");
+    let peak_kib = stderr
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
-    (elapsed, peak)
+    Run {
+        wall,
+        cpu: cpu.unwrap_or_default(),
+        peak_kib,
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -112,30 +153,35 @@ fn main() {
         base.display(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("| hosts | cold build | rebuild | per host (cold) | peak RSS |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| hosts | cold build | rebuild | cold, per host | CPU (user+sys), cold | CPU per host | peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &sizes {
         let text = spec(n);
         let hosts = n.div_ceil(4) * 4;
         let spec_path = root.join(format!("fleet-{hosts}.yml"));
         std::fs::write(&spec_path, text).expect("writing the spec");
         let out = root.join(format!("out-{hosts}"));
-        let (mut cold, mut rebuild, mut peak) = (Vec::new(), Vec::new(), 0);
+        let (mut cold, mut rebuild, mut cpu, mut peak) = (Vec::new(), Vec::new(), Vec::new(), 0);
         for _ in 0..RUNS {
             let _ = std::fs::remove_dir_all(&out);
-            let (t, p) = build(&pgimg, &spec_path, &out);
-            cold.push(t);
-            peak = peak.max(p);
-            let (t, p) = build(&pgimg, &spec_path, &out);
-            rebuild.push(t);
-            peak = peak.max(p);
+            let r = build(&pgimg, &spec_path, &out);
+            cold.push(r.wall);
+            cpu.push(r.cpu);
+            peak = peak.max(r.peak_kib);
+            let r = build(&pgimg, &spec_path, &out);
+            rebuild.push(r.wall);
+            peak = peak.max(r.peak_kib);
         }
-        let (cold, rebuild) = (median(cold), median(rebuild));
+        let (cold, rebuild, cpu) = (median(cold), median(rebuild), median(cpu));
         println!(
-            "| {hosts} | {:.1} ms | {:.1} ms | {:.3} ms | {:.1} MiB |",
+            "| {hosts} | {:.0} ms | {:.0} ms | {:.3} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
             ms(cold),
             ms(rebuild),
             ms(cold) / hosts as f64,
+            ms(cpu),
+            ms(cpu) / hosts as f64,
             peak as f64 / 1024.0
         );
         let _ = std::fs::remove_dir_all(&out);

@@ -103,27 +103,40 @@ pub struct BuildInputs {
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
     let roles = render::templates::Roles::compile(&inputs.roles)?;
     let fleet = &v.fleet;
-    let plans = render::plan(&roles, fleet, &inputs.mapping)?;
+    let mut plans = render::plan(&roles, fleet, &inputs.mapping)?;
     let mut tree = render::ArtifactTree::default();
     let host_files: Vec<Vec<(String, render::Artifact)>> = {
         use rayon::prelude::*;
         plans
-            .par_iter()
-            .map(|p| render::host_artifacts(p, fleet.source_date_epoch))
+            .par_iter_mut()
+            .map(|p| {
+                let files = render::host_artifacts(p, fleet.source_date_epoch);
+                // The rootfs now lives in the tree; nothing later reads it from the
+                // plan, and keeping both copies would double the build's memory.
+                p.rootfs.clear();
+                files
+            })
             .collect()
     };
     for (path, a) in host_files.into_iter().flatten() {
         tree.files.insert(path, a);
     }
+    // `plan` keeps fleet order, so each cluster's plans are one contiguous run.
+    let mut runs = Vec::with_capacity(fleet.clusters.len());
+    let mut start = 0;
     for c in &fleet.clusters {
-        let plans_of: Vec<render::HostPlan> = plans
-            .iter()
-            .filter(|p| p.cluster == c.name)
-            .cloned()
-            .collect();
-        for (path, a) in render::cluster_artifacts(&roles, c, &plans_of)? {
-            tree.files.insert(path, a);
-        }
+        let n: usize = c.sites.iter().map(|s| s.hosts.len()).sum();
+        runs.push((c, &plans[start..start + n]));
+        start += n;
+    }
+    let cluster_files: Vec<Vec<(String, render::Artifact)>> = {
+        use rayon::prelude::*;
+        runs.par_iter()
+            .map(|(c, plans_of)| render::cluster_artifacts(&roles, c, plans_of))
+            .collect::<Result<_, _>>()?
+    };
+    for (path, a) in cluster_files.into_iter().flatten() {
+        tree.files.insert(path, a);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
     for (path, a) in secret_files {

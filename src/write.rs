@@ -57,28 +57,37 @@ fn sibling(out: &Path, tag: &str) -> PathBuf {
 fn write_tree(dir: &Path, tree: &ArtifactTree) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     set_mode(dir, 0o755)?;
-    for (rel, artifact) in &tree.files {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent()
-            && !parent.exists()
-        {
-            fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-            // Directories under secrets/ are private; everything else is public output.
-            let mut p = parent;
-            while p != dir {
-                let private = p
-                    .strip_prefix(dir)
-                    .map(|r| r.starts_with("secrets"))
-                    .unwrap_or(false);
-                set_mode(p, if private { 0o700 } else { 0o755 })?;
-                match p.parent() {
-                    Some(pp) => p = pp,
-                    None => break,
-                }
+    // Directories first, parents before children (sorted order), then the
+    // files in parallel: a large fleet is tens of thousands of small files.
+    let mut dirs = std::collections::BTreeSet::new();
+    for rel in tree.files.keys() {
+        let mut p = Path::new(rel.as_str());
+        while let Some(parent) = p.parent() {
+            if parent.as_os_str().is_empty() || !dirs.insert(parent) {
+                break;
             }
+            p = parent;
         }
-        fs::write(&path, &artifact.bytes).map_err(|e| Error::io("writing", &path, e))?;
-        set_mode(&path, artifact.mode)?;
+    }
+    for rel in &dirs {
+        let path = dir.join(rel);
+        fs::create_dir(&path).map_err(|e| Error::io("creating", &path, e))?;
+        // Directories under secrets/ are private; everything else is public output.
+        let mode = if rel.starts_with("secrets") {
+            0o700
+        } else {
+            0o755
+        };
+        set_mode(&path, mode)?;
+    }
+    {
+        use rayon::prelude::*;
+        let files: Vec<(&String, &crate::render::Artifact)> = tree.files.iter().collect();
+        files.par_iter().try_for_each(|(rel, artifact)| {
+            let path = dir.join(rel);
+            fs::write(&path, &artifact.bytes).map_err(|e| Error::io("writing", &path, e))?;
+            set_mode(&path, artifact.mode)
+        })?;
     }
     let marker = dir.join(MARKER);
     fs::write(

@@ -219,7 +219,7 @@ fn every_example_host_has_a_kickstart_and_a_user_data_with_its_overlay() {
 
             let pip = host.has(pgimg::spec::v1::Role::Pg)
                 && host.config.patroni.install == pgimg::spec::v1::PatroniInstall::Pip;
-            let venv = "python3 -m venv /opt/patroni";
+            let venv = "python3.12 -m venv /opt/patroni";
             assert_eq!(
                 ks.contains(venv),
                 pip,
@@ -235,7 +235,12 @@ fn every_example_host_has_a_kickstart_and_a_user_data_with_its_overlay() {
             if host.has(pgimg::spec::v1::Role::Pg) {
                 let rpm = format!("patroni-{}", host.config.patroni.version);
                 assert_eq!(rpms.contains(&rpm), !pip, "{name}: {}: {rpm}", host.name);
-                assert_eq!(rpms.contains("python3-pip"), pip, "{name}: {}", host.name);
+                assert_eq!(
+                    rpms.contains("python3.12-pip"),
+                    pip,
+                    "{name}: {}",
+                    host.name
+                );
             }
 
             match &host.boot.mac {

@@ -158,8 +158,11 @@ mod tests {
     #[test]
     fn a_lab_build_is_the_real_build_with_the_two_mappings() {
         let text = include_str!("../../examples/reference-cluster.yml");
-        let v = crate::validate(SourceFile::new("r.yml".to_string(), text.to_string()), false)
-            .unwrap_or_else(|_| panic!("valid"));
+        let v = crate::validate(
+            SourceFile::new("r.yml".to_string(), text.to_string()),
+            false,
+        )
+        .unwrap_or_else(|_| panic!("valid"));
         let lab_m = lab_mapping(&v.fleet, "/tmp/pgimg-lab/x", 9).expect("maps");
         let hosts: Vec<String> = v.fleet.hosts().map(|(_, _, h)| h.name.clone()).collect();
         let real = build(Mapping::default());

@@ -203,9 +203,16 @@ fn effective_uid() -> u32 {
 /// (name, uid, gid) of a passwd entry, by name or uid.
 fn getent(key: &str) -> Option<(String, u32, u32)> {
     let out = Command::new("getent").args(["passwd", key]).output().ok()?;
-    let line = String::from_utf8_lossy(&out.stdout).lines().next()?.to_string();
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .to_string();
     let f: Vec<&str> = line.split(':').collect();
-    Some((f.first()?.to_string(), f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+    Some((
+        f.first()?.to_string(),
+        f.get(2)?.parse().ok()?,
+        f.get(3)?.parse().ok()?,
+    ))
 }
 
 /// The OS user the daemons run as. pg_hba's `local all all peer` and
@@ -340,7 +347,10 @@ fn pick_cluster<'a>(fleet: &'a Fleet, name: Option<&str>) -> Result<&'a Cluster,
             cs => Err(fail(format!(
                 "the spec has {} clusters; name one: {}",
                 cs.len(),
-                cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                cs.iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         },
     }
@@ -523,7 +533,11 @@ impl Lab {
             mapping: m.clone(),
         };
         let tree = crate::build(&v, &inputs)?;
-        if let Some(n) = tree.notes.iter().find(|n| n.contains("secrets not supplied")) {
+        if let Some(n) = tree
+            .notes
+            .iter()
+            .find(|n| n.contains("secrets not supplied"))
+        {
             return Err(fail(format!(
                 "the lab supplies a value for every secret reference of the spec, but: {n}"
             )));
@@ -733,7 +747,12 @@ impl Lab {
             .sites
             .iter()
             .flat_map(|s| s.pg_hosts())
-            .map(|h| (h.name.clone(), h.pg.as_ref().map(|p| p.pgbackrest_config.clone())))
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    h.pg.as_ref().map(|p| p.pgbackrest_config.clone()),
+                )
+            })
             .filter_map(|(n, c)| c.map(|c| (n, c)))
             .collect();
         for (host, conf) in hosts {
@@ -749,7 +768,8 @@ impl Lab {
                     Some(&"s3") => {
                         let bucket = kv.get(format!("repo{n}-s3-bucket").as_str()).unwrap_or(&"");
                         let path = kv.get(format!("repo{n}-path").as_str()).unwrap_or(&"");
-                        let dir = PathBuf::from(format!("{}/shared/s3/{bucket}{path}", root.display()));
+                        let dir =
+                            PathBuf::from(format!("{}/shared/s3/{bucket}{path}", root.display()));
                         std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
                         s3.push((n, dir));
                     }
@@ -849,8 +869,8 @@ impl Lab {
                 Error::io("reading", &file, e)
             }
         })?;
-        let state: State = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+        let state: State =
+            serde_json::from_str(&text).map_err(|e| fail(format!("{}: {e}", file.display())))?;
         Ok(Lab { state })
     }
 
@@ -908,13 +928,17 @@ impl Lab {
             pid,
             start,
         };
-        procs::append_record(&self.procs_file(), &p).map_err(io("recording", &self.procs_file()))?;
+        procs::append_record(&self.procs_file(), &p)
+            .map_err(io("recording", &self.procs_file()))?;
         Ok(p)
     }
 
     fn start_etcd(&self, host: &str) -> Result<Proc, Error> {
         let u = unit_exec(&self.path(host, "/etc/systemd/system/etcd.service"))?;
-        let mut env = vec![("HOME".to_string(), self.host_root(host).display().to_string())];
+        let mut env = vec![(
+            "HOME".to_string(),
+            self.host_root(host).display().to_string(),
+        )];
         env.extend(u.env);
         self.spawn(host, "etcd", &u.argv, &env)
     }
@@ -933,7 +957,10 @@ impl Lab {
         if let Some(h) = self.host(host) {
             for (n, dir) in h.pg.iter().flat_map(|p| p.s3_repos.iter()) {
                 env.push((format!("PGBACKREST_REPO{n}_TYPE"), "posix".to_string()));
-                env.push((format!("PGBACKREST_REPO{n}_PATH"), dir.display().to_string()));
+                env.push((
+                    format!("PGBACKREST_REPO{n}_PATH"),
+                    dir.display().to_string(),
+                ));
             }
         }
         self.spawn(host, "patroni", &u.argv, &env)
@@ -991,14 +1018,16 @@ impl Lab {
         if let Some(h) = s.haproxy() {
             self.start_haproxy(&h.name)?;
         }
-        for h in s.pg_hosts() {
-            for (n, dir) in h.pg.iter().flat_map(|p| p.s3_repos.iter()) {
-                println!(
-                    "note: {}: repo{n} is S3, which a lab never contacts: Patroni's environment makes it the local directory {} (PGBACKREST_REPO{n}_TYPE/_PATH); the rendered files are unchanged, and pgBackRest run by hand without those variables fails to reach it",
-                    h.name,
-                    dir.display()
-                );
-            }
+        let s3: BTreeSet<(u32, &PathBuf)> = s
+            .pg_hosts()
+            .flat_map(|h| h.pg.iter().flat_map(|p| p.s3_repos.iter()))
+            .map(|(n, d)| (*n, d))
+            .collect();
+        for (n, dir) in s3 {
+            println!(
+                "note: site {site}: repo{n} is S3, which a lab never contacts: Patroni's environment (PGBACKREST_REPO{n}_TYPE=posix, _PATH) makes it the local directory {}; the rendered files are unchanged, so pgBackRest run by hand without those variables cannot reach the bucket",
+                dir.display()
+            );
         }
         Ok(())
     }
@@ -1169,9 +1198,8 @@ impl Lab {
         let pg = self.host(host)?.pg.as_ref()?;
         let text = std::fs::read_to_string(pg.data_dir.join("postmaster.pid")).ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        (procs::alive(pid)
-            && procs::cmdline(pid).contains(&*self.state.root.to_string_lossy()))
-        .then_some(pid)
+        (procs::alive(pid) && procs::cmdline(pid).contains(&*self.state.root.to_string_lossy()))
+            .then_some(pid)
     }
 
     /// The running recorded process of `service` on `host`.
@@ -1311,7 +1339,9 @@ impl Lab {
             .filter_map(|pid| procs::start_time(pid).map(|s| (pid, s)))
             .collect();
         survivors.extend(procs::stop(&postmasters, "INT", STOP_GRACE));
-        survivors.extend(procs::stop(&ours("etcd"), "TERM", STOP_GRACE));
+        // etcd members stopping together each wait to hand their leadership
+        // to another; their data goes with the lab root, so the wait is short.
+        survivors.extend(procs::stop(&ours("etcd"), "TERM", Duration::from_secs(3)));
         // What those started and left behind (PostgreSQL backends of a killed
         // postmaster, a backup a callback started): the lab user's processes
         // whose command line names this lab root, and nothing else.
@@ -1325,6 +1355,10 @@ impl Lab {
         }
         if root.join(".lab").join("state.json").is_file() {
             std::fs::remove_dir_all(&root).map_err(io("removing", &root))?;
+            // The default root's parent goes too once no other lab uses it.
+            if let Some(parent) = root.parent().filter(|p| p.ends_with("pgimg-lab")) {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         println!(
             "lab {}: stopped {} process(es), removed {} in {}",
@@ -1384,7 +1418,9 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
 pub fn up(opts: &Options) -> Result<Lab, Error> {
     let lab = Lab::prepare(opts)?;
     if let Err(e) = lab.start() {
-        eprintln!("lab did not become healthy; `pgimg lab status` and the logs say why, `pgimg lab down` cleans up");
+        eprintln!(
+            "lab did not become healthy; `pgimg lab status` and the logs say why, `pgimg lab down` cleans up"
+        );
         return Err(e);
     }
     Ok(lab)

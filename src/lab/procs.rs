@@ -105,6 +105,11 @@ pub fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
         .copied()
         .collect();
     for (pid, _) in &rest {
+        eprintln!(
+            "  pid {pid} ({}) still runs {} s after SIG{sig}: SIGKILL",
+            cmdline(*pid).chars().take(80).collect::<String>(),
+            grace.as_secs()
+        );
         signal(*pid, "KILL");
     }
     wait_gone(&rest, Duration::from_secs(5))

@@ -45,27 +45,39 @@ struct ArtifactEntry {
 }
 
 /// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
-fn closure(tree: &ArtifactTree, host: &str) -> (String, Vec<String>) {
+fn closure(sums: &BTreeMap<&str, String>, host: &str) -> (String, Vec<String>) {
     let prefix = format!("hosts/{host}/");
     let mut h = Sha256::new();
     let mut paths = Vec::new();
-    for (path, a) in tree
-        .files
-        .range(prefix.clone()..)
+    for (path, sum) in sums
+        .range(prefix.as_str()..)
         .take_while(|(p, _)| p.starts_with(&prefix))
     {
-        h.update(format!("{}  {path}\n", sha256(&a.bytes)).as_bytes());
-        paths.push(path.clone());
+        h.update(format!("{sum}  {path}\n").as_bytes());
+        paths.push(path.to_string());
     }
     (hex(&h.finalize()), paths)
 }
 
 /// Adds `manifest.json` and `SHA256SUMS` to the tree and fills in the closures.
 pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, roles_sha256: &str) {
+    // Every artifact is hashed once, in parallel; closures, the manifest and
+    // SHA256SUMS all read these sums.
+    let sums: BTreeMap<&str, String> = {
+        use rayon::prelude::*;
+        let files: Vec<(&String, &super::Artifact)> = tree.files.iter().collect();
+        files
+            .par_iter()
+            .map(|(p, a)| (p.as_str(), sha256(&a.bytes)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    };
     let mut host_entries = BTreeMap::new();
+    let mut closures = BTreeMap::new();
     for h in hosts {
-        let (c, paths) = closure(tree, h);
-        tree.closures.insert(h.clone(), c.clone());
+        let (c, paths) = closure(&sums, h);
+        closures.insert(h.clone(), c.clone());
         host_entries.insert(
             h.as_str(),
             HostEntry {
@@ -82,7 +94,7 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
             (
                 p.as_str(),
                 ArtifactEntry {
-                    sha256: sha256(&a.bytes),
+                    sha256: sums[p.as_str()].clone(),
                     size: a.bytes.len(),
                 },
             )
@@ -99,12 +111,22 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
     };
     let mut json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     json.push('\n');
+    // SHA256SUMS lists manifest.json too, in its sorted place.
+    let manifest_sum = sha256(json.as_bytes());
+    let mut manifest_line = Some(format!("{manifest_sum}  manifest.json\n"));
+    let mut listing = String::new();
+    for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
+        if *p > "manifest.json"
+            && let Some(line) = manifest_line.take()
+        {
+            listing.push_str(&line);
+        }
+        listing.push_str(&format!("{sum}  {p}\n"));
+    }
+    if let Some(line) = manifest_line {
+        listing.push_str(&line);
+    }
+    tree.closures = closures;
     tree.add("manifest.json", json, 0o644);
-    let sums: String = tree
-        .files
-        .iter()
-        .filter(|(p, _)| is_public(p))
-        .map(|(p, a)| format!("{}  {p}\n", sha256(&a.bytes)))
-        .collect();
-    tree.add("SHA256SUMS", sums, 0o644);
+    tree.add("SHA256SUMS", listing, 0o644);
 }

@@ -220,12 +220,15 @@ impl Roles {
         } else {
             self.registry.render_template_with_context(template, ctx)
         };
-        rendered.map_err(|e| Error::Template(format!("{what}: {e}")))
+        rendered
+            .map(shrunk)
+            .map_err(|e| Error::Template(format!("{what}: {e}")))
     }
 
     pub fn render_file(&self, name: &str, ctx: &serde_json::Value) -> Result<String, Error> {
         self.registry
             .render(name, ctx)
+            .map(shrunk)
             .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
     }
 
@@ -233,8 +236,16 @@ impl Roles {
     pub fn render_file_with(&self, name: &str, ctx: &Context) -> Result<String, Error> {
         self.registry
             .render_with_context(name, ctx)
+            .map(shrunk)
             .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
     }
+}
+
+/// Handlebars renders into an 8 KiB buffer; a build keeps every rendered file
+/// until it is written, so the slack would be most of its memory.
+fn shrunk(mut s: String) -> String {
+    s.shrink_to_fit();
+    s
 }
 
 /// The registry name of an inline `role.yaml` template: its text, which no file path can be.

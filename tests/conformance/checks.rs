@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -95,6 +95,23 @@ fn parse_ip_run(run: &str) -> Option<IpAddr> {
     None
 }
 
+/// A `host:port`, `[v6]:port` or URL whose host is a loopback IP literal.
+/// A host name would be resolved, which may send a DNS query off the machine.
+pub fn require_loopback_literal(what: &str, endpoint: &str) -> Result<(), String> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or_default();
+    let host = match rest.strip_prefix('[') {
+        Some(r) => r.split(']').next().unwrap_or_default(),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(()),
+        _ => Err(format!(
+            "refusing to start {what}: `{endpoint}` is not a loopback IP address"
+        )),
+    }
+}
+
 fn refuse_non_loopback(what: &str, text: &str) -> Result<(), String> {
     let bad = non_loopback_addresses(text);
     if bad.is_empty() {
@@ -112,6 +129,16 @@ fn refuse_non_loopback(what: &str, text: &str) -> Result<(), String> {
 /// `ksvalidator -v RHEL9`, then `bash -n` on every `%pre`/`%post` body, which
 /// ksvalidator does not parse. Neither checks package names or repository URLs.
 pub fn kickstart(file: &Path, work: &Path) -> Result<(), String> {
+    // ksvalidator fetches what `%include` names: only local files may be checked.
+    for (n, l) in read(file)?.lines().enumerate() {
+        let t = l.trim_start();
+        if (t.starts_with("%include") || t.starts_with("%ksappend")) && t.contains("://") {
+            return Err(format!(
+                "line {}: refusing to validate: ksvalidator would fetch {t}",
+                n + 1
+            ));
+        }
+    }
     let tmp = work.join("ksvalidator-tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let out = run(
@@ -481,10 +508,14 @@ pub fn patroni(file: &Path, work: &Path) -> Result<(), String> {
     let doc = yaml12(&copy).map_err(|e| format!("pgimg's YAML reader: {e}"))?;
     let copy_path = work.join("patroni.yml");
     write(&copy_path, &copy)?;
-    // Patroni only opens a TCP connection to each etcd host; listeners
-    // stand in for etcd so that no daemon has to run for this check.
-    let mut listeners = Vec::new();
-    let hosts = match doc.pointer("/etcd3/hosts") {
+    for ptr in ["/restapi/listen", "/postgresql/listen", "/etcd3/host"] {
+        if let Some(v) = doc.pointer(ptr).and_then(Value::as_str) {
+            for h in v.split(',') {
+                require_loopback_literal("patroni --validate-config", h.trim())?;
+            }
+        }
+    }
+    let hosts: Vec<String> = match doc.pointer("/etcd3/hosts") {
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)
@@ -493,10 +524,9 @@ pub fn patroni(file: &Path, work: &Path) -> Result<(), String> {
         Some(Value::String(s)) => s.split(',').map(|h| h.trim().to_string()).collect(),
         _ => Vec::new(),
     };
-    for h in hosts {
-        let l =
-            TcpListener::bind(&h).map_err(|e| format!("cannot stand in for etcd host {h}: {e}"))?;
-        listeners.push(l);
+    for h in &hosts {
+        require_loopback_literal("patroni --validate-config", h)?;
+        stand_in(h)?;
     }
     let out = run(
         Command::new(tool("patroni")?)
@@ -506,13 +536,38 @@ pub fn patroni(file: &Path, work: &Path) -> Result<(), String> {
             .env("HOME", work),
         RUN_TIMEOUT,
     )?;
-    drop(listeners);
     if !out.success() || !out.text().is_empty() {
         return Err(format!(
             "patroni --validate-config rejected it {}",
             out.report()
         ));
     }
+    Ok(())
+}
+
+/// Patroni only opens a TCP connection to each etcd host, so a listener
+/// stands in for etcd and no daemon has to run for its check. The members
+/// of a site share their etcd hosts and their checks run at the same time:
+/// one listener per address serves them all, for the life of the test
+/// process, and a thread closes what it accepts so the backlog never fills.
+fn stand_in(host_port: &str) -> Result<(), String> {
+    static LISTENING: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
+    let mut set = LISTENING
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if set.contains(host_port) {
+        return Ok(());
+    }
+    refuse_non_loopback("a stand-in etcd listener", host_port)?;
+    let l = TcpListener::bind(host_port)
+        .map_err(|e| format!("cannot stand in for etcd host {host_port}: {e}"))?;
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            drop(conn);
+        }
+    });
+    set.insert(host_port.to_string());
     Ok(())
 }
 
@@ -657,7 +712,19 @@ pub fn pgbackrest(file: &Path) -> Result<(), String> {
             RUN_TIMEOUT,
         )?;
         let t = out.text();
-        if !out.success() || t.contains("WARN:") || t.contains("ERROR:") {
+        let complaints: Vec<&str> = t
+            .lines()
+            .filter(|l| l.contains("WARN:") || l.contains("ERROR:"))
+            .collect();
+        if !complaints.is_empty() {
+            // The rest is the help page: its complaints are the message.
+            return Err(format!(
+                "pgbackrest (stanza {s}) rejected it (exit status {})\n{}",
+                out.code.map_or("none".into(), |c| c.to_string()),
+                complaints.join("\n")
+            ));
+        }
+        if !out.success() {
             return Err(format!(
                 "pgbackrest (stanza {s}) rejected it {}",
                 out.report()
@@ -770,6 +837,13 @@ pub fn etcd(file: &Path, work: &Path) -> Result<(), String> {
     );
     let all: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     refuse_non_loopback("etcd", &all)?;
+    for (k, v) in &vars {
+        if k.ends_with("_URLS") {
+            for url in v.split(',') {
+                require_loopback_literal("etcd", url.trim())?;
+            }
+        }
+    }
     let log_path = work.join("etcd.log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let child = Command::new(tool("etcd")?)

@@ -112,12 +112,30 @@ fn every_artifact_of_every_example_is_accepted_by_its_consumer() {
         }
     }
     let n = jobs.len();
+    let mut per_consumer = std::collections::BTreeMap::<String, usize>::new();
+    for j in &jobs {
+        let consumer = j.label.rsplit(": ").next().unwrap_or_default();
+        *per_consumer.entry(consumer.to_string()).or_default() += 1;
+    }
     failures.extend(suite::run_jobs(jobs, suite::workers()));
-    eprintln!(
-        "conformance: {} examples, {n} checks, {:.1} s",
+    // Straight to stderr: the log shows what was covered even when the harness captures a pass.
+    let summary = format!(
+        "conformance: {} examples ({}), {n} checks ({}), {} failed, {:.1} s\n",
         examples.len(),
+        examples
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        per_consumer
+            .iter()
+            .map(|(c, k)| format!("{c}: {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        failures.len(),
         started.elapsed().as_secs_f64()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     if !failures.is_empty() {
         panic!(
             "{} of {n} conformance checks failed:\n\n{}",
@@ -353,4 +371,30 @@ fn the_loopback_guard_sees_every_address_form() {
         "a: '10.1.2.3:8008'\nb: http://172.31.0.1:2379\nc: '[2001:db8::5]:5432'\nd: 'host all all 0.0.0.0/0 x'\ne: ::/0\nf: 127.100.0.2:2379\ng: fd00::1\n",
     );
     assert_eq!(bad, ["10.1.2.3", "172.31.0.1", "2001:db8::5", "fd00::1"]);
+    for ok in ["127.100.0.2:2379", "http://127.100.0.2:2380", "[::1]:8008"] {
+        assert!(checks::require_loopback_literal("x", ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "pg1.example.com:2379",
+        "http://localhost:2379",
+        "10.0.0.1:8008",
+        "http://[fd00::1]:2379",
+    ] {
+        assert!(checks::require_loopback_literal("x", bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_cloud_config_is_found_inside_gzip_and_mime_user_data() {
+    use std::io::Write;
+    let cfg = "#cloud-config\nruncmd:\n- ['true']\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(cfg.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    assert_eq!(checks::cloud_config_of(&gz).unwrap(), cfg);
+    let mime = format!(
+        "Content-Type: multipart/mixed; boundary=\"XYZ\"\nMIME-Version: 1.0\n\n--XYZ\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho hi\n--XYZ\nContent-Type: text/cloud-config; charset=\"us-ascii\"\nContent-Transfer-Encoding: base64\n\n{}\n--XYZ--\n",
+        "I2Nsb3VkLWNvbmZpZwpydW5jbWQ6Ci0gWyd0cnVlJ10K"
+    );
+    assert_eq!(checks::cloud_config_of(mime.as_bytes()).unwrap(), cfg);
 }

@@ -242,13 +242,19 @@ fn collect_versions() -> Vec<(String, Result<String, String>)> {
             "ksvalidator".into(),
             py_version("ksvalidator", "pykickstart"),
         ),
-        ("cloud-init".into(), simple("cloud-init", &["--version"])),
+        (
+            "cloud-init".into(),
+            // It prints its own path first.
+            simple("cloud-init", &["--version"]).map(|l| {
+                let v = l.split_whitespace().last().unwrap_or_default();
+                format!("cloud-init {v}")
+            }),
+        ),
         ("haproxy".into(), simple("haproxy", &["-v"])),
         ("patroni".into(), simple("patroni", &["--version"])),
         (
             "postgresql".into(),
-            pg_bindir()
-                .and_then(|d| first_line(&mut Command::new(d.join("postgres")).arg("--version"))),
+            pg_bindir().and_then(|d| first_line(Command::new(d.join("postgres")).arg("--version"))),
         ),
         (
             "systemd-analyze".into(),
