@@ -254,42 +254,72 @@ pub fn render(
     plans: &[HostPlan],
     tree: &mut ArtifactTree,
 ) -> Result<(), Error> {
+    use rayon::prelude::*;
+
+    /// What one host contributes, computed in parallel and added to the tree in fleet order.
+    struct Delivered {
+        files: Vec<(String, Vec<u8>)>,
+        compressed: Option<String>,
+        too_big: Option<String>,
+        no_mac: Option<String>,
+    }
+
+    // `render::plan` returns the plans in fleet order, so pairing by position is exact.
+    let hosts: Vec<&Host> = fleet.hosts().map(|(_, _, h)| h).collect();
+    let delivered: Vec<Delivered> = hosts
+        .par_iter()
+        .zip(plans.par_iter())
+        .map(|(host, plan)| -> Result<Delivered, Error> {
+            debug_assert_eq!(host.name, plan.name);
+            let base = format!("hosts/{}", host.name);
+            let overlay = tree
+                .files
+                .get(&format!("{base}/overlay.tar.gz"))
+                .map(|a| a.bytes.as_slice())
+                .ok_or_else(|| {
+                    Error::Template(format!(
+                        "{base}/overlay.tar.gz was not rendered before delivery"
+                    ))
+                })?;
+            let mut d = Delivered {
+                files: vec![(
+                    format!("{base}/kickstart.ks"),
+                    kickstart::render(roles, host, plan, overlay)?.into(),
+                )],
+                compressed: None,
+                too_big: None,
+                no_mac: None,
+            };
+            match cloudinit::render(host, plan, overlay) {
+                Ok(cloudinit::UserData::Plain(bytes)) => {
+                    d.files.push((format!("{base}/user-data"), bytes))
+                }
+                Ok(cloudinit::UserData::Gzip { raw, bytes }) => {
+                    d.compressed = Some(format!("{} ({raw} → {} bytes)", host.name, bytes.len()));
+                    d.files.push((format!("{base}/user-data"), bytes));
+                }
+                Err(e) => d.too_big = Some(e),
+            }
+            if host.boot.mac.is_some() {
+                for (path, text) in pxe::render(roles, host, plan)? {
+                    d.files.push((path, text.into()));
+                }
+            } else {
+                d.no_mac = Some(host.name.clone());
+            }
+            Ok(d)
+        })
+        .collect::<Result<_, _>>()?;
     let mut no_mac = Vec::new();
     let mut compressed = Vec::new();
     let mut too_big = Vec::new();
-    for (_, _, host) in fleet.hosts() {
-        let Some(plan) = plans.iter().find(|p| p.name == host.name) else {
-            continue;
-        };
-        let base = format!("hosts/{}", host.name);
-        let overlay = tree
-            .files
-            .get(&format!("{base}/overlay.tar.gz"))
-            .map(|a| a.bytes.clone())
-            .ok_or_else(|| {
-                Error::Template(format!(
-                    "{base}/overlay.tar.gz was not rendered before delivery"
-                ))
-            })?;
-        let ks = kickstart::render(roles, host, plan, &overlay)?;
-        tree.add(format!("{base}/kickstart.ks"), ks, 0o644);
-        match cloudinit::render(host, plan, &overlay) {
-            Ok(cloudinit::UserData::Plain(bytes)) => {
-                tree.add(format!("{base}/user-data"), bytes, 0o644)
-            }
-            Ok(cloudinit::UserData::Gzip { raw, bytes }) => {
-                compressed.push(format!("{} ({raw} → {} bytes)", host.name, bytes.len()));
-                tree.add(format!("{base}/user-data"), bytes, 0o644);
-            }
-            Err(e) => too_big.push(e),
+    for d in delivered {
+        for (path, bytes) in d.files {
+            tree.add(path, bytes, 0o644);
         }
-        if host.boot.mac.is_some() {
-            for (path, text) in pxe::render(roles, host, plan)? {
-                tree.add(path, text, 0o644);
-            }
-        } else {
-            no_mac.push(host.name.clone());
-        }
+        compressed.extend(d.compressed);
+        too_big.extend(d.too_big);
+        no_mac.extend(d.no_mac);
     }
     if !too_big.is_empty() {
         return Err(Error::Delivery(too_big.join("\n")));
