@@ -99,27 +99,61 @@ pub struct BuildInputs {
     pub mapping: render::context::Mapping,
 }
 
+/// One host after rendering: its slimmed plan, its files, its delivery formats.
+type RenderedHost = (
+    render::HostPlan,
+    Vec<(String, render::Artifact)>,
+    delivery::Delivered,
+);
+
 /// Renders every artifact of a validated spec. Pure: no file is read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
     let roles = render::templates::Roles::compile(&inputs.roles)?;
     let fleet = &v.fleet;
-    let mut plans = render::plan(&roles, fleet, &inputs.mapping)?;
     let mut tree = render::ArtifactTree::default();
-    let host_files: Vec<Vec<(String, render::Artifact)>> = {
+    // The cluster artifacts read the context of one host per site; every other
+    // context can go as soon as its host is rendered, which bounds the memory.
+    let site_contexts: std::collections::BTreeSet<&str> = fleet
+        .clusters
+        .iter()
+        .flat_map(|c| c.sites.iter())
+        .filter_map(|s| s.with_role(spec::v1::Role::Pg).next().or(s.hosts.first()))
+        .map(|h| h.name.as_str())
+        .collect();
+    let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
+    // Each host is planned, rendered and delivered in one go, so that only a
+    // thread's worth of plans is alive at a time, never the whole fleet's.
+    let per_host: Vec<RenderedHost> = {
         use rayon::prelude::*;
-        plans
-            .par_iter_mut()
-            .map(|p| {
-                let files = render::host_artifacts(p, fleet.source_date_epoch);
+        hosts
+            .par_iter()
+            .map(|(c, s, host)| {
+                let mut p = render::plan_host(&roles, fleet, c, s, host, &inputs.mapping)?;
+                let files = render::host_artifacts(&p, fleet.source_date_epoch);
                 // The rootfs now lives in the tree; nothing later reads it from the
                 // plan, and keeping both copies would double the build's memory.
                 p.rootfs.clear();
-                files
+                let overlay = files
+                    .iter()
+                    .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
+                    .map(|(_, a)| a.bytes.as_slice())
+                    .unwrap_or_default();
+                let delivered = delivery::render_host(&roles, host, &p, overlay)?;
+                if !site_contexts.contains(p.name.as_str()) {
+                    p.context = serde_json::Value::Null;
+                }
+                Ok::<_, Error>((p, files, delivered))
             })
-            .collect()
+            .collect::<Result<_, _>>()?
     };
-    for (path, a) in host_files.into_iter().flatten() {
-        tree.files.insert(path, a);
+    let mut delivered = Vec::with_capacity(per_host.len());
+    let mut plans = Vec::with_capacity(per_host.len());
+    for (p, files, d) in per_host {
+        for (path, a) in files {
+            tree.files.insert(path, a);
+        }
+        delivered.push(d);
+        plans.push(p);
     }
     // `plan` keeps fleet order, so each cluster's plans are one contiguous run.
     let mut runs = Vec::with_capacity(fleet.clusters.len());
@@ -148,8 +182,10 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
             missing.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n")
         ));
     }
-    delivery::render(&roles, fleet, &plans, &mut tree)?;
+    delivery::finish(delivered, &mut tree)?;
     let hosts: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+    // The plans' template contexts are the largest thing besides the output; the manifest needs neither.
+    drop(plans);
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     render::manifest::finish(&mut tree, &hosts, &spec_sha, &inputs.roles.digest());
     Ok(tree)

@@ -189,3 +189,8 @@ fn fail(e: pgimg::Error) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
 }
+
+// Hosts render on every core at once, and glibc's allocator serializes those
+// threads on its arenas; mimalloc's per-thread heaps do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -254,62 +254,76 @@ pub fn render(
     plans: &[HostPlan],
     tree: &mut ArtifactTree,
 ) -> Result<(), Error> {
-    use rayon::prelude::*;
-
-    /// What one host contributes, computed in parallel and added to the tree in fleet order.
-    struct Delivered {
-        files: Vec<(String, Vec<u8>)>,
-        compressed: Option<String>,
-        too_big: Option<String>,
-        no_mac: Option<String>,
-    }
-
-    // `render::plan` returns the plans in fleet order, so pairing by position is exact.
     let hosts: Vec<&Host> = fleet.hosts().map(|(_, _, h)| h).collect();
-    let delivered: Vec<Delivered> = hosts
-        .par_iter()
-        .zip(plans.par_iter())
-        .map(|(host, plan)| -> Result<Delivered, Error> {
-            debug_assert_eq!(host.name, plan.name);
-            let base = format!("hosts/{}", host.name);
-            let overlay = tree
-                .files
-                .get(&format!("{base}/overlay.tar.gz"))
-                .map(|a| a.bytes.as_slice())
-                .ok_or_else(|| {
-                    Error::Template(format!(
-                        "{base}/overlay.tar.gz was not rendered before delivery"
-                    ))
-                })?;
-            let mut d = Delivered {
-                files: vec![(
-                    format!("{base}/kickstart.ks"),
-                    kickstart::render(roles, host, plan, overlay)?.into(),
-                )],
-                compressed: None,
-                too_big: None,
-                no_mac: None,
-            };
-            match cloudinit::render(host, plan, overlay) {
-                Ok(cloudinit::UserData::Plain(bytes)) => {
-                    d.files.push((format!("{base}/user-data"), bytes))
-                }
-                Ok(cloudinit::UserData::Gzip { raw, bytes }) => {
-                    d.compressed = Some(format!("{} ({raw} → {} bytes)", host.name, bytes.len()));
-                    d.files.push((format!("{base}/user-data"), bytes));
-                }
-                Err(e) => d.too_big = Some(e),
-            }
-            if host.boot.mac.is_some() {
-                for (path, text) in pxe::render(roles, host, plan)? {
-                    d.files.push((path, text.into()));
-                }
-            } else {
-                d.no_mac = Some(host.name.clone());
-            }
-            Ok(d)
-        })
-        .collect::<Result<_, _>>()?;
+    let delivered: Vec<Delivered> = {
+        use rayon::prelude::*;
+        // `render::plan` returns the plans in fleet order, so pairing by position is exact.
+        hosts
+            .par_iter()
+            .zip(plans.par_iter())
+            .map(|(host, plan)| {
+                let path = format!("hosts/{}/overlay.tar.gz", host.name);
+                let overlay = tree
+                    .files
+                    .get(&path)
+                    .map(|a| a.bytes.as_slice())
+                    .ok_or_else(|| {
+                        Error::Template(format!("{path} was not rendered before delivery"))
+                    })?;
+                render_host(roles, host, plan, overlay)
+            })
+            .collect::<Result<_, _>>()?
+    };
+    finish(delivered, tree)
+}
+
+/// What one host's delivery formats contribute to the build.
+pub struct Delivered {
+    pub files: Vec<(String, Vec<u8>)>,
+    compressed: Option<String>,
+    too_big: Option<String>,
+    no_mac: Option<String>,
+}
+
+/// Renders one host's kickstart, user-data and PXE entries.
+pub fn render_host(
+    roles: &Roles,
+    host: &Host,
+    plan: &HostPlan,
+    overlay: &[u8],
+) -> Result<Delivered, Error> {
+    debug_assert_eq!(host.name, plan.name);
+    let base = format!("hosts/{}", host.name);
+    let mut d = Delivered {
+        files: vec![(
+            format!("{base}/kickstart.ks"),
+            kickstart::render(roles, host, plan, overlay)?.into(),
+        )],
+        compressed: None,
+        too_big: None,
+        no_mac: None,
+    };
+    match cloudinit::render(host, plan, overlay) {
+        Ok(cloudinit::UserData::Plain(bytes)) => d.files.push((format!("{base}/user-data"), bytes)),
+        Ok(cloudinit::UserData::Gzip { raw, bytes }) => {
+            d.compressed = Some(format!("{} ({raw} → {} bytes)", host.name, bytes.len()));
+            d.files.push((format!("{base}/user-data"), bytes));
+        }
+        Err(e) => d.too_big = Some(e),
+    }
+    if host.boot.mac.is_some() {
+        for (path, text) in pxe::render(roles, host, plan)? {
+            d.files.push((path, text.into()));
+        }
+    } else {
+        d.no_mac = Some(host.name.clone());
+    }
+    Ok(d)
+}
+
+/// Adds every host's delivery files to the tree, in fleet order, with the
+/// build's notes; fails, with nothing written, when a user-data cannot fit.
+pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), Error> {
     let mut no_mac = Vec::new();
     let mut compressed = Vec::new();
     let mut too_big = Vec::new();
@@ -331,9 +345,16 @@ pub fn render(
         ));
     }
     if !no_mac.is_empty() {
+        // A large fleet gets a count and a sample, not a wall of names.
+        const SHOWN: usize = 12;
+        let mut names = no_mac[..no_mac.len().min(SHOWN)].join(", ");
+        if no_mac.len() > SHOWN {
+            names.push_str(&format!(" and {} more", no_mac.len() - SHOWN));
+        }
         tree.notes.push(format!(
-            "no PXE entries for hosts without `boot.mac`: {}",
-            no_mac.join(", ")
+            "no PXE entries for {} host{} without `boot.mac`: {names}",
+            no_mac.len(),
+            if no_mac.len() == 1 { "" } else { "s" }
         ));
     }
     Ok(())

@@ -22,8 +22,8 @@ pub fn is_public(path: &str) -> bool {
 struct Manifest<'a> {
     pgimg_version: &'a str,
     inputs: Inputs<'a>,
-    hosts: BTreeMap<&'a str, HostEntry>,
-    artifacts: BTreeMap<&'a str, ArtifactEntry>,
+    hosts: BTreeMap<&'a str, HostEntry<'a>>,
+    artifacts: BTreeMap<&'a str, ArtifactEntry<'a>>,
 }
 
 #[derive(Serialize)]
@@ -32,29 +32,34 @@ struct Inputs<'a> {
     roles_sha256: &'a str,
 }
 
+// Borrowed fields: a large fleet's manifest has tens of thousands of entries,
+// and copies of their paths and sums would all be alive at the build's peak.
 #[derive(Serialize)]
-struct HostEntry {
+struct HostEntry<'a> {
     closure: String,
-    artifacts: Vec<String>,
+    artifacts: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
-struct ArtifactEntry {
-    sha256: String,
+struct ArtifactEntry<'a> {
+    sha256: &'a str,
     size: usize,
 }
 
 /// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
-fn closure(sums: &BTreeMap<&str, String>, host: &str) -> (String, Vec<String>) {
+fn closure<'a>(sums: &BTreeMap<&'a str, String>, host: &str) -> (String, Vec<&'a str>) {
     let prefix = format!("hosts/{host}/");
     let mut h = Sha256::new();
     let mut paths = Vec::new();
     for (path, sum) in sums
-        .range(prefix.as_str()..)
+        .range::<str, _>((
+            std::ops::Bound::Included(prefix.as_str()),
+            std::ops::Bound::Unbounded,
+        ))
         .take_while(|(p, _)| p.starts_with(&prefix))
     {
         h.update(format!("{sum}  {path}\n").as_bytes());
-        paths.push(path.to_string());
+        paths.push(*path);
     }
     (hex(&h.finalize()), paths)
 }
@@ -94,7 +99,7 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
             (
                 p.as_str(),
                 ArtifactEntry {
-                    sha256: sums[p.as_str()].clone(),
+                    sha256: sums[p.as_str()].as_str(),
                     size: a.bytes.len(),
                 },
             )
@@ -109,12 +114,15 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
         hosts: host_entries,
         artifacts,
     };
-    let mut json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    json.push('\n');
+    // Sized up front: growing a multi-megabyte buffer by doubling would hold
+    // two copies at once at the build's peak.
+    let mut json = Vec::with_capacity(256 * tree.files.len() + 4096);
+    let _ = serde_json::to_writer_pretty(&mut json, &manifest);
+    json.push(b'\n');
     // SHA256SUMS lists manifest.json too, in its sorted place.
-    let manifest_sum = sha256(json.as_bytes());
+    let manifest_sum = sha256(&json);
     let mut manifest_line = Some(format!("{manifest_sum}  manifest.json\n"));
-    let mut listing = String::new();
+    let mut listing = String::with_capacity(112 * sums.len() + 112);
     for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
         if *p > "manifest.json"
             && let Some(line) = manifest_line.take()
