@@ -72,6 +72,7 @@ codes! {
     PrimarySiteCount = "PG0143", Error, "a cluster needs exactly one site without `standby_of`";
     SourceWithoutPg = "PG0144", Error, "a DR site, or the site it follows, has no `pg` host";
     DrNoFailover = "PG0145", Error, "every member of a DR site has `nofailover`: no standby leader can be elected";
+    DuplicateSlot = "PG0146", Error, "two DR sites of one source hold the same replication slot";
     DuplicateMember = "PG0150", Error, "two Patroni members of a cluster and its DR sites have the same name";
     DuplicateSite = "PG0151", Error, "two sites of a cluster, or two clusters, have the same name";
     DuplicateScope = "PG0152", Error, "two sites of the fleet use the same Patroni scope";

@@ -501,7 +501,9 @@ fn default_sysctl() -> BTreeMap<String, String> {
         ("net.ipv4.tcp_keepalive_time", "300"),
         ("net.ipv4.tcp_keepalive_intvl", "30"),
         ("net.ipv4.tcp_keepalive_probes", "10"),
-        ("fs.file-max", "65536"),
+        // The guide's 65536 would lower EL9's system-wide default (2^63-1) to one
+        // process's own open-file limit; pgimg keeps the system-wide limit ample.
+        ("fs.file-max", "2097152"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

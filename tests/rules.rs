@@ -209,6 +209,12 @@ cases! {
         "PG0145",
         (32, 84)
     );
+    pg0146_duplicate_slot => case(
+        "        scope: main_north",
+        "        scope: main_north\n        slot_name: standby_west",
+        "PG0146",
+        (40, 20)
+    );
     pg0150_duplicate_member => case("name: w3,", "name: w3, member_name: pg3,", "PG0150", (36, 38));
     pg0151_duplicate_site => case("- name: north", "- name: west", "PG0151", (37, 15));
     pg0152_duplicate_scope => case("scope: main_north", "scope: main_west", "PG0152", (39, 16));

@@ -82,6 +82,7 @@ pub const RULES: &[Rule] = &[
             Code::PrimarySiteCount,
             Code::SourceWithoutPg,
             Code::DrNoFailover,
+            Code::DuplicateSlot,
         ],
         run: topology::standby_sites,
     },

@@ -228,10 +228,30 @@ pub fn standby_sites(ctx: &Ctx) -> Vec<Diagnostic> {
                 .expected("exactly one primary site; every other site sets `standby_of`"),
             );
         }
+        // Source site → slot → the DR site that holds it: a slot serves one standby.
+        let mut slots: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
         for s in &c.sites {
             let Some(src_name) = &s.standby_of else {
                 continue;
             };
+            let held = slots.entry(src_name.as_str()).or_default();
+            // Two sites of one name already get PG0151; their derived slots would only echo it.
+            if let Some(first) = held.get(s.slot_name.as_str()).filter(|f| **f != s.name) {
+                out.push(
+                    Diagnostic::error(
+                        Code::DuplicateSlot,
+                        &s.slot_pointer,
+                        format!(
+                            "DR sites `{first}` and `{}` both hold slot `{}` on `{src_name}`",
+                            s.name, s.slot_name
+                        ),
+                    )
+                    .expected("a slot name of its own for each DR site")
+                    .help("one physical slot serves one standby; the second would never stream"),
+                );
+            } else {
+                held.insert(&s.slot_name, &s.name);
+            }
             let p = format!("{}/standby_of", s.pointer);
             let Some(src) = c.source_of(s) else {
                 let names: Vec<String> = c
