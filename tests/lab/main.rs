@@ -812,8 +812,128 @@ fn main() {
             }
         },
     );
+    phase(
+        "pgimg lab up, status and down on examples/reference-cluster.yml",
+        reference_example_up_and_down,
+    );
     println!(
         "\nlab end-to-end: all phases passed in {:.1} s",
         total.elapsed().as_secs_f64()
     );
+}
+
+/// Runs the pgimg binary with a bounded wait; its output is echoed.
+fn pgimg(args: &[&str], timeout: Duration) -> Result<String, String> {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgimg"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting pgimg: {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "pgimg {} did not finish in {timeout:?}",
+                    args.join(" ")
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("waiting for pgimg: {e}")),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{text}");
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "pgimg {} failed ({}): {text}",
+            args.join(" "),
+            out.status
+        ))
+    }
+}
+
+/// Pids of the processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+/// The bundled example as a user runs it: `up` brings up a healthy cluster
+/// (its S3 repositories stand in for local ones), `status` lists the
+/// members, `down` leaves no process and no file behind.
+fn reference_example_up_and_down() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference-cluster.yml");
+    let root = std::env::temp_dir().join(format!("pgimg-lab-reference-{}", std::process::id()));
+    let (spec, root_s) = (
+        spec.to_string_lossy().into_owned(),
+        root.to_string_lossy().into_owned(),
+    );
+    let args = |action: &'static str| -> Vec<String> {
+        vec![
+            "lab".into(),
+            action.into(),
+            spec.clone(),
+            "--root".into(),
+            root_s.clone(),
+            "--net".into(),
+            "62".into(),
+        ]
+    };
+    let call = |action: &'static str, timeout: Duration| {
+        let a = args(action);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        pgimg(&a, timeout)
+    };
+    let up = call("up", Duration::from_secs(300));
+    let status = up
+        .as_ref()
+        .ok()
+        .map(|_| call("status", Duration::from_secs(60)));
+    // Down runs whatever happened above, so that nothing outlives the test.
+    let down = call("down", Duration::from_secs(180));
+    let up = up.unwrap_or_else(|e| panic!("{e}"));
+    let status = status
+        .expect("status ran")
+        .unwrap_or_else(|e| panic!("{e}"));
+    down.unwrap_or_else(|e| panic!("{e}"));
+    assert!(!up.is_empty(), "lab up printed nothing");
+    assert!(
+        status.contains(" Leader "),
+        "status shows a leader: {status}"
+    );
+    assert!(
+        status.contains(" Standby Leader "),
+        "status shows the DR standby leader: {status}"
+    );
+    assert!(
+        !status.contains("UNHEALTHY"),
+        "every etcd is healthy: {status}"
+    );
+    assert!(!root.exists(), "lab down left {} behind", root.display());
+    let left = processes_mentioning(&root_s);
+    assert!(left.is_empty(), "lab down left processes behind: {left:?}");
 }
