@@ -39,23 +39,11 @@ pub fn secret_label(r: &crate::spec::v1::SecretRef) -> String {
 pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretValues, Error> {
     let mut refs = Vec::new();
     for c in &fleet.clusters {
-        let s = &c.secrets;
-        refs.extend(
-            [
-                &s.superuser_password,
-                &s.replication_password,
-                &s.rewind_password,
-                &s.restapi_password,
-                &s.backup_cipher_pass,
-            ]
-            .into_iter()
-            .flatten()
-            .cloned(),
-        );
-        for (_, _, h) in fleet.hosts() {
-            for r in &h.config.pgbackrest.repos {
-                refs.extend(r.key.iter().chain(r.key_secret.iter()).cloned());
-            }
+        refs.extend(c.secrets.refs().cloned());
+    }
+    for (_, _, h) in fleet.hosts() {
+        for r in &h.config.pgbackrest.repos {
+            refs.extend(r.key.iter().chain(r.key_secret.iter()).cloned());
         }
     }
     let mut out = SecretValues::default();

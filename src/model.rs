@@ -49,6 +49,21 @@ pub struct Secrets {
     pub backup_cipher_pass: Option<SecretRef>,
 }
 
+impl Secrets {
+    /// Every reference the cluster sets (the S3 keys of repositories are apart).
+    pub fn refs(&self) -> impl Iterator<Item = &SecretRef> {
+        [
+            &self.superuser_password,
+            &self.replication_password,
+            &self.rewind_password,
+            &self.restapi_password,
+            &self.backup_cipher_pass,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Site {
     pub name: String,

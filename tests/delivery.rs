@@ -20,17 +20,7 @@ const SECRET: &str = "s3cr3t-never-in-public-artifacts";
 fn inputs(roles: RoleTree, v: &pgimg::Validated) -> pgimg::BuildInputs {
     let mut secrets = pgimg::load::SecretValues::default();
     for c in &v.fleet.clusters {
-        let s = &c.secrets;
-        for r in [
-            &s.superuser_password,
-            &s.replication_password,
-            &s.rewind_password,
-            &s.restapi_password,
-            &s.backup_cipher_pass,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for r in c.secrets.refs() {
             secrets
                 .values
                 .insert(pgimg::load::secret_label(r), SECRET.to_string());

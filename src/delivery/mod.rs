@@ -13,7 +13,7 @@ pub mod kickstart;
 pub mod pxe;
 
 use crate::Error;
-use crate::model::{Fleet, Host};
+use crate::model::Host;
 use crate::render::templates::Roles;
 use crate::render::{ArtifactTree, HostPlan};
 use crate::spec::v1::{Distro, PatroniInstall, Role, SelinuxMode};
@@ -243,38 +243,6 @@ impl FirstBoot {
             ),
         ]
     }
-}
-
-/// Renders every host's delivery artifacts into the tree, after the host
-/// artifacts and before the manifest. Fails, with nothing written, when a
-/// host's user-data cannot fit EC2's limit.
-pub fn render(
-    roles: &Roles,
-    fleet: &Fleet,
-    plans: &[HostPlan],
-    tree: &mut ArtifactTree,
-) -> Result<(), Error> {
-    let hosts: Vec<&Host> = fleet.hosts().map(|(_, _, h)| h).collect();
-    let delivered: Vec<Delivered> = {
-        use rayon::prelude::*;
-        // `render::plan` returns the plans in fleet order, so pairing by position is exact.
-        hosts
-            .par_iter()
-            .zip(plans.par_iter())
-            .map(|(host, plan)| {
-                let path = format!("hosts/{}/overlay.tar.gz", host.name);
-                let overlay = tree
-                    .files
-                    .get(&path)
-                    .map(|a| a.bytes.as_slice())
-                    .ok_or_else(|| {
-                        Error::Template(format!("{path} was not rendered before delivery"))
-                    })?;
-                render_host(roles, host, plan, overlay)
-            })
-            .collect::<Result<_, _>>()?
-    };
-    finish(delivered, tree)
 }
 
 /// What one host's delivery formats contribute to the build.
