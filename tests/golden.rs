@@ -93,12 +93,69 @@ pub fn tar_listing(gz: &[u8]) -> String {
     out
 }
 
+/// The line that stands in a fixture for the host's overlay embedded in a
+/// kickstart or user-data: the archive itself is pinned by
+/// `overlay.tar.gz.{list,sha256}`, so a template change reads as the one
+/// line it changed instead of a rewritten base64 block.
+/// The placeholder names no digest: the format's own sha256 check line and
+/// `overlay.tar.gz.sha256` already change when the archive does.
+const OVERLAY_PLACEHOLDER: &str = "<overlay.tar.gz, embedded: see overlay.tar.gz.list>";
+
+/// A delivery format's text with its embedded overlay replaced by
+/// [`OVERLAY_PLACEHOLDER`]. The overlay must be embedded exactly once, in
+/// one of the two encodings the formats use (wrapped at 76 in kickstart
+/// `%post`, one line in user-data's `write_files`).
+fn redact_overlay(path: &str, text: &str, overlay: &[u8]) -> String {
+    use base64::Engine;
+    let one_line = base64::engine::general_purpose::STANDARD.encode(overlay);
+    let wrapped: String = one_line
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for encoded in [wrapped.as_str(), one_line.as_str()] {
+        if text.matches(encoded).count() == 1 {
+            return text.replacen(encoded, OVERLAY_PLACEHOLDER, 1);
+        }
+    }
+    panic!("{path} does not embed its host's overlay.tar.gz exactly once");
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
 /// What the fixture of a build looks like.
 fn fixture_of(tree: &pgimg::render::ArtifactTree) -> Tree {
     let mut out = Tree::new();
     for (path, a) in &tree.files {
         let exec = a.mode & 0o111 != 0;
-        if path.ends_with(".tar.gz") {
+        let embeds_overlay = path.starts_with("hosts/")
+            && (path.ends_with("/kickstart.ks") || path.ends_with("/user-data"));
+        if embeds_overlay {
+            let host_dir = &path[..path.rfind('/').expect("a host file")];
+            let overlay = &tree
+                .files
+                .get(&format!("{host_dir}/overlay.tar.gz"))
+                .unwrap_or_else(|| panic!("{path}: no overlay.tar.gz beside it"))
+                .bytes;
+            // EC2-sized user-data may be gzipped: the fixture shows its text.
+            let (name, text) = if a.bytes.starts_with(&[0x1f, 0x8b]) {
+                (format!("{path}.gunzipped"), gunzip(&a.bytes))
+            } else {
+                (path.clone(), a.bytes.clone())
+            };
+            let text = String::from_utf8(text).unwrap_or_else(|_| panic!("{path} is not UTF-8"));
+            out.insert(
+                name,
+                (redact_overlay(path, &text, overlay).into_bytes(), exec),
+            );
+        } else if path.ends_with(".tar.gz") {
             out.insert(
                 format!("{path}.list"),
                 (tar_listing(&a.bytes).into_bytes(), false),

@@ -330,34 +330,16 @@ pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), 
 
 /// Base64 (standard alphabet, padded) of `bytes`, wrapped at `width` characters (0: one line).
 pub fn base64(bytes: &[u8], width: usize) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
+    use base64::Engine;
+    let out = base64::engine::general_purpose::STANDARD.encode(bytes);
     if width == 0 {
         return out;
     }
-    let mut wrapped = String::with_capacity(out.len() + out.len() / width + 1);
-    for (i, c) in out.chars().enumerate() {
-        if i > 0 && i % width == 0 {
-            wrapped.push('\n');
-        }
-        wrapped.push(c);
-    }
-    wrapped
+    out.as_bytes()
+        .chunks(width)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
