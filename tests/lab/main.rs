@@ -16,7 +16,16 @@ use std::time::{Duration, Instant};
 
 use pgimg::lab::{Lab, Options, SiteState};
 
-const NET: u8 = 61;
+/// The loopback network of the test's lab (`127.<net>.…`); the binary test
+/// uses the next one. `PGIMG_LAB_TEST_NET` moves both, so that two checkouts
+/// can run the test side by side.
+fn net() -> u8 {
+    std::env::var("PGIMG_LAB_TEST_NET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &u8| *n < 255)
+        .unwrap_or(61)
+}
 
 /// Runs `down` whatever happens, so that no process outlives the test.
 struct Guard(Option<Lab>);
@@ -46,7 +55,7 @@ fn options(name: &str) -> Options {
         spec: spec(),
         cluster: None,
         root: Some(std::env::temp_dir().join(format!("pgimg-lab-{name}-{}", std::process::id()))),
-        net: NET,
+        net: net(),
         roles: None,
     }
 }
@@ -707,7 +716,7 @@ fn main() {
                 lab,
                 &leader,
                 "restore",
-                &format!("127.{NET}.250.2"),
+                &format!("127.{}.250.2", net()),
                 &[],
                 "SELECT count(*) FROM lab_rows",
             );
@@ -726,7 +735,7 @@ fn main() {
                 lab,
                 &leader,
                 "pitr",
-                &format!("127.{NET}.250.3"),
+                &format!("127.{}.250.3", net()),
                 &["--type=lsn", &target, "--target-action=promote"],
                 "SELECT count(*) FROM pitr_t",
             );
@@ -900,7 +909,7 @@ fn reference_example_up_and_down() {
             "--root".into(),
             root_s.clone(),
             "--net".into(),
-            "62".into(),
+            (net() + 1).to_string(),
         ]
     };
     let call = |action: &'static str, timeout: Duration| {
