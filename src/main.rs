@@ -163,6 +163,9 @@ fn build(
 fn lab(action: pgimg::cli::LabAction) -> ExitCode {
     use pgimg::cli::LabAction;
     let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    if a.boot {
+        return boot_lab(action);
+    }
     let opts = pgimg::lab::Options {
         spec: a.spec.clone(),
         cluster: a.cluster.clone(),
@@ -178,6 +181,33 @@ fn lab(action: pgimg::cli::LabAction) -> ExitCode {
         LabAction::Down(_) => pgimg::lab::root_of(&opts)
             .and_then(|r| pgimg::lab::Lab::open(&r))
             .and_then(|l| l.down()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn boot_lab(action: pgimg::cli::LabAction) -> ExitCode {
+    use pgimg::cli::LabAction;
+    use pgimg::lab::boot;
+    let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    let opts = boot::Options {
+        spec: a.spec.clone(),
+        cluster: a.cluster.clone(),
+        root: a.root.clone(),
+        net: a.net,
+        roles: a.roles.clone(),
+        base: None,
+    };
+    let result = match action {
+        LabAction::Up(_) => boot::up(&opts).map(|b| print!("{}", b.status_text())),
+        LabAction::Status(_) => boot::root_of(&opts)
+            .and_then(|r| boot::Boot::open(&r))
+            .map(|b| print!("{}", b.status_text())),
+        LabAction::Down(_) => boot::root_of(&opts)
+            .and_then(|r| boot::Boot::open(&r))
+            .and_then(|b| b.down()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
