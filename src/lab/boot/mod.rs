@@ -51,7 +51,7 @@ pub struct Options {
     pub base: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InstallPath {
     Kickstart,
@@ -444,7 +444,13 @@ impl Boot {
             .arg(self.merged(host))
             .arg(format!("--network-namespace-path=/run/netns/{}", h.netns))
             .arg(format!("--bind-ro={DEPS}"))
-            .args(["--console=pipe", "--link-journal=no", "--timezone=off"])
+            // No name server: the lab resolves nothing outside it, and fails fast trying.
+            .args([
+                "--console=pipe",
+                "--link-journal=no",
+                "--timezone=off",
+                "--resolv-conf=delete",
+            ])
             .stdin(Stdio::null())
             .stdout(console)
             .stderr(console2)

@@ -1,0 +1,662 @@
+//! Boot test: every host of an example booted under real systemd
+//! (`pgimg lab up --boot`), installed by its own rendered kickstart or
+//! user-data, then checked against the artifacts: system state, package
+//! installs against `rpms.txt`, firewall calls against the ports the host's
+//! services listen on, owners and modes against `overlay.list`, replication,
+//! HAProxy, the DR standby, the first backup, the rendered check script, a
+//! rebooted member, a killed leader. Then negative controls: a role tree
+//! with a wrong `User=` and a role port missing from the firewall step must
+//! make the checks fail naming host and unit.
+//!
+//! Needs root, `systemd-nspawn` and the base of `scripts/boot-base`
+//! (scripts/install-test-deps builds it); fails, never skips, without them.
+//! `PGIMG_BOOT_TEST_NET` picks the lab's bridge/namespace names (default 7).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pgimg::lab::boot::{Boot, InstallPath};
+
+const BOOT_WAIT: Duration = Duration::from_secs(240);
+
+fn net() -> u8 {
+    std::env::var("PGIMG_BOOT_TEST_NET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn phase<T>(t0: Instant, name: &str, f: impl FnOnce() -> T) -> T {
+    println!("\n=== {name}");
+    let t = Instant::now();
+    let v = f();
+    println!(
+        "=== {name}: {:.1} s (total {:.1} s)",
+        t.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    v
+}
+
+/// Retries `f` every 500 ms until it succeeds or `timeout` passes.
+fn retry<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if t.elapsed() >= timeout => {
+                panic!("{what}: still failing after {} s: {e}", timeout.as_secs())
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Brings a lab down whatever happens.
+struct Guard(Option<Boot>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take()
+            && let Err(e) = b.down()
+        {
+            eprintln!("boot lab down: {e}");
+        }
+    }
+}
+
+impl Guard {
+    fn boot(&mut self) -> &mut Boot {
+        self.0.as_mut().expect("lab")
+    }
+}
+
+fn root(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("pgimg-boot-test-{name}-{}", std::process::id()))
+}
+
+/// `pgimg lab up --boot` through the binary; the lab's state even when it fails.
+fn up(spec: &Path, name: &str, roles: Option<&Path>) -> (Guard, Result<(), String>) {
+    let root = root(name);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgimg"));
+    cmd.args(["lab", "up", "--boot"])
+        .arg(spec)
+        .arg("--root")
+        .arg(&root)
+        .args(["--net", &net().to_string()]);
+    if let Some(r) = roles {
+        cmd.arg("--roles").arg(r);
+    }
+    let out = cmd.output().expect("runs pgimg");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let guard = Guard(Boot::open(&root).ok());
+    let result = if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    (guard, result)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Every host's `systemctl is-system-running`; failed units and their journal when not `running`.
+fn system_states(b: &Boot) -> Result<(), String> {
+    let mut bad = String::new();
+    for h in &b.state.hosts {
+        let s = b
+            .system_state(&h.name, BOOT_WAIT)
+            .map_err(|e| e.to_string())?;
+        let units = b
+            .sh(
+                &h.name,
+                "systemctl list-units --type=service --state=running --no-legend --plain | awk '{print $1}' | grep -v -e '^systemd-' -e '^dbus' | tr '\\n' ' '",
+            )
+            .unwrap_or_default();
+        println!("  {:<12} {:<10} {}", h.name, s, units.trim());
+        if s != "running" {
+            bad.push_str(&format!(
+                "host {}: {s}\n{}",
+                h.name,
+                b.failed_units_report(&h.name)
+            ));
+        }
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+/// The stand-in's record of installed packages, less the image and the
+/// install path's own tools, equals the host's rpms.txt.
+fn packages(b: &Boot) -> Result<(), String> {
+    let mut bad = Vec::new();
+    for h in &b.state.hosts {
+        let installed: BTreeSet<String> = b
+            .sh(&h.name, "cat /var/lib/pgimg-standin/installed")
+            .map_err(|e| e.to_string())?
+            .lines()
+            .filter(|p| *p != "@core" && *p != "tar")
+            .map(str::to_string)
+            .collect();
+        let wanted: BTreeSet<String> = read(&b.out().join("hosts").join(&h.name).join("rpms.txt"))
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if installed != wanted {
+            bad.push(format!(
+                "host {}: installed {installed:?}, rpms.txt {wanted:?}",
+                h.name
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}
+
+/// Ports opened by the recorded firewall calls (`--port=N:tcp,…` of
+/// anaconda's call, `--add-port=N/tcp` of firewall-offline-cmd/firewall-cmd).
+fn opened_ports(calls: &str) -> BTreeSet<u16> {
+    let mut out = BTreeSet::new();
+    for l in calls.lines().filter(|l| l.starts_with("firewall-")) {
+        for w in l.split_whitespace() {
+            let w = w.replace("\\,", ",");
+            if let Some(v) = w.strip_prefix("--port=") {
+                out.extend(
+                    v.split(',')
+                        .filter_map(|p| p.split(':').next()?.parse::<u16>().ok()),
+                );
+            } else if let Some(v) = w.strip_prefix("--add-port=") {
+                out.extend(v.split('/').next().and_then(|p| p.parse::<u16>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// Every TCP port a unit of the host listens on beyond loopback must be
+/// opened by the install path's firewall calls, and nothing else.
+fn firewall(b: &Boot) -> Result<(), String> {
+    let mut bad = Vec::new();
+    for h in &b.state.hosts {
+        let calls = b
+            .sh(&h.name, "cat /var/log/pgimg-standin/calls.log")
+            .map_err(|e| e.to_string())?;
+        let opened = opened_ports(&calls);
+        // port → unit, from the listening sockets and their processes' cgroups.
+        let listening = b
+            .sh(
+                &h.name,
+                r#"ss -Htlnp | while read -r _ _ _ local _ procs; do
+                     case $local in 127.*|\[::1\]*) continue;; esac
+                     pid=$(printf '%s' "$procs" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+                     unit=$(sed -n 's,^[0-9]*:name=systemd:.*/\([^/]*\.service\).*,\1,p;s,^0::.*/\([^/]*\.service\).*,\1,p' /proc/$pid/cgroup | head -1)
+                     echo "${local##*:} $unit"
+                   done | sort -u"#,
+            )
+            .map_err(|e| e.to_string())?;
+        let mut units: BTreeMap<u16, String> = BTreeMap::new();
+        for l in listening.lines() {
+            let mut f = l.split_whitespace();
+            if let (Some(p), unit) = (f.next().and_then(|p| p.parse().ok()), f.next()) {
+                units.insert(p, unit.unwrap_or("?").to_string());
+            }
+        }
+        let listen: BTreeSet<u16> = units.keys().copied().collect();
+        println!("  {:<12} opened {opened:?} listening {units:?}", h.name);
+        for (p, unit) in &units {
+            if !opened.contains(p) {
+                bad.push(format!(
+                    "host {}: unit {unit} listens on {p}/tcp, which the firewall step does not open",
+                    h.name
+                ));
+            }
+        }
+        for p in opened.difference(&listen) {
+            bad.push(format!(
+                "host {}: the firewall step opens {p}/tcp, on which nothing listens",
+                h.name
+            ));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}
+
+/// Owners and modes on disk equal overlay.list, entry by entry.
+fn overlay(b: &Boot) -> Result<(), String> {
+    let mut bad = Vec::new();
+    for h in &b.state.hosts {
+        let list = read(&b.out().join("hosts").join(&h.name).join("overlay.list"));
+        let mut script = String::new();
+        let mut want = Vec::new();
+        for l in list.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (kind_mode, owner, path) = (f[0], f[1], f[3..].join(" "));
+            let path = path.trim_end_matches('/').to_string();
+            let path = if path.is_empty() { "/".into() } else { path };
+            script.push_str(&format!("stat -c '%F %a %U:%G %n' '{path}' 2>&1 || true\n"));
+            want.push((kind_mode.to_string(), owner.to_string(), path));
+        }
+        let got = b.sh(&h.name, &script).map_err(|e| e.to_string())?;
+        for ((kind_mode, owner, path), line) in want.iter().zip(got.lines()) {
+            let kind = if kind_mode.starts_with('d') {
+                "directory"
+            } else {
+                "regular"
+            };
+            let mode = kind_mode[1..].trim_start_matches('0');
+            let ok = line.starts_with(kind)
+                && line
+                    .split_whitespace()
+                    .nth(line.split_whitespace().count() - 3)
+                    == Some(mode)
+                && line.contains(&format!(" {owner} "));
+            if !ok {
+                bad.push(format!(
+                    "host {}: {path}: overlay.list says {kind_mode} {owner}, on disk: {line}",
+                    h.name
+                ));
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad.join("\n"))
+    }
+}
+
+fn pg_hosts<'a>(b: &'a Boot, site: &str) -> Vec<&'a pgimg::lab::boot::HostState> {
+    b.state
+        .hosts
+        .iter()
+        .filter(|h| h.site == site && h.roles.iter().any(|r| r == "pg"))
+        .collect()
+}
+
+/// Patroni's `/cluster` of a site, asked from one of its running members.
+fn members(b: &Boot, site: &str) -> Result<Vec<(String, String, String)>, String> {
+    for h in pg_hosts(b, site) {
+        if b.leader(&h.name).is_none() {
+            continue;
+        }
+        let Ok(out) = b.sh(
+            &h.name,
+            &format!("curl -sf --max-time 3 http://{}:8008/cluster", h.address),
+        ) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        return Ok(v["members"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or("").to_string(),
+                    m["role"].as_str().unwrap_or("").to_string(),
+                    m["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect());
+    }
+    Err(format!("site {site}: no member answers"))
+}
+
+/// One leader (or standby leader) and every other member streaming.
+fn healthy(b: &Boot, site: &str, standby: bool, expect: usize) -> Result<String, String> {
+    let ms = members(b, site)?;
+    let leader_role = if standby { "standby_leader" } else { "leader" };
+    let leaders: Vec<_> = ms.iter().filter(|m| m.1 == leader_role).collect();
+    let streaming = ms
+        .iter()
+        .filter(|m| m.1 != leader_role && m.2 == "streaming")
+        .count();
+    if leaders.len() == 1 && streaming + 1 == expect && ms.len() == expect {
+        Ok(leaders[0].0.clone())
+    } else {
+        Err(format!("site {site}: {ms:?}"))
+    }
+}
+
+fn psql(b: &Boot, host: &str, target: &str, port: u16, sql: &str) -> Result<String, String> {
+    b.sh(
+        host,
+        &format!(
+            "PGPASSWORD=$(sed -n 's/^PATRONI_SUPERUSER_PASSWORD=//p' /etc/patroni/patroni.env) \
+             /usr/pgsql-17/bin/psql -X -At 'host={target} port={port} user=postgres dbname=postgres connect_timeout=5' -c \"{sql}\""
+        ),
+    )
+    .map(|s| s.trim().to_string())
+    .map_err(|e| e.to_string())
+}
+
+fn run_example(t0: Instant, spec: &str, name: &str) {
+    let (mut g, result) = phase(t0, &format!("{name}: up --boot"), || {
+        up(&repo(spec), name, None)
+    });
+    if let Err(e) = result {
+        panic!("{name}: pgimg lab up --boot failed:\n{e}");
+    }
+    let kinds: BTreeSet<InstallPath> = g.boot().state.hosts.iter().map(|h| h.install).collect();
+    println!("  install paths: {kinds:?}");
+    phase(t0, &format!("{name}: every host running"), || {
+        system_states(g.boot()).unwrap_or_else(|e| panic!("{e}"))
+    });
+    phase(t0, &format!("{name}: package installs = rpms.txt"), || {
+        packages(g.boot()).unwrap_or_else(|e| panic!("{e}"))
+    });
+    let sites = g.boot().state.sites.clone();
+    for s in &sites {
+        let n = pg_hosts(g.boot(), &s.name).len();
+        let standby = s.standby_of.is_some();
+        phase(
+            t0,
+            &format!("{name}: site {} leader and streaming replicas", s.name),
+            || {
+                let l = retry(
+                    &format!("site {}", s.name),
+                    Duration::from_secs(180),
+                    || healthy(g.boot(), &s.name, standby, n),
+                );
+                println!("  {} leader: {l}", if standby { "standby" } else { "" });
+            },
+        );
+    }
+    // Once the services run: what they listen on, what they created.
+    phase(
+        t0,
+        &format!("{name}: firewall opens exactly the listening ports"),
+        || firewall(g.boot()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    phase(
+        t0,
+        &format!("{name}: owners and modes = overlay.list"),
+        || overlay(g.boot()).unwrap_or_else(|e| panic!("{e}")),
+    );
+    let b = g.boot();
+    for s in &sites {
+        let Some(ha) = b
+            .state
+            .hosts
+            .iter()
+            .find(|h| h.site == s.name && h.roles.iter().any(|r| r == "haproxy"))
+            .cloned()
+        else {
+            continue;
+        };
+        let client = pg_hosts(b, &s.name)[0].name.clone();
+        phase(
+            t0,
+            &format!("{name}: site {} writes and reads through HAProxy", s.name),
+            || {
+                if s.standby_of.is_none() {
+                    retry("write through HAProxy", Duration::from_secs(60), || {
+                        psql(b, &client, &ha.address, 5000,
+                        "CREATE TABLE IF NOT EXISTS boot_test (v text); INSERT INTO boot_test VALUES ('boot'); SELECT pg_is_in_recovery()")
+                        .and_then(|r| if r == "f" { Ok(()) } else { Err(format!("5000 reached a standby: {r}")) })
+                    });
+                }
+                retry("read through HAProxy", Duration::from_secs(60), || {
+                    psql(
+                        b,
+                        &client,
+                        &ha.address,
+                        5001,
+                        "SELECT count(*) > 0 FROM boot_test",
+                    )
+                    .and_then(|r| if r == "t" { Ok(()) } else { Err(r) })
+                });
+            },
+        );
+    }
+    for s in sites.iter().filter(|s| s.standby_of.is_some()) {
+        let src = s.standby_of.clone().unwrap_or_default();
+        phase(
+            t0,
+            &format!(
+                "{name}: DR site {} streams through slot {}",
+                s.name, s.slot_name
+            ),
+            || {
+                retry("the DR slot is active", Duration::from_secs(60), || {
+                    let leader = healthy(b, &src, false, pg_hosts(b, &src).len())?;
+                    let host = b.host(&leader).ok_or("leader")?;
+                    psql(
+                        b,
+                        &leader,
+                        &host.address,
+                        5432,
+                        &format!(
+                            "SELECT active FROM pg_replication_slots WHERE slot_name = '{}'",
+                            s.slot_name
+                        ),
+                    )
+                    .and_then(|r| {
+                        if r == "t" {
+                            Ok(())
+                        } else {
+                            Err(format!("slot active: {r:?}"))
+                        }
+                    })
+                });
+            },
+        );
+    }
+    if name == "minimal" {
+        phase(
+            t0,
+            &format!("{name}: stanza and first full backup, nobody running pgBackRest"),
+            || {
+                retry(
+                    "a full backup in pgbackrest info",
+                    Duration::from_secs(180),
+                    || {
+                        let leader =
+                            healthy(b, &sites[0].name, false, pg_hosts(b, &sites[0].name).len())?;
+                        let out = b
+                            .sh(
+                                &leader,
+                                "runuser -u postgres -- pgbackrest --output=json info",
+                            )
+                            .map_err(|e| e.to_string())?;
+                        let v: serde_json::Value =
+                            serde_json::from_str(&out).map_err(|e| e.to_string())?;
+                        let full = v[0]["backup"]
+                            .as_array()
+                            .map(|a| a.iter().any(|x| x["type"] == "full"))
+                            .unwrap_or(false);
+                        if full { Ok(()) } else { Err(out) }
+                    },
+                );
+            },
+        );
+        phase(
+            t0,
+            &format!("{name}: the rendered check script passes, run as the runbook says"),
+            || {
+                let leader = healthy(b, &sites[0].name, false, pg_hosts(b, &sites[0].name).len())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let check = b
+                    .out()
+                    .join("clusters")
+                    .join(&b.state.cluster)
+                    .join("check");
+                // Copied to the host like an operator would, then `sudo -u postgres ./check`.
+                let dst = b.merged(&leader).join("tmp/pgimg-check");
+                std::fs::copy(&check, &dst).expect("copies the check script");
+                let out = b
+                    .exec(
+                        &leader,
+                        &["bash", "-c", "cd /tmp && sudo -u postgres ./pgimg-check"],
+                    )
+                    .expect("runs");
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                assert!(
+                    out.status.success(),
+                    "check failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            },
+        );
+    }
+    let primary = sites
+        .iter()
+        .find(|s| s.standby_of.is_none())
+        .expect("a primary site")
+        .clone();
+    let n = pg_hosts(b, &primary.name).len();
+    phase(t0, &format!("{name}: a rebooted member rejoins"), || {
+        let ms = members(b, &primary.name).unwrap_or_else(|e| panic!("{e}"));
+        let replica = ms
+            .iter()
+            .find(|m| m.1 != "leader")
+            .expect("a replica")
+            .0
+            .clone();
+        b.stop_host(&replica, false).expect("stops");
+        b.start_host(&replica).expect("starts");
+        let s = b.system_state(&replica, BOOT_WAIT).expect("state");
+        assert_eq!(
+            s,
+            "running",
+            "{replica} after reboot:\n{}",
+            b.failed_units_report(&replica)
+        );
+        retry(
+            "the rebooted member streams again",
+            Duration::from_secs(120),
+            || healthy(b, &primary.name, false, n),
+        );
+    });
+    phase(
+        t0,
+        &format!("{name}: a killed leader container fails over"),
+        || {
+            let old = healthy(b, &primary.name, false, n).unwrap_or_else(|e| panic!("{e}"));
+            b.stop_host(&old, true).expect("kills");
+            let new = retry("a new leader", Duration::from_secs(120), || {
+                let ms = members(b, &primary.name)?;
+                ms.iter()
+                    .find(|m| m.1 == "leader" && m.0 != old && m.2 == "running")
+                    .map(|m| m.0.clone())
+                    .ok_or(format!("{ms:?}"))
+            });
+            println!("  {old} killed; new leader {new}");
+        },
+    );
+    phase(t0, &format!("{name}: down"), || {
+        let b = g.0.take().expect("lab");
+        let (bridge, hosts) = (b.state.bridge.clone(), b.state.hosts.clone());
+        let root = b.root().to_path_buf();
+        b.down().unwrap_or_else(|e| panic!("down: {e}"));
+        assert!(
+            !Path::new("/sys/class/net").join(&bridge).exists(),
+            "bridge removed"
+        );
+        for h in hosts {
+            assert!(
+                !Path::new("/run/netns").join(&h.netns).exists(),
+                "netns removed"
+            );
+            assert!(
+                !Path::new("/sys/class/net").join(&h.veth).exists(),
+                "veth removed"
+            );
+        }
+        assert!(!root.exists(), "root removed");
+    });
+}
+
+/// A copy of the built-in roles with `edit` applied to one file.
+fn mutated_roles(name: &str, file: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let dir = root(&format!("roles-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new("cp")
+        .args(["-r"])
+        .arg(repo("roles"))
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let p = dir.join(file);
+    let text = read(&p);
+    let new = edit(&text);
+    assert_ne!(text, new, "the mutation of {file} changes it");
+    std::fs::write(&p, new).expect("writes");
+    dir
+}
+
+fn negative_controls(t0: Instant) {
+    let spec = repo("examples/minimal.yml");
+    let roles = phase(
+        t0,
+        "negative controls: roles with a wrong User= and a port left closed",
+        || {
+            let dir = mutated_roles("neg", "etcd/etcd.service.hbs", |t| {
+                t.replace("User=etcd", "User=postgres")
+            });
+            let yaml = read(&dir.join("pg/role.yaml"));
+            let edited: String = yaml
+                .lines()
+                .filter(|l| !l.contains("service: patroni-rest"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_ne!(yaml, edited);
+            std::fs::write(dir.join("pg/role.yaml"), edited).expect("writes");
+            dir
+        },
+    );
+    let (mut g, result) = phase(t0, "negative controls: up --boot", || {
+        up(&spec, "neg", Some(&roles))
+    });
+    let err = result.expect_err("a wrong User= must keep a host from `running`");
+    for h in ["app-db1", "app-db2", "app-db3"] {
+        assert!(
+            err.contains(&format!("host {h}: unit etcd.service failed")),
+            "the failure names host {h} and etcd.service:\n{err}"
+        );
+    }
+    println!("  wrong User=: fails naming host and unit, as it must");
+    let fw = firewall(g.boot()).expect_err("a closed role port must fail the firewall check");
+    assert!(
+        fw.contains(
+            "unit patroni.service listens on 8008/tcp, which the firewall step does not open"
+        ),
+        "{fw}"
+    );
+    println!("  port left closed: fails naming host and unit, as it must");
+    drop(g);
+    let _ = std::fs::remove_dir_all(&roles);
+}
+
+fn main() {
+    let t0 = Instant::now();
+    assert!(
+        std::fs::read_to_string("/proc/self/status")
+            .map(|s| s
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+            .unwrap_or(false),
+        "the boot test runs containers: run it as root"
+    );
+    run_example(t0, "examples/minimal.yml", "minimal");
+    run_example(t0, "examples/reference-cluster.yml", "reference");
+    negative_controls(t0);
+    println!("\nboot test passed in {:.1} s", t0.elapsed().as_secs_f64());
+}
