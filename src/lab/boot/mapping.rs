@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use crate::Error;
 use crate::model::Fleet;
-use crate::render::context::Mapping;
+use crate::plan::context::Mapping;
 
 /// The prefix length of the boot lab's one bridge: every site on one segment.
 pub const PREFIX_LEN: u8 = 15;
@@ -82,8 +82,8 @@ pub fn assert_lab_range(m: &Mapping) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::RoleTree;
     use crate::load::SecretValues;
-    use crate::render::templates::RoleTree;
     use crate::source::SourceFile;
 
     fn build(v: &crate::Validated, mapping: Mapping) -> crate::render::ArtifactTree {

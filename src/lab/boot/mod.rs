@@ -596,6 +596,25 @@ impl Boot {
     }
 }
 
+/// `pgimg lab up|status|down --boot`: the text to print.
+pub fn command(action: crate::cli::LabAction) -> Result<String, Error> {
+    use crate::cli::LabAction;
+    let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    let opts = Options {
+        spec: a.spec.clone(),
+        cluster: a.cluster.clone(),
+        root: a.root.clone(),
+        net: a.net,
+        roles: a.roles.clone(),
+        base: None,
+    };
+    match action {
+        LabAction::Up(_) => up(&opts).map(|b| b.status_text()),
+        LabAction::Status(_) => Boot::open(&root_of(&opts)?).map(|b| b.status_text()),
+        LabAction::Down(_) => Boot::open(&root_of(&opts)?)?.down().map(|()| String::new()),
+    }
+}
+
 /// The Linux names of a host's namespace and link: short (IFNAMSIZ is 16).
 fn names(net: u8, index: usize) -> (String, String) {
     (format!("pgboot{net}-h{index}"), format!("pgb{net}v{index}"))
@@ -650,7 +669,7 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
     let inputs = crate::BuildInputs {
         roles: match &opts.roles {
             Some(d) => crate::load::roles(d)?,
-            None => crate::render::templates::RoleTree::embedded(),
+            None => crate::load::RoleTree::embedded(),
         },
         secrets: crate::load::SecretValues {
             values: super::lab_secrets(&v.fleet),
