@@ -850,7 +850,7 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
         "none needed".into()
     } else {
         format!(
-            "out/secrets/<host>/ copied to the host's / as root:root 0600 by the lab, the hand step the artifacts document (\"deliver the host's secrets separately before Patroni starts\"): {}",
+            "out/secrets/<host>/ installed at its paths (root:root 0600) by the lab's {SECRETS_UNIT} after the install path and before patroni.service, the hand step the artifacts document (\"deliver the host's secrets separately before Patroni starts\"): {}",
             delivered.join(", ")
         )
     };
@@ -1032,13 +1032,21 @@ fn seed_cloud_init(merged: &Path, host_out: &Path, host: &str) -> Result<(), Err
     Ok(())
 }
 
-/// Copies `out/secrets/<host>/` into the host's root (root:root 0600): the
-/// delivery the artifacts document until they carry their own mechanism.
+/// Where the lab stages a host's secrets, inside the host.
+const SECRETS_STAGE: &str = "/var/lib/pgimg-boot-lab/secrets";
+const SECRETS_UNIT: &str = "pgimg-boot-lab-secrets.service";
+
+/// Stages `out/secrets/<host>/` in the host, and a unit that installs each
+/// file at its path (root:root 0600) once the install path has run and
+/// before Patroni starts: the hand step the artifacts document, played by
+/// the lab. The destination directories must exist by then (the overlay's).
 fn deliver_secrets(out: &Path, host: &str, merged: &Path) -> Result<bool, Error> {
     let src = out.join("secrets").join(host);
     if !src.is_dir() {
         return Ok(false);
     }
+    let stage = merged.join(SECRETS_STAGE.trim_start_matches('/'));
+    let mut installs = String::new();
     for e in walkdir::WalkDir::new(&src).sort_by_file_name() {
         let e = e.map_err(|e| fail(format!("{}: {e}", src.display())))?;
         if !e.file_type().is_file() {
@@ -1047,11 +1055,32 @@ fn deliver_secrets(out: &Path, host: &str, merged: &Path) -> Result<bool, Error>
         let rel = e
             .path()
             .strip_prefix(&src)
-            .map_err(|_| fail("secrets path"))?;
+            .map_err(|_| fail("secrets path"))?
+            .to_string_lossy()
+            .into_owned();
         let bytes = std::fs::read(e.path()).map_err(io("reading", e.path()))?;
-        let dst = merged.join(rel);
-        write_file(&dst, &bytes, 0o600)?;
-        std::os::unix::fs::chown(&dst, Some(0), Some(0)).map_err(io("chown", &dst))?;
+        write_file(&stage.join(&rel), &bytes, 0o600)?;
+        installs.push_str(&format!(
+            "ExecStart=/usr/bin/install -m 0600 -o root -g root {SECRETS_STAGE}/{rel} /{rel}\n"
+        ));
+    }
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("setting the mode of", &stage))?;
+    let unit = format!(
+        "# pgimg boot lab: the secrets hand step the artifacts document, played by the lab.\n\
+         [Unit]\nDescription=Deliver this host's secrets (boot lab)\n\
+         After=cloud-final.service\nBefore=patroni.service\n\n\
+         [Service]\nType=oneshot\nRemainAfterExit=yes\n{installs}\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    );
+    let units = merged.join("etc/systemd/system");
+    write_file(&units.join(SECRETS_UNIT), unit.as_bytes(), 0o644)?;
+    let wants = units.join("multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(io("creating", &wants))?;
+    let link = wants.join(SECRETS_UNIT);
+    if !link.exists() {
+        std::os::unix::fs::symlink(format!("/etc/systemd/system/{SECRETS_UNIT}"), &link)
+            .map_err(io("linking", &link))?;
     }
     Ok(true)
 }
