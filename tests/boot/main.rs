@@ -44,6 +44,21 @@ fn phase<T>(t0: Instant, name: &str, f: impl FnOnce() -> T) -> T {
     v
 }
 
+/// A phase whose failure is recorded, and the test goes on.
+fn soft(
+    t0: Instant,
+    name: &str,
+    failures: &mut Vec<String>,
+    f: impl FnOnce() -> Result<(), String>,
+) {
+    phase(t0, name, || {
+        if let Err(e) = f() {
+            println!("  FAIL\n{e}");
+            failures.push(format!("{name}:\n{e}"));
+        }
+    });
+}
+
 /// Retries `f` every 500 ms until it succeeds or `timeout` passes.
 fn retry<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let t = Instant::now();
@@ -346,7 +361,9 @@ fn psql(b: &Boot, host: &str, target: &str, port: u16, sql: &str) -> Result<Stri
     .map_err(|e| e.to_string())
 }
 
-fn run_example(t0: Instant, spec: &str, name: &str) {
+/// Runs every phase of one example; the checks that leave the cluster
+/// usable add their failures to `failures` and let the later phases run.
+fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) {
     let (mut g, result) = phase(t0, &format!("{name}: up --boot"), || {
         up(&repo(spec), name, None)
     });
@@ -358,9 +375,12 @@ fn run_example(t0: Instant, spec: &str, name: &str) {
     phase(t0, &format!("{name}: every host running"), || {
         system_states(g.boot()).unwrap_or_else(|e| panic!("{e}"))
     });
-    phase(t0, &format!("{name}: package installs = rpms.txt"), || {
-        packages(g.boot()).unwrap_or_else(|e| panic!("{e}"))
-    });
+    soft(
+        t0,
+        &format!("{name}: package installs = rpms.txt"),
+        failures,
+        || packages(g.boot()),
+    );
     let sites = g.boot().state.sites.clone();
     for s in &sites {
         let n = pg_hosts(g.boot(), &s.name).len();
@@ -379,15 +399,17 @@ fn run_example(t0: Instant, spec: &str, name: &str) {
         );
     }
     // Once the services run: what they listen on, what they created.
-    phase(
+    soft(
         t0,
         &format!("{name}: firewall opens exactly the listening ports"),
-        || firewall(g.boot()).unwrap_or_else(|e| panic!("{e}")),
+        failures,
+        || firewall(g.boot()),
     );
-    phase(
+    soft(
         t0,
         &format!("{name}: owners and modes = overlay.list"),
-        || overlay(g.boot()).unwrap_or_else(|e| panic!("{e}")),
+        failures,
+        || overlay(g.boot()),
     );
     let b = g.boot();
     for s in &sites {
@@ -498,12 +520,16 @@ fn run_example(t0: Instant, spec: &str, name: &str) {
                     .join(&b.state.cluster)
                     .join("check");
                 // Copied to the host like an operator would, then `sudo -u postgres ./check`.
-                let dst = b.merged(&leader).join("tmp/pgimg-check");
+                let dst = b.merged(&leader).join("var/tmp/pgimg-check");
                 std::fs::copy(&check, &dst).expect("copies the check script");
                 let out = b
                     .exec(
                         &leader,
-                        &["bash", "-c", "cd /tmp && sudo -u postgres ./pgimg-check"],
+                        &[
+                            "bash",
+                            "-c",
+                            "cd /var/tmp && sudo -u postgres ./pgimg-check",
+                        ],
                     )
                     .expect("runs");
                 print!("{}", String::from_utf8_lossy(&out.stdout));
@@ -655,8 +681,22 @@ fn main() {
             .unwrap_or(false),
         "the boot test runs containers: run it as root"
     );
-    run_example(t0, "examples/minimal.yml", "minimal");
-    run_example(t0, "examples/reference-cluster.yml", "reference");
+    let mut failures = Vec::new();
+    run_example(t0, "examples/minimal.yml", "minimal", &mut failures);
+    run_example(
+        t0,
+        "examples/reference-cluster.yml",
+        "reference",
+        &mut failures,
+    );
     negative_controls(t0);
-    println!("\nboot test passed in {:.1} s", t0.elapsed().as_secs_f64());
+    let total = t0.elapsed().as_secs_f64();
+    if !failures.is_empty() {
+        panic!(
+            "boot test: {} check(s) failed (total {total:.1} s):\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    println!("\nboot test passed in {total:.1} s");
 }

@@ -340,6 +340,9 @@ impl Boot {
             "-i",
             "-n",
             "-p",
+            // The container's root and working directory, not this process's.
+            "-r",
+            "-w",
             "--",
         ])
         .args(["/usr/bin/env", "-i"])
@@ -486,18 +489,26 @@ impl Boot {
         if let Some(pid) = h.nspawn_pid
             && self.is_our_nspawn(&h, pid)
         {
-            let sig = if kill { "KILL" } else { "TERM" };
-            let _ = Command::new("kill")
-                .args([&format!("-{sig}"), &pid.to_string()])
-                .status();
+            // SIGKILL to the container's PID 1 ends its whole PID namespace at
+            // once, as a power cut would; SIGTERM to systemd-nspawn asks the
+            // container's systemd to power off.
+            let leader = self.leader(host);
+            let kill_pid = |sig: &str, p: u32| {
+                let _ = Command::new("kill")
+                    .args([&format!("-{sig}"), &p.to_string()])
+                    .status();
+            };
+            match (kill, leader) {
+                (true, Some(l)) => kill_pid("KILL", l),
+                _ => kill_pid("TERM", pid),
+            }
             let t = Instant::now();
             while Path::new(&format!("/proc/{pid}")).exists() && self.is_our_nspawn(&h, pid) {
-                // Reap it if this process started it.
-                let _ = Command::new("true").status();
                 if t.elapsed() > STOP_TIMEOUT {
-                    let _ = Command::new("kill")
-                        .args(["-KILL", &pid.to_string()])
-                        .status();
+                    if let Some(l) = self.leader(host) {
+                        kill_pid("KILL", l);
+                    }
+                    kill_pid("KILL", pid);
                 }
                 if t.elapsed() > STOP_TIMEOUT + Duration::from_secs(10) {
                     return Err(fail(format!("host `{host}`: its container does not stop")));
