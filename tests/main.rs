@@ -2,11 +2,13 @@
 
 mod support;
 
+mod architecture;
 mod cli;
 mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
+mod incremental;
 mod no_panic;
 mod plan;
 mod repro;
