@@ -681,15 +681,28 @@ fn main() {
             .unwrap_or(false),
         "the boot test runs containers: run it as root"
     );
+    // `cargo test --test boot -- NAME…` runs only the named parts
+    // (minimal, reference, negative); no argument runs them all.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let mut failures = Vec::new();
-    run_example(t0, "examples/minimal.yml", "minimal", &mut failures);
-    run_example(
-        t0,
-        "examples/reference-cluster.yml",
-        "reference",
-        &mut failures,
-    );
-    negative_controls(t0);
+    if wanted("minimal") {
+        run_example(t0, "examples/minimal.yml", "minimal", &mut failures);
+    }
+    if wanted("reference") {
+        run_example(
+            t0,
+            "examples/reference-cluster.yml",
+            "reference",
+            &mut failures,
+        );
+    }
+    if wanted("negative") {
+        negative_controls(t0);
+    }
     let total = t0.elapsed().as_secs_f64();
     if !failures.is_empty() {
         panic!(
