@@ -70,7 +70,13 @@ const INSTALL_PACKAGE: &str = r#"#!/bin/bash
 # Stand-in RPM transaction of one package: runs its script, notes it installed.
 set -euo pipefail
 for p in "$@"; do
-    script=/usr/lib/pgimg-standin/packages/$p.sh
+    # dnf takes NAME or NAME-VERSION[-RELEASE]: the stand-in has one version
+    # per package, whatever version is asked (recorded as asked).
+    name=$p
+    while [[ ! -f /usr/lib/pgimg-standin/packages/$name.sh && $name =~ ^(.+)-[0-9][^-]*$ ]]; do
+        name=${BASH_REMATCH[1]}
+    done
+    script=/usr/lib/pgimg-standin/packages/$name.sh
     if [[ ! -f $script ]]; then
         echo "No match for argument: $p (not in the EL9 stand-in, lab/el9-standin.yml)" >&2
         exit 1
