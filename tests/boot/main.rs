@@ -138,12 +138,9 @@ fn system_states(b: &Boot) -> Result<(), String> {
             )
             .unwrap_or_default();
         println!("  {:<12} {:<10} {}", h.name, s, units.trim());
-        if s != "running" {
-            bad.push_str(&format!(
-                "host {}: {s}\n{}",
-                h.name,
-                b.failed_units_report(&h.name)
-            ));
+        let report = b.failed_units_report(&h.name);
+        if s != "running" || !report.is_empty() {
+            bad.push_str(&format!("host {}: {s}\n{report}", h.name));
         }
     }
     if bad.is_empty() { Ok(()) } else { Err(bad) }
@@ -630,26 +627,12 @@ fn mutated_roles(name: &str, file: &str, edit: impl Fn(&str) -> String) -> PathB
 
 fn negative_controls(t0: Instant) {
     let spec = repo("examples/minimal.yml");
-    let roles = phase(
-        t0,
-        "negative controls: roles with a wrong User= and a port left closed",
-        || {
-            let dir = mutated_roles("neg", "etcd/etcd.service.hbs", |t| {
-                t.replace("User=etcd", "User=postgres")
-            });
-            let yaml = read(&dir.join("pg/role.yaml"));
-            let edited: String = yaml
-                .lines()
-                .filter(|l| !l.contains("service: patroni-rest"))
-                .map(|l| format!("{l}\n"))
-                .collect();
-            assert_ne!(yaml, edited);
-            std::fs::write(dir.join("pg/role.yaml"), edited).expect("writes");
-            dir
-        },
-    );
-    let (mut g, result) = phase(t0, "negative controls: up --boot", || {
-        up(&spec, "neg", Some(&roles))
+    // A unit running as the wrong user: etcd cannot open its data directory.
+    let roles = mutated_roles("neg-user", "etcd/etcd.service.hbs", |t| {
+        t.replace("User=etcd", "User=postgres")
+    });
+    let (g, result) = phase(t0, "negative control: wrong User= in etcd.service", || {
+        up(&spec, "neg-user", Some(&roles))
     });
     let err = result.expect_err("a wrong User= must keep a host from `running`");
     for h in ["app-db1", "app-db2", "app-db3"] {
@@ -658,15 +641,33 @@ fn negative_controls(t0: Instant) {
             "the failure names host {h} and etcd.service:\n{err}"
         );
     }
-    println!("  wrong User=: fails naming host and unit, as it must");
-    let fw = firewall(g.boot()).expect_err("a closed role port must fail the firewall check");
+    println!("  fails naming host and unit, as it must");
+    drop(g);
+    let _ = std::fs::remove_dir_all(&roles);
+
+    // A role port the firewall step does not open: Patroni's REST API.
+    let roles = mutated_roles("neg-port", "pg/role.yaml", |t| {
+        t.lines()
+            .filter(|l| !l.contains("service: patroni-rest"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let (mut g, result) = phase(t0, "negative control: a role port left closed", || {
+        up(&spec, "neg-port", Some(&roles))
+    });
+    result.unwrap_or_else(|e| panic!("the cluster itself boots: {e}"));
+    let b = g.boot();
+    retry("site main", Duration::from_secs(180), || {
+        healthy(b, "main", false, 3)
+    });
+    let fw = firewall(b).expect_err("a closed role port must fail the firewall check");
     assert!(
         fw.contains(
             "unit patroni.service listens on 8008/tcp, which the firewall step does not open"
         ),
         "{fw}"
     );
-    println!("  port left closed: fails naming host and unit, as it must");
+    println!("  fails naming host and unit, as it must");
     drop(g);
     let _ = std::fs::remove_dir_all(&roles);
 }

@@ -396,13 +396,15 @@ impl Boot {
         }
     }
 
-    /// The failed units of a host and the tail of each one's journal.
+    /// The failed units of a host, and those systemd keeps restarting
+    /// (`Restart=` hides a unit that cannot start from `is-system-running`),
+    /// with the tail of each one's journal.
     pub fn failed_units_report(&self, host: &str) -> String {
         let mut out = String::new();
         let failed = self
             .sh(
                 host,
-                "systemctl list-units --state=failed --no-legend --plain | awk '{print $1}'",
+                "systemctl list-units --state=failed,auto-restart --no-legend --plain | awk '{print $1}'",
             )
             .unwrap_or_default();
         for unit in failed.split_whitespace() {
@@ -879,6 +881,17 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
         phase(t0, &format!("{h}: systemctl is-system-running: {s}"));
         if s != "running" {
             bad.push(format!("{h}: {s}\n{}", boot.failed_units_report(h)));
+        }
+    }
+    // A unit with Restart= that cannot start shows as auto-restart, not
+    // failed: look a few times over its RestartSec.
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(3));
+        for h in &names {
+            let report = boot.failed_units_report(h);
+            if !report.is_empty() && !bad.iter().any(|b| b.starts_with(&format!("{h}:"))) {
+                bad.push(format!("{h}: units fail\n{report}"));
+            }
         }
     }
     if !bad.is_empty() {
