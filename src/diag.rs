@@ -158,10 +158,18 @@ impl Diagnostic {
     }
 }
 
-/// Sorts by file, line, column and code, and drops exact repeats.
+/// Sorts by file, line, column and code, and drops exact repeats. A number
+/// out of its schema range (PG0014) yields to a semantic diagnostic about
+/// the same node, which says more (`ttl` 0: Patroni's minimum is 20).
 pub fn sort(diags: &mut Vec<Diagnostic>) {
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
+    let semantic: Vec<String> = diags
+        .iter()
+        .filter(|d| d.code.as_str() >= "PG0100")
+        .map(|d| d.pointer.clone())
+        .collect();
+    diags.retain(|d| d.code != Code::OutOfRange || !semantic.contains(&d.pointer));
 }
 
 /// True for the pointer of a slot that holds a secret reference (`secrets.*`,

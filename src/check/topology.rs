@@ -477,24 +477,10 @@ pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
                 .expected("at least one repository"),
             );
         }
+        // A missing `bucket` or `region` is the schema's (`if type: s3 then required`).
         for r in &br.repos {
             if r.kind != RepoType::S3 {
                 continue;
-            }
-            for (missing, key) in [
-                (r.bucket.is_none(), "bucket"),
-                (r.region.is_none(), "region"),
-            ] {
-                if missing {
-                    out.push(
-                        Diagnostic::error(
-                            Code::S3Incomplete,
-                            &r.pointer,
-                            format!("S3 repository without `{key}`"),
-                        )
-                        .expected(format!("`{key}` for `type: s3`")),
-                    );
-                }
             }
             if r.key_type == S3KeyType::Shared && (r.key.is_none() || r.key_secret.is_none()) {
                 out.push(
