@@ -496,7 +496,9 @@ pub struct PgbackrestSettings {
 #[serde(deny_unknown_fields)]
 #[schemars(extend(
     "if" = { "properties": { "type": { "const": "s3" } }, "required": ["type"] },
-    "then" = { "required": ["bucket", "region"] }
+    // The `properties` repeat the names for validators that require a
+    // required key to be defined beside it (Ajv's strictRequired).
+    "then" = { "required": ["bucket", "region"], "properties": { "bucket": true, "region": true } }
 ))]
 pub struct BackupRepo {
     /// Repository type.
