@@ -110,6 +110,8 @@ pub struct Diagnostic {
     /// What was expected, shown under the caret.
     pub expected: Option<String>,
     pub help: Option<String>,
+    /// The hosts a setting found wrong applies to, when it is a host's setting.
+    pub hosts: Vec<String>,
 }
 
 impl Diagnostic {
@@ -123,7 +125,14 @@ impl Diagnostic {
             message: message.into(),
             expected: None,
             help: None,
+            hosts: Vec::new(),
         }
+    }
+
+    /// Names the host whose effective setting is wrong.
+    pub fn for_host(mut self, host: &str) -> Self {
+        self.hosts = vec![host.to_string()];
+        self
     }
 
     pub fn with_span(mut self, file: String, span: Span) -> Self {
