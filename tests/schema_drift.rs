@@ -116,3 +116,33 @@ fn synchronous_mode_takes_patronis_booleans() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].code.as_str(), "PG0015");
 }
+
+#[test]
+fn the_spec_reference_is_generated_from_the_schema() {
+    let generated = pgimg::spec::reference::markdown();
+    let path = support::root().join("docs/spec.md");
+    if support::bless() {
+        std::fs::write(&path, &generated).expect("writing docs/spec.md");
+    }
+    let committed = std::fs::read_to_string(&path).expect("reading docs/spec.md");
+    assert!(
+        committed == generated,
+        "docs/spec.md is stale: run `PGIMG_BLESS=1 cargo test --test main schema`"
+    );
+    // Every field of every object type is in it.
+    let schema = pgimg::schema::generate();
+    for (name, def) in schema["$defs"].as_object().expect("$defs") {
+        for key in def["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            assert!(
+                committed.contains(&format!("## {name}\n"))
+                    && committed.contains(&format!("| `{key}` |")),
+                "docs/spec.md lacks {name}.{key}"
+            );
+        }
+    }
+}

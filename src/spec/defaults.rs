@@ -50,6 +50,7 @@ impl Entry {
         match &self.value {
             DefaultValue::Fixed(v) => match v() {
                 Value::String(s) => format!("`{s}`"),
+                Value::Object(m) => format!("the {} built-in keys of `default`", m.len()),
                 other => format!("`{other}`"),
             },
             DefaultValue::Derived(words) => words.to_string(),

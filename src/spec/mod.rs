@@ -5,6 +5,7 @@
 //! a page of schema errors.
 
 pub mod defaults;
+pub mod reference;
 pub mod scalar;
 pub mod v1;
 pub mod yaml;
