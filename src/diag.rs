@@ -83,7 +83,7 @@ codes! {
     RemoteTrust = "PG0190", Error, "pg_hba `trust` on a non-local address";
     HbaAddress = "PG0191", Error, "a pg_hba row's address does not fit its type";
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
-    S3Incomplete = "PG0210", Error, "an S3 repository lacks a bucket, a region or its keys";
+    S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod diag;
 pub mod error;
+pub mod explain;
 pub mod lab;
 pub mod load;
 pub mod model;

@@ -268,3 +268,40 @@ fn the_code_table_in_the_docs_is_current() {
         assert!(doc.contains(&format!("| {} |", code.as_str())));
     }
 }
+
+#[test]
+fn every_code_has_a_long_explanation_with_prose_and_an_example() {
+    let dir = support::root().join("docs/explain");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("docs/explain")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let embedded: Vec<String> = pgimg::explain::codes().map(|c| format!("{c}.md")).collect();
+    assert_eq!(
+        files, embedded,
+        "docs/explain/ and the list in src/explain.rs differ"
+    );
+    for code in pgimg::diag::Code::ALL {
+        let text = pgimg::explain::text(*code).unwrap_or_else(|| {
+            panic!("{} has no docs/explain/{}.md", code.as_str(), code.as_str())
+        });
+        assert!(
+            text.starts_with(&format!("# {}: ", code.as_str())),
+            "{}: the text starts with `# CODE: title`",
+            code.as_str()
+        );
+        assert!(
+            text.contains("```yaml\n"),
+            "{}: the text has an example",
+            code.as_str()
+        );
+        let prose = text.split("```").next().unwrap_or_default();
+        assert!(
+            prose.split_whitespace().count() >= 25,
+            "{}: the explanation is too short to explain anything",
+            code.as_str()
+        );
+    }
+}
