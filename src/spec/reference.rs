@@ -339,6 +339,7 @@ pub fn markdown() -> String {
             .unwrap_or_default();
         out.push_str("| key | type and allowed values | default | written at | meaning |\n|---|---|---|---|---|\n");
         let mut notes = Vec::new();
+        let mut per_site: Vec<(&str, Vec<String>)> = Vec::new();
         for (key, field) in node["properties"].as_object().into_iter().flatten() {
             let default = match super::defaults::of(&s.def, key) {
                 Some(e) => e.shown(),
@@ -348,7 +349,10 @@ pub fn markdown() -> String {
             let name = format!("{}.{key}", s.def);
             let layers = match ONE_PER_SITE.iter().find(|(f, _)| *f == name) {
                 Some((_, why)) => {
-                    notes.push(format!("`{key}`: {}.", one_per_site_note(why)));
+                    match per_site.iter_mut().find(|(w, _)| w == why) {
+                        Some((_, keys)) => keys.push(format!("`{key}`")),
+                        None => per_site.push((why, vec![format!("`{key}`")])),
+                    }
                     format!("{}, one per site", s.layers)
                 }
                 None => s.layers.clone(),
@@ -361,6 +365,9 @@ pub fn markdown() -> String {
                 cell(&layers),
                 cell(&description(field))
             );
+        }
+        for (why, keys) in per_site {
+            notes.push(format!("{}: {}.", keys.join(", "), one_per_site_note(why)));
         }
         if let Some(cond) = node.get("then").and_then(|t| t["required"].as_array()) {
             let keys: Vec<String> = cond.iter().map(code_of).collect();
