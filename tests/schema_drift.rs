@@ -83,13 +83,15 @@ fn the_schema_offers_no_null_and_no_nonstandard_format() {
         );
     }
     let schema = pgimg::schema::generate();
+    let majors = pgimg::spec::defaults::PG_MAJORS;
     assert_eq!(
         schema.pointer("/$defs/PostgresSettings/properties/major/minimum"),
-        Some(&serde_json::json!(14))
+        Some(&serde_json::json!(majors.start())),
+        "the schema's PostgreSQL majors are the ones pgimg accepts (PG0170)"
     );
     assert_eq!(
         schema.pointer("/$defs/PostgresSettings/properties/major/maximum"),
-        Some(&serde_json::json!(18))
+        Some(&serde_json::json!(majors.end()))
     );
 }
 

@@ -390,14 +390,21 @@ pub fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
 pub fn major(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .hosts()
-        .filter(|(_, _, h)| h.has(Role::Pg) && !(14..=18).contains(&h.config.postgresql.major))
+        .filter(|(_, _, h)| {
+            h.has(Role::Pg)
+                && !crate::spec::defaults::PG_MAJORS.contains(&h.config.postgresql.major)
+        })
         .map(|(_, _, h)| {
             Diagnostic::error(
                 Code::UnsupportedMajor,
                 &h.origin("postgresql/major"),
                 format!("PostgreSQL {} is not supported", h.config.postgresql.major),
             )
-            .expected("a major version from 14 to 18")
+            .expected(format!(
+                "a major version from {} to {}",
+                crate::spec::defaults::PG_MAJORS.start(),
+                crate::spec::defaults::PG_MAJORS.end()
+            ))
             .for_host(&h.name)
         })
         .collect()

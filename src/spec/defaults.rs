@@ -141,6 +141,10 @@ fixed_defaults! {
     HAPROXY_CHECK_RISE: u32 = 2; "HaproxySettings.check_rise", "reference guide";
 }
 
+/// The PostgreSQL majors pgimg renders for (PG0170); the schema's range of
+/// `postgresql.major` says the same, which a test checks.
+pub const PG_MAJORS: std::ops::RangeInclusive<u32> = 14..=18;
+
 /// The posix repository path when the spec names none.
 pub const REPO_POSIX_PATH: &str = "/var/lib/pgbackrest";
 
