@@ -268,6 +268,9 @@ struct JsonDiagnostic<'a> {
     message: &'a str,
     expected: Option<&'a str>,
     help: Option<&'a str>,
+    /// The hosts a setting found wrong applies to; left out when none is named.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    hosts: &'a [String],
 }
 
 /// Renders one diagnostic as a single JSON line.
@@ -283,6 +286,7 @@ pub fn render_json(d: &Diagnostic) -> String {
         message: &d.message,
         expected: d.expected.as_deref(),
         help: d.help.as_deref(),
+        hosts: &d.hosts,
     };
     serde_json::to_string(&j).unwrap_or_default()
 }
