@@ -1,8 +1,8 @@
 //! A second, independent validator: Ajv (JavaScript, installed by
 //! scripts/install-test-deps from scripts/ajv/package-lock.json) compiles
 //! `schema/pgimg.schema.json` in strict mode and gives its verdict on every
-//! example and every `tests/errors` spec; each verdict must be pgimg's own
-//! schema stage's.
+//! example, every `tests/errors` spec and one-mistake variants of the base
+//! error spec; each verdict must be pgimg's own schema stage's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +23,65 @@ fn specs() -> Vec<PathBuf> {
     all.extend(errors);
     all
 }
+
+/// One-mistake (or no-mistake) variants of `tests/errors/base.yml`: each
+/// replaces a text of the base, so that every verdict is about one thing.
+/// Each with the verdict both validators must give.
+const VARIANTS: &[(&str, &str, &str, bool)] = &[
+    (
+        "sync-true",
+        "synchronous_mode: 'off'",
+        "synchronous_mode: true",
+        true,
+    ),
+    (
+        "sync-quorum",
+        "synchronous_mode: 'off'",
+        "synchronous_mode: quorum",
+        true,
+    ),
+    (
+        "sync-bad",
+        "synchronous_mode: 'off'",
+        "synchronous_mode: sometimes",
+        false,
+    ),
+    ("major-19", "major: 17", "major: 19", false),
+    ("port-0", "port: 5432", "port: 0", false),
+    (
+        "null-section",
+        "  patroni:\n    ttl: 30\n    loop_wait: 10\n    retry_timeout: 10\n    synchronous_mode: 'off'\n",
+        "  patroni:\n",
+        false,
+    ),
+    ("unknown-key", "loop_wait: 10", "loop_wiat: 10", false),
+    (
+        "s3-no-region",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: s3, bucket: backups }]",
+        false,
+    ),
+    (
+        "s3-complete",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: s3, bucket: backups, region: eu-west-1 }]",
+        true,
+    ),
+    (
+        "retention-time",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: posix, retention_full_type: time, retention_full: 30 }]",
+        true,
+    ),
+    (
+        "roles-scalar",
+        "roles: [haproxy] }",
+        "roles: haproxy }",
+        false,
+    ),
+    ("bad-name", "- name: main", "- name: Main Cluster", false),
+    ("version-2", "version: 1", "version: 2", false),
+];
 
 /// Runs `scripts/ajv/verdicts.js` on the schema and `docs`; one JSON verdict per document.
 fn ajv(schema: &Path, docs: &[PathBuf]) -> Vec<serde_json::Value> {
@@ -79,6 +138,37 @@ fn ajv_compiles_the_schema_strictly_and_agrees_with_the_schema_stage() {
                 .collect::<Vec<_>>(),
         ));
     }
+    let base = std::fs::read_to_string(suite::root().join("tests/errors/base.yml")).expect("base");
+    for (name, from, to, valid) in VARIANTS {
+        assert_eq!(base.matches(from).count(), 1, "variant {name}: `{from}`");
+        let source = pgimg::source::SourceFile::new(
+            format!("base.yml ({name})"),
+            base.replacen(from, to, 1),
+        );
+        let doc = pgimg::spec::yaml::parse(&source)
+            .unwrap_or_else(|d| panic!("variant {name} is not YAML: {d:?}"));
+        let report = pgimg::schema::validate(&doc.value, &doc.spans, &source);
+        assert_eq!(
+            report.errors.is_empty() && report.deferred.is_empty(),
+            *valid,
+            "variant {name}: {:?} {:?}",
+            report.errors,
+            report.deferred
+        );
+        let json = tmp.path().join(format!("{}.json", docs.len()));
+        std::fs::write(&json, serde_json::to_vec(&doc.value).expect("JSON")).expect("write");
+        docs.push(json);
+        ours.push((
+            source.name.clone(),
+            report.errors.is_empty() && report.deferred.is_empty(),
+            report
+                .errors
+                .iter()
+                .chain(&report.deferred)
+                .map(|d| format!("{} {}", d.pointer, d.code.as_str()))
+                .collect::<Vec<_>>(),
+        ));
+    }
     let verdicts = ajv(&suite::root().join("schema/pgimg.schema.json"), &docs);
     assert_eq!(verdicts.len(), ours.len(), "one verdict per document");
     let mut disagreements = Vec::new();
@@ -95,7 +185,11 @@ fn ajv_compiles_the_schema_strictly_and_agrees_with_the_schema_stage() {
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     // The comparison covers both verdicts, and only the YAML-level error specs are left out.
     assert!(ours.iter().any(|(_, v, _)| *v) && ours.iter().any(|(_, v, _)| !*v));
-    assert!(ours.len() >= 11, "too few specs compared: {}", ours.len());
+    assert!(
+        ours.len() >= 11 + VARIANTS.len(),
+        "too few specs compared: {}",
+        ours.len()
+    );
     for name in &yaml_rejected {
         assert!(
             name.contains("yaml-"),
