@@ -85,15 +85,12 @@ const VARIANTS: &[(&str, &str, &str, bool)] = &[
 
 /// Runs `scripts/ajv/verdicts.js` on the schema and `docs`; one JSON verdict per document.
 fn ajv(schema: &Path, docs: &[PathBuf]) -> Vec<serde_json::Value> {
-    let node = crate::tools::tool("node").unwrap_or_else(|e| panic!("{e}"));
-    let modules = std::env::var_os("PGIMG_AJV_MODULES").unwrap_or_else(|| {
-        panic!("PGIMG_AJV_MODULES is not set: source the env file scripts/install-test-deps writes")
-    });
+    // Node.js with Ajv on its module path (a wrapper scripts/install-test-deps writes).
+    let node = crate::tools::tool("node-ajv").unwrap_or_else(|e| panic!("{e}"));
     let out = Command::new(node)
         .arg(suite::root().join("scripts/ajv/verdicts.js"))
         .arg(schema)
         .args(docs)
-        .env("NODE_PATH", modules)
         .output()
         .expect("running node");
     assert!(
