@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod delivery;
 pub mod diag;
+pub mod facts;
 pub mod lab;
 pub mod load;
 pub mod model;

@@ -474,7 +474,8 @@ pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
                     &h.origin("pgbackrest/repos"),
                     "pgBackRest has no repository",
                 )
-                .expected("at least one repository"),
+                .expected("at least one repository")
+                .help("add `pgbackrest.repos`, e.g. `- { type: s3, bucket: …, region: … }`, or a posix repository on a shared `mount`: a node-local directory dies with its node"),
             );
         }
         for r in &br.repos {

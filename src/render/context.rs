@@ -259,10 +259,33 @@ pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<Strin
         "unix_socket_directories".to_string(),
         json!(m.path(&host.name, paths::SOCKET_DIR)),
     );
+    // A host's own parameters: the DCS copy is the same for every member.
+    for (k, v) in spec_parameters(host).filter(|(k, _)| is_host_parameter(host, k)) {
+        p.insert(k, v);
+    }
     p
 }
 
-/// Cluster-wide PostgreSQL parameters: the reference guide's, then the spec's.
+/// True for a parameter set in the host's own `settings`, not for the site or above.
+pub fn is_host_parameter(host: &Host, name: &str) -> bool {
+    host.origins
+        .get(&format!("postgresql/parameters/{name}"))
+        .is_some_and(|p| crate::check::is_host_layer(p))
+}
+
+fn spec_parameters(host: &Host) -> impl Iterator<Item = (String, Value)> + '_ {
+    host.config.postgresql.parameters.iter().map(|(k, v)| {
+        let value = match v {
+            crate::spec::v1::ScalarValue::Int(i) => json!(i),
+            other => json!(scalar_text(other, "on", "off")),
+        };
+        (k.clone(), value)
+    })
+}
+
+/// Cluster-wide PostgreSQL parameters: the reference guide's, then the
+/// spec's from the site, cluster and fleet layers (a host's own go to its
+/// local configuration, `local_parameters`).
 pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
     let mut p: BTreeMap<String, Value> = BTreeMap::new();
     for (k, v) in [
@@ -277,12 +300,8 @@ pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
     ] {
         p.insert(k.to_string(), v);
     }
-    for (k, v) in &host.config.postgresql.parameters {
-        let value = match v {
-            crate::spec::v1::ScalarValue::Int(i) => json!(i),
-            other => json!(scalar_text(other, "on", "off")),
-        };
-        p.insert(k.clone(), value);
+    for (k, v) in spec_parameters(host).filter(|(k, _)| !is_host_parameter(host, k)) {
+        p.insert(k, v);
     }
     p
 }
@@ -311,7 +330,18 @@ pub fn host_context(
             "fqdn": match &h.config.network.domain { Some(d) => format!("{}.{d}", h.name), None => h.name.clone() },
         })
     };
-    let etcd_members: Vec<Value> = site.with_role(Role::Etcd).map(member).collect();
+    let etcd_members: Vec<Value> = site
+        .with_role(Role::Etcd)
+        .map(|h| {
+            let mut v = member(h);
+            v["peer_url"] = json!(format!(
+                "http://{}",
+                hostport(&m.addr(&h.address), h.config.etcd.peer_port)
+            ));
+            v["joins_existing"] = json!(h.config.etcd.join_existing);
+            v
+        })
+        .collect();
     let pg_hosts: Vec<Value> = site.with_role(Role::Pg).map(member).collect();
     let initial_cluster: Vec<String> = site
         .with_role(Role::Etcd)
@@ -355,6 +385,16 @@ pub fn host_context(
                 m,
                 cluster.secrets.backup_cipher_pass.is_some(),
             )
+        })
+        .collect();
+    let mount = crate::render::storage::repo_mount(&site_repos(cluster, site), m, &host.name);
+    let posix_dirs: Vec<String> = site_repos(cluster, site)
+        .into_iter()
+        .filter(|r| r.kind == RepoType::Posix)
+        .map(|r| {
+            r.path
+                .clone()
+                .unwrap_or_else(|| "/var/lib/pgbackrest".into())
         })
         .collect();
     let pip = c.patroni.install == PatroniInstall::Pip;
@@ -475,6 +515,7 @@ pub fn host_context(
                 "contrib": pkg(&format!("postgresql{major}-contrib"), &c.postgresql.version),
             },
             "extra_packages": c.postgresql.extra_packages,
+            "langpack": crate::render::storage::langpack(&c.postgresql.locale),
         },
         "patroni": {
             "version": c.patroni.version,
@@ -486,8 +527,8 @@ pub fn host_context(
             "rest_url": format!("http://{}", hostport(&addr, c.patroni.restapi_port)),
             "config": paths::PATRONI_CONFIG,
             "env": paths::PATRONI_ENV,
-            "rpm": pkg("patroni", &Some(c.patroni.version.clone())),
-            "rpm_etcd": pkg("patroni-etcd", &Some(c.patroni.version.clone())),
+            "rpm": pkg("patroni", &Some(c.patroni.rpm_version.clone())),
+            "rpm_etcd": pkg("patroni-etcd", &Some(c.patroni.rpm_version.clone())),
         },
         "etcd": {
             "client_port": c.etcd.client_port,
@@ -497,10 +538,13 @@ pub fn host_context(
             "peer_url": peer_url,
             "listen_client_urls": listen_client,
             "package": pkg("etcd", &c.etcd.version),
+            "initial_cluster_state": if c.etcd.join_existing { "existing" } else { "new" },
         },
         "pgbackrest": {
             "package": pkg("pgbackrest", &c.pgbackrest.version),
             "repos": repos,
+            "mount": mount,
+            "posix_dir": posix_dirs.first(),
             "compress_type": compress(c.pgbackrest.compress_type),
             "compress_level": c.pgbackrest.compress_level,
             "process_max": c.pgbackrest.process_max,

@@ -9,6 +9,7 @@ pub mod manifest;
 pub mod overlay;
 pub mod patroni;
 pub mod secrets;
+pub mod storage;
 pub mod templates;
 pub mod yaml;
 
@@ -45,6 +46,10 @@ pub struct HostPlan {
     pub units: BTreeSet<String>,
     /// (port, protocol, service).
     pub ports: BTreeSet<(u16, String, String)>,
+    /// The directories the roles declare (`dirs:`), whose owner and mode the
+    /// install paths apply after unpacking: tar keeps those of directories
+    /// the packages already created.
+    pub declared_dirs: BTreeMap<String, RootfsEntry>,
     /// The host's template context, for the delivery formats.
     pub context: Value,
 }
@@ -122,6 +127,7 @@ pub fn plan_host(
         packages: BTreeSet::new(),
         units: BTreeSet::new(),
         ports: BTreeSet::new(),
+        declared_dirs: BTreeMap::new(),
         context: Value::Null,
     };
     let hctx = handlebars::Context::from(ctx.clone());
@@ -150,15 +156,14 @@ pub fn plan_host(
         }
         for d in def.dirs.iter().filter(|d| d.applies(&ctx)) {
             let path = roles.render_str(&what("dirs"), &d.path, &hctx)?;
-            plan.rootfs.insert(
-                path,
-                RootfsEntry {
-                    content: None,
-                    mode: parse_mode(&d.mode)?,
-                    owner: d.owner.clone(),
-                    group: d.group.clone(),
-                },
-            );
+            let entry = RootfsEntry {
+                content: None,
+                mode: parse_mode(&d.mode)?,
+                owner: d.owner.clone(),
+                group: d.group.clone(),
+            };
+            plan.declared_dirs.insert(path.clone(), entry.clone());
+            plan.rootfs.insert(path, entry);
         }
         for f in def.files.iter().filter(|f| f.applies(&ctx)) {
             let path = roles.render_str(&what("files"), &f.path, &hctx)?;
@@ -265,7 +270,7 @@ pub fn host_artifacts(plan: &HostPlan, mtime: u64) -> Vec<(String, Artifact)> {
     out
 }
 
-/// Renders the cluster-level artifacts: the check script and the DR runbooks.
+/// Renders the cluster-level artifacts: the check script, the etcd runbook and the DR runbooks.
 pub fn cluster_artifacts(
     roles: &Roles,
     cluster: &Cluster,
@@ -289,6 +294,23 @@ pub fn cluster_artifacts(
             mode: 0o755,
         },
     ));
+    let etcd_sites: Vec<Value> = cluster
+        .sites
+        .iter()
+        .filter(|s| s.with_role(Role::Etcd).next().is_some())
+        .map(site_ctx)
+        .collect();
+    if !etcd_sites.is_empty() {
+        let ctx = serde_json::json!({"cluster": cluster.name, "sites": etcd_sites, "root": ""});
+        let runbook = roles.render_file("cluster/etcd-runbook.md.hbs", &ctx)?;
+        out.push((
+            format!("clusters/{}/etcd-runbook.md", cluster.name),
+            Artifact {
+                bytes: runbook.into_bytes(),
+                mode: 0o644,
+            },
+        ));
+    }
     for site in cluster.sites.iter().filter(|s| s.is_dr()) {
         let Some(src) = cluster.source_of(site) else {
             continue;

@@ -110,6 +110,11 @@ pub struct Boot {
     pub interface: Option<Interface>,
     /// Disk layout for the installer.
     pub disk: Option<DiskLayout>,
+    /// Whether the host's PXE entry starts the installer by default (default `false`:
+    /// it boots the local disk, and installing is chosen at the boot menu). Set it for a
+    /// host's first install or a deliberate reinstall, then remove it: the installer
+    /// wipes the disks the layout names.
+    pub install: Option<bool>,
 }
 
 /// Disk layout for the installer.
@@ -232,7 +237,11 @@ pub struct RepoSettings {
     pub appstream: Option<Url>,
     /// Base URL of the PGDG yum repository (default `https://download.postgresql.org/pub/repos/yum`).
     pub pgdg: Option<Url>,
-    /// URL of the installer tree for `inst.repo=` (default: the distribution's BaseOS for x86_64).
+    /// URL of PGDG's extras repository, where etcd comes from (default `<pgdg>/extras/redhat/rhel-9-$basearch`).
+    pub pgdg_extras: Option<Url>,
+    /// Python package index for `patroni.install: pip` (default `https://pypi.org/simple`).
+    pub pypi: Option<Url>,
+    /// URL of the installer tree for `inst.repo=`, and the kickstart's installation source unless `baseos` is set (default: the distribution's BaseOS for x86_64).
     pub installer: Option<Url>,
     /// Base URL under which the build output (`hosts/<host>/kickstart.ks`) is served to installers.
     pub artifacts: Option<Url>,
@@ -344,8 +353,10 @@ pub struct PgUsers {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatroniSettings {
-    /// Pinned Patroni version (default `4.1.5`).
+    /// Pinned Patroni version from PyPI, for `install: pip` (default `4.1.5`).
     pub version: Option<Version>,
+    /// Pinned version of PGDG's `patroni` RPMs, for `install: rpm` (default: the newest in pgimg's package catalog). PGDG's RPM lags PyPI: never reuse the pip version.
+    pub rpm_version: Option<Version>,
     /// How Patroni is installed (default `pip`, as in the reference guide).
     pub install: Option<PatroniInstall>,
     /// Leader key time to live in seconds (default 30; at least 20).
@@ -419,7 +430,7 @@ pub struct PatroniTags {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSettings {
-    /// Pinned etcd package version (default: the newest in PGDG extras).
+    /// Pinned etcd package version (default: the newest in pgimg's package catalog of PGDG extras).
     pub version: Option<Version>,
     /// Initial cluster token (default `<scope>-etcd`).
     pub token: Option<Token>,
@@ -429,13 +440,27 @@ pub struct EtcdSettings {
     /// Peer port (default 2380).
     #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<u16>,
+    /// `existing` for a member that joins a running etcd cluster, such as a
+    /// reinstalled member after `etcdctl member add` (default `new`: the
+    /// members bootstrap the cluster together). See the cluster's etcd runbook.
+    pub initial_cluster_state: Option<EtcdClusterState>,
+}
+
+/// How an etcd member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EtcdClusterState {
+    /// The members bootstrap a new cluster together.
+    New,
+    /// The member joins a running cluster that already lists it (`etcdctl member add`).
+    Existing,
 }
 
 /// pgBackRest settings.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgbackrestSettings {
-    /// Pinned pgBackRest version (default: the newest in PGDG).
+    /// Pinned pgBackRest version (default: the newest in pgimg's package catalog of PGDG).
     pub version: Option<Version>,
     /// Stanza name (default: the site's scope).
     pub stanza: Option<Ident>,
@@ -465,7 +490,7 @@ pub struct BackupRepo {
     /// Repository type.
     #[serde(rename = "type")]
     pub kind: RepoType,
-    /// Path of the repository (in the bucket for S3; default `/var/lib/pgbackrest` for posix, `/pgbackrest/<stanza>` for S3).
+    /// Path of the repository (in the bucket for S3; default `/var/lib/pgbackrest` for posix, `/pgbackrest/<stanza>` for S3); for a mounted posix repository, the mount point.
     pub path: Option<AbsPath>,
     /// S3 bucket (required for S3).
     pub bucket: Option<Bucket>,
@@ -475,7 +500,7 @@ pub struct BackupRepo {
     pub region: Option<Region>,
     /// S3 URI style (default `host`).
     pub uri_style: Option<UriStyle>,
-    /// S3 credentials: `auto` uses the EC2 instance role, `shared` reads `PGBACKREST_REPO<n>_S3_KEY`/`_KEY_SECRET` (default `auto`).
+    /// S3 credentials: `auto` uses the EC2 instance role, `shared` reads `PGBACKREST_REPO<n>_S3_KEY`/`_KEY_SECRET` (default `shared` on a site with bare-metal hosts (`boot.mac`), else `auto`).
     pub key_type: Option<S3KeyType>,
     /// S3 access key reference, for `key_type: shared`.
     pub key: Option<SecretRef>,
@@ -487,6 +512,20 @@ pub struct BackupRepo {
     /// Differential backups to keep (default 14).
     #[schemars(range(min = 1, max = 9999))]
     pub retention_diff: Option<u32>,
+    /// The shared file system a posix repository lives on; required when the site has more than one `pg` host.
+    pub mount: Option<RepoMount>,
+}
+
+/// An NFS export mounted at a posix repository's path by a systemd `.mount` unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepoMount {
+    /// The NFS server's host name or IPv4 address.
+    pub server: Endpoint,
+    /// The exported directory on the server; its root must belong to `postgres` (uid 26 on EL).
+    pub export: AbsPath,
+    /// Mount options (default `vers=4.2,hard,noatime`).
+    pub options: Option<MountOptions>,
 }
 
 /// pgBackRest repository type.
