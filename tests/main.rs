@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod delivery;
 mod diagnostics;
+mod firstboot;
 mod golden;
 mod guide_parity;
 mod no_panic;

@@ -338,34 +338,41 @@ pub fn dns_for_repositories(ctx: &Ctx) -> Vec<Diagnostic> {
 pub fn one_major(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
-        let mut first: Option<&Host> = None;
-        for s in &c.sites {
-            for h in s.with_role(Role::Pg) {
-                let Some(f) = first else {
-                    first = Some(h);
-                    continue;
-                };
-                if h.config.postgresql.major != f.config.postgresql.major {
-                    out.push(
-                        Diagnostic::error(
-                            Code::MixedMajors,
-                            &h.origin("postgresql/major"),
-                            format!(
-                                "host `{}` runs PostgreSQL {} but `{}` of the same cluster `{}` runs {}",
-                                h.name,
-                                h.config.postgresql.major,
-                                f.name,
-                                c.name,
-                                f.config.postgresql.major
-                            ),
-                        )
-                        .expected(format!(
-                            "PostgreSQL {} on every member: streaming replication does not cross majors",
-                            f.config.postgresql.major
-                        )),
-                    );
-                }
-            }
+        let pg: Vec<&Host> = c.sites.iter().flat_map(|s| s.with_role(Role::Pg)).collect();
+        // The odd ones out are those not on the cluster's most common major (the first on a tie).
+        let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+        for h in &pg {
+            *count.entry(h.config.postgresql.major).or_default() += 1;
+        }
+        let Some(major) = pg
+            .iter()
+            .map(|h| h.config.postgresql.major)
+            .max_by_key(|m| {
+                (
+                    count[m],
+                    std::cmp::Reverse(pg.iter().position(|h| h.config.postgresql.major == *m)),
+                )
+            })
+        else {
+            continue;
+        };
+        let Some(reference) = pg.iter().find(|h| h.config.postgresql.major == major) else {
+            continue;
+        };
+        for h in pg.iter().filter(|h| h.config.postgresql.major != major) {
+            out.push(
+                Diagnostic::error(
+                    Code::MixedMajors,
+                    &h.origin("postgresql/major"),
+                    format!(
+                        "host `{}` runs PostgreSQL {} but the rest of cluster `{}` (such as `{}`) runs {major}",
+                        h.name, h.config.postgresql.major, c.name, reference.name
+                    ),
+                )
+                .expected(format!(
+                    "PostgreSQL {major} on every member: streaming replication does not cross majors"
+                )),
+            );
         }
     }
     out

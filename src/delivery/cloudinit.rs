@@ -34,6 +34,7 @@ struct CloudConfig {
     users: Vec<User>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bootcmd: Vec<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
     yum_repos: Map<String, Value>,
     packages: Vec<String>,
     write_files: Vec<WriteFile>,
