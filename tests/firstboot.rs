@@ -5,8 +5,8 @@
 //! layer, and what the install paths do to the overlay's directories.
 //! Each builds a spec in memory and reads the artifacts back.
 
+use pgimg::load::RoleTree;
 use pgimg::render::ArtifactTree;
-use pgimg::render::templates::RoleTree;
 
 use crate::support;
 

@@ -2,7 +2,7 @@
 //! shared posix pgBackRest repository, and the glibc language pack initdb's
 //! locale needs.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::context::Mapping;
 use crate::model::BackupRepo;
@@ -32,27 +32,44 @@ pub fn escape_path(path: &str) -> String {
     out
 }
 
+/// The `.mount` unit of a shared posix repository (`pgbackrest.mount`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MountContext {
+    /// The unit's name, `srv-pgbackrest.mount`.
+    pub unit: String,
+    pub unit_path: String,
+    /// `server:/export`.
+    pub what: String,
+    /// The mount point as the host's files name it (mapped in a lab build).
+    #[serde(rename = "where")]
+    pub at: String,
+    /// The mount point, unmapped.
+    pub path: String,
+    pub options: String,
+}
+
 /// The mount of a site's shared posix repository, for the pg role's mount unit.
-pub fn repo_mount(repos: &[&BackupRepo], m: &Mapping, host: &str) -> Value {
-    let Some((r, mount)) = repos
+pub fn repo_mount(repos: &[&BackupRepo], m: &Mapping, host: &str) -> Option<MountContext> {
+    let (r, mount) = repos
         .iter()
         .filter(|r| r.kind == RepoType::Posix)
-        .find_map(|r| r.mount.as_ref().map(|mt| (*r, mt)))
-    else {
-        return Value::Null;
-    };
+        .find_map(|r| r.mount.as_ref().map(|mt| (*r, mt)))?;
     let path = r
         .path
         .clone()
         .unwrap_or_else(|| "/var/lib/pgbackrest".into());
     let unit = format!("{}.mount", escape_path(&path));
-    json!({
-        "unit": unit,
-        "unit_path": format!("/etc/systemd/system/{unit}"),
-        "what": format!("{}:{}", mount.server, mount.export),
-        "where": m.path(host, &path),
-        "path": path,
-        "options": mount.options.as_ref().map(|o| o.0.clone()).unwrap_or_else(|| DEFAULT_NFS_OPTIONS.into()),
+    Some(MountContext {
+        unit_path: format!("/etc/systemd/system/{unit}"),
+        unit,
+        what: format!("{}:{}", mount.server, mount.export),
+        at: m.path(host, &path),
+        path,
+        options: mount
+            .options
+            .as_ref()
+            .map(|o| o.0.clone())
+            .unwrap_or_else(|| DEFAULT_NFS_OPTIONS.into()),
     })
 }
 
