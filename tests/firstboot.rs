@@ -190,6 +190,12 @@ fn s3_credentials_default_to_shared_keys_on_a_bare_metal_site() {
     let t = build(&text);
     let conf = file(&t, "hosts/pg1/rootfs/etc/pgbackrest/pgbackrest.conf");
     assert!(!conf.contains("repo1-s3-key-type=auto"), "{conf}");
+    // Without key references the defaulted `shared` says why it is the default.
+    let keyless = text.replace(", key: { env: S3_KEY }, key_secret: { env: S3_SECRET }", "");
+    let diags = support::diagnostics("firstboot.yml", &keyless, false);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0].code.as_str(), "PG0210");
+    assert!(diags[0].help.as_deref().unwrap_or("").contains("bare-metal"));
     // Explicit `auto` there is an error with a hint.
     let auto = text.replace("region: eu-west-1,", "region: eu-west-1, key_type: auto,");
     assert_eq!(codes(&auto), ["PG0300"]);
