@@ -195,7 +195,13 @@ fn s3_credentials_default_to_shared_keys_on_a_bare_metal_site() {
     let diags = support::diagnostics("firstboot.yml", &keyless, false);
     assert_eq!(diags.len(), 1, "{diags:#?}");
     assert_eq!(diags[0].code.as_str(), "PG0210");
-    assert!(diags[0].help.as_deref().unwrap_or("").contains("bare-metal"));
+    assert!(
+        diags[0]
+            .help
+            .as_deref()
+            .unwrap_or("")
+            .contains("bare-metal")
+    );
     // Explicit `auto` there is an error with a hint.
     let auto = text.replace("region: eu-west-1,", "region: eu-west-1, key_type: auto,");
     assert_eq!(codes(&auto), ["PG0300"]);
