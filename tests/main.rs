@@ -9,6 +9,7 @@ mod diagnostics;
 mod firstboot;
 mod golden;
 mod guide_parity;
+mod incremental;
 mod no_panic;
 mod plan;
 mod repro;
