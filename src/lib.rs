@@ -15,6 +15,8 @@ pub mod commands;
 pub mod diag;
 pub mod digest;
 pub mod error;
+pub mod explain;
+pub mod facts;
 pub mod lab;
 pub mod load;
 pub mod model;

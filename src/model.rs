@@ -4,7 +4,7 @@
 //! as JSON trees (a mapping merges key by key, anything else replaces), so
 //! that each resolved leaf remembers the pointer of the layer that set it and
 //! a semantic check can point at the line the user wrote. Built-in defaults
-//! (those of the reference guide) are filled in afterwards.
+//! (the table in `spec::defaults`) are filled in afterwards.
 //!
 //! Invariant: nothing here derives `Deserialize` or `Serialize`, and every
 //! collection is ordered.
@@ -15,16 +15,13 @@ use serde_json::Value;
 
 use crate::source::child;
 use crate::spec::v1::{
-    self, CompressType, Distro, HbaRule, PatroniInstall, RepoType, Role, S3KeyType, ScalarValue,
-    SecretRef, SelinuxMode, SyncMode, UriStyle,
+    self, CompressType, Distro, HbaRule, PatroniInstall, RepoType, RetentionType, Role, S3KeyType,
+    ScalarValue, SecretRef, SelinuxMode, SyncMode, UriStyle,
 };
 
-/// The default versions pgimg pins, those of the reference stack.
-pub mod defaults {
-    pub const PG_MAJOR: u32 = 17;
-    pub const PATRONI_VERSION: &str = "4.1.5";
-    pub const PGDG_URL: &str = "https://download.postgresql.org/pub/repos/yum";
-}
+/// The built-in defaults, re-exported where the model applies them.
+pub use crate::spec::defaults;
+use crate::spec::defaults as d;
 
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -99,6 +96,8 @@ pub struct Boot {
     pub os_disk: Option<String>,
     pub data_disk: Option<String>,
     pub data_size_gib: Option<u32>,
+    /// The PXE entry installs by default (else it boots the local disk).
+    pub install: bool,
 }
 
 /// Every setting of one host, with defaults applied.
@@ -142,6 +141,8 @@ pub struct Repos {
     pub baseos: Option<String>,
     pub appstream: Option<String>,
     pub pgdg: String,
+    pub pgdg_extras: Option<String>,
+    pub pypi: Option<String>,
     pub installer: Option<String>,
     pub artifacts: Option<String>,
 }
@@ -168,7 +169,10 @@ pub struct Postgres {
 
 #[derive(Debug, Clone)]
 pub struct Patroni {
+    /// The pip (PyPI) version.
     pub version: String,
+    /// The PGDG RPM version; never the pip one.
+    pub rpm_version: String,
     pub install: PatroniInstall,
     pub ttl: u32,
     pub loop_wait: u32,
@@ -190,6 +194,8 @@ pub struct Patroni {
 #[derive(Debug, Clone)]
 pub struct Etcd {
     pub version: Option<String>,
+    /// The member joins a running cluster (`ETCD_INITIAL_CLUSTER_STATE=existing`).
+    pub join_existing: bool,
     pub token: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
@@ -220,10 +226,15 @@ pub struct BackupRepo {
     pub region: Option<String>,
     pub uri_style: UriStyle,
     pub key_type: S3KeyType,
+    /// The spec sets `key_type` (else it follows the site: see `site_key_type`).
+    pub key_type_explicit: bool,
     pub key: Option<SecretRef>,
     pub key_secret: Option<SecretRef>,
+    pub retention_full_type: RetentionType,
     pub retention_full: u32,
     pub retention_diff: u32,
+    /// The shared file system of a posix repository.
+    pub mount: Option<v1::RepoMount>,
     /// Pointer of this repository in the spec.
     pub pointer: String,
 }
@@ -439,12 +450,17 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                                         .and_then(|d| d.data_disk.as_ref())
                                         .map(|d| d.0.clone()),
                                     data_size_gib: disk.and_then(|d| d.data_size_gib),
+                                    install: boot
+                                        .and_then(|b| b.install)
+                                        .unwrap_or(d::BOOT_INSTALL),
                                 },
                                 config,
                                 origins,
                             }
                         })
                         .collect();
+                    let mut hosts: Vec<Host> = hosts;
+                    site_key_type(&mut hosts);
                     Site {
                         name: s.name.0.clone(),
                         pointer: sp,
@@ -466,8 +482,24 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
         })
         .collect();
     Fleet {
-        source_date_epoch: spec.source_date_epoch.unwrap_or(0),
+        source_date_epoch: spec.source_date_epoch.unwrap_or(d::SOURCE_DATE_EPOCH),
         clusters,
+    }
+}
+
+/// S3 credentials follow the site: EC2's instance role (`auto`) does not
+/// exist on bare metal, so a site with a host installed over PXE (`boot.mac`)
+/// defaults to `shared` keys.
+fn site_key_type(hosts: &mut [Host]) {
+    if !hosts.iter().any(|h| h.boot.mac.is_some()) {
+        return;
+    }
+    for h in hosts {
+        for r in &mut h.config.pgbackrest.repos {
+            if r.kind == RepoType::S3 && !r.key_type_explicit {
+                r.key_type = S3KeyType::Shared;
+            }
+        }
     }
 }
 
@@ -509,27 +541,11 @@ pub fn scalar_text(v: &ScalarValue, truthy: &str, falsy: &str) -> String {
     }
 }
 
-/// Kernel tuning of the reference guide (section 1.3).
 fn default_sysctl() -> BTreeMap<String, String> {
-    [
-        ("kernel.shmall", "2097152"),
-        ("kernel.shmmax", "134217728"),
-        ("kernel.shmmni", "4096"),
-        ("vm.overcommit_memory", "2"),
-        ("vm.overcommit_ratio", "80"),
-        ("net.core.somaxconn", "65535"),
-        ("net.ipv4.tcp_max_syn_backlog", "65535"),
-        ("net.core.netdev_max_backlog", "10000"),
-        ("net.ipv4.tcp_keepalive_time", "300"),
-        ("net.ipv4.tcp_keepalive_intvl", "30"),
-        ("net.ipv4.tcp_keepalive_probes", "10"),
-        // The guide's 65536 would lower EL9's system-wide default (2^63-1) to one
-        // process's own open-file limit; pgimg keeps the system-wide limit ample.
-        ("fs.file-max", "2097152"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    d::SYSCTL
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, String>) -> Config {
@@ -546,7 +562,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
     for (k, v) in os.sysctl.unwrap_or_default() {
         sysctl.insert(k.0, scalar_text(&v, "1", "0"));
     }
-    let major = pg.major.unwrap_or(defaults::PG_MAJOR);
+    let major = pg.major.unwrap_or(d::PG_MAJOR);
     let initdb = pg.initdb.unwrap_or_default();
     let users = pg.users.unwrap_or_default();
     let tags = pat.tags.unwrap_or_default();
@@ -555,23 +571,10 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
         .get("pgbackrest/repos")
         .cloned()
         .unwrap_or_else(|| format!("{host_pointer}/settings/pgbackrest/repos"));
+    // No built-in repository: a node-local one would die with its node (PG0211).
     let backup_repos = br
         .repos
-        .unwrap_or_else(|| {
-            vec![v1::BackupRepo {
-                kind: RepoType::Posix,
-                path: None,
-                bucket: None,
-                endpoint: None,
-                region: None,
-                uri_style: None,
-                key_type: None,
-                key: None,
-                key_secret: None,
-                retention_full: None,
-                retention_diff: None,
-            }]
-        })
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, r)| BackupRepo {
@@ -580,24 +583,36 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             bucket: r.bucket.map(|b| b.0),
             endpoint: r.endpoint.map(|e| e.0),
             region: r.region.map(|r| r.0),
-            uri_style: r.uri_style.unwrap_or(UriStyle::Host),
-            key_type: r.key_type.unwrap_or(S3KeyType::Auto),
+            uri_style: r.uri_style.unwrap_or(d::REPO_URI_STYLE),
+            key_type: r.key_type.unwrap_or(d::REPO_KEY_TYPE),
+            key_type_explicit: r.key_type.is_some(),
             key: r.key,
             key_secret: r.key_secret,
-            retention_full: r.retention_full.unwrap_or(4),
-            retention_diff: r.retention_diff.unwrap_or(14),
+            retention_full_type: r.retention_full_type.unwrap_or(d::REPO_RETENTION_FULL_TYPE),
+            retention_full: r.retention_full.unwrap_or(d::REPO_RETENTION_FULL),
+            retention_diff: r.retention_diff.unwrap_or(d::REPO_RETENTION_DIFF),
+            mount: r.mount,
             pointer: child(&repos_pointer, i),
         })
         .collect();
     Config {
         os: Os {
-            distro: os.distro.unwrap_or(Distro::Rocky),
-            timezone: os.timezone.map(|t| t.0).unwrap_or_else(|| "UTC".into()),
-            lang: os.lang.map(|t| t.0).unwrap_or_else(|| "en_US.UTF-8".into()),
-            keyboard: os.keyboard.map(|t| t.0).unwrap_or_else(|| "us".into()),
-            selinux: os.selinux.unwrap_or(SelinuxMode::Enforcing),
-            firewall: os.firewall.unwrap_or(true),
-            admin_user: os.admin_user.map(|t| t.0).unwrap_or_else(|| "admin".into()),
+            distro: os.distro.unwrap_or(d::OS_DISTRO),
+            timezone: os
+                .timezone
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_TIMEZONE.into()),
+            lang: os.lang.map(|t| t.0).unwrap_or_else(|| d::OS_LANG.into()),
+            keyboard: os
+                .keyboard
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_KEYBOARD.into()),
+            selinux: os.selinux.unwrap_or(d::OS_SELINUX),
+            firewall: os.firewall.unwrap_or(d::OS_FIREWALL),
+            admin_user: os
+                .admin_user
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_ADMIN_USER.into()),
             ssh_keys: os
                 .ssh_keys
                 .unwrap_or_default()
@@ -605,8 +620,8 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .map(|k| k.0)
                 .collect(),
             sysctl,
-            nofile: limits.nofile.unwrap_or(65536),
-            nproc: limits.nproc.unwrap_or(16384),
+            nofile: limits.nofile.unwrap_or(d::LIMIT_NOFILE),
+            nproc: limits.nproc.unwrap_or(d::LIMIT_NPROC),
         },
         network: Network {
             prefix: net.prefix,
@@ -625,7 +640,9 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             pgdg: repos
                 .pgdg
                 .map(|u| u.0.trim_end_matches('/').to_string())
-                .unwrap_or_else(|| defaults::PGDG_URL.into()),
+                .unwrap_or_else(|| d::PGDG_URL.into()),
+            pgdg_extras: repos.pgdg_extras.map(|u| u.0),
+            pypi: repos.pypi.map(|u| u.0),
             installer: repos.installer.map(|u| u.0),
             artifacts: repos
                 .artifacts
@@ -634,10 +651,11 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
         postgresql: Postgres {
             major,
             version: pg.version.map(|v| v.0),
-            port: pg.port.unwrap_or(5432),
+            port: pg.port.unwrap_or(d::PG_PORT),
             data_dir: pg
                 .data_dir
                 .map(|d| d.0)
+                // `spec::defaults::DERIVED`, `PostgresSettings.data_dir`.
                 .unwrap_or_else(|| format!("/var/lib/pgsql/{major}/data")),
             bin_dir: format!("/usr/pgsql-{major}/bin"),
             parameters: pg
@@ -649,26 +667,26 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             encoding: initdb
                 .encoding
                 .map(|e| e.0)
-                .unwrap_or_else(|| "UTF8".into()),
+                .unwrap_or_else(|| d::INITDB_ENCODING.into()),
             locale: initdb
                 .locale
                 .map(|l| l.0)
-                .unwrap_or_else(|| "en_US.UTF-8".into()),
-            data_checksums: initdb.data_checksums.unwrap_or(true),
+                .unwrap_or_else(|| d::INITDB_LOCALE.into()),
+            data_checksums: initdb.data_checksums.unwrap_or(d::INITDB_DATA_CHECKSUMS),
             pg_hba: pg.pg_hba.unwrap_or_default(),
-            allow_remote_trust: pg.allow_remote_trust.unwrap_or(false),
+            allow_remote_trust: pg.allow_remote_trust.unwrap_or(d::PG_ALLOW_REMOTE_TRUST),
             superuser: users
                 .superuser
                 .map(|u| u.0)
-                .unwrap_or_else(|| "postgres".into()),
+                .unwrap_or_else(|| d::PG_SUPERUSER.into()),
             replication_user: users
                 .replication
                 .map(|u| u.0)
-                .unwrap_or_else(|| "replicator".into()),
+                .unwrap_or_else(|| d::PG_REPLICATION_USER.into()),
             rewind_user: users
                 .rewind
                 .map(|u| u.0)
-                .unwrap_or_else(|| "rewind_user".into()),
+                .unwrap_or_else(|| d::PG_REWIND_USER.into()),
             extra_packages: pg
                 .extra_packages
                 .unwrap_or_default()
@@ -680,64 +698,85 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             version: pat
                 .version
                 .map(|v| v.0)
-                .unwrap_or_else(|| defaults::PATRONI_VERSION.into()),
-            install: pat.install.unwrap_or(PatroniInstall::Pip),
-            ttl: pat.ttl.unwrap_or(30),
-            loop_wait: pat.loop_wait.unwrap_or(10),
-            retry_timeout: pat.retry_timeout.unwrap_or(10),
-            maximum_lag_on_failover: pat.maximum_lag_on_failover.unwrap_or(1_048_576),
-            synchronous_mode: pat.synchronous_mode.unwrap_or(SyncMode::Off),
-            synchronous_mode_strict: pat.synchronous_mode_strict.unwrap_or(false),
-            synchronous_node_count: pat.synchronous_node_count.unwrap_or(1),
-            restapi_port: pat.restapi_port.unwrap_or(8008),
-            use_pg_rewind: pat.use_pg_rewind.unwrap_or(true),
-            use_slots: pat.use_slots.unwrap_or(true),
+                .unwrap_or_else(|| d::PATRONI_VERSION.into()),
+            rpm_version: pat
+                .rpm_version
+                .map(|v| v.0)
+                .unwrap_or_else(crate::facts::catalog::pins::patroni_rpm),
+            install: pat.install.unwrap_or(d::PATRONI_INSTALL),
+            ttl: pat.ttl.unwrap_or(d::PATRONI_TTL),
+            loop_wait: pat.loop_wait.unwrap_or(d::PATRONI_LOOP_WAIT),
+            retry_timeout: pat.retry_timeout.unwrap_or(d::PATRONI_RETRY_TIMEOUT),
+            maximum_lag_on_failover: pat
+                .maximum_lag_on_failover
+                .unwrap_or(d::PATRONI_MAXIMUM_LAG_ON_FAILOVER),
+            synchronous_mode: pat.synchronous_mode.unwrap_or(d::PATRONI_SYNCHRONOUS_MODE),
+            synchronous_mode_strict: pat
+                .synchronous_mode_strict
+                .unwrap_or(d::PATRONI_SYNCHRONOUS_MODE_STRICT),
+            synchronous_node_count: pat
+                .synchronous_node_count
+                .unwrap_or(d::PATRONI_SYNCHRONOUS_NODE_COUNT),
+            restapi_port: pat.restapi_port.unwrap_or(d::PATRONI_RESTAPI_PORT),
+            use_pg_rewind: pat.use_pg_rewind.unwrap_or(d::PATRONI_USE_PG_REWIND),
+            use_slots: pat.use_slots.unwrap_or(d::PATRONI_USE_SLOTS),
             namespace: pat
                 .namespace
                 .map(|n| n.0)
-                .unwrap_or_else(|| "/service/".into()),
-            nofailover: tags.nofailover.unwrap_or(false),
-            noloadbalance: tags.noloadbalance.unwrap_or(false),
-            clonefrom: tags.clonefrom.unwrap_or(false),
-            nosync: tags.nosync.unwrap_or(false),
+                .unwrap_or_else(|| d::PATRONI_NAMESPACE.into()),
+            nofailover: tags.nofailover.unwrap_or(d::TAG_NOFAILOVER),
+            noloadbalance: tags.noloadbalance.unwrap_or(d::TAG_NOLOADBALANCE),
+            clonefrom: tags.clonefrom.unwrap_or(d::TAG_CLONEFROM),
+            nosync: tags.nosync.unwrap_or(d::TAG_NOSYNC),
         },
         etcd: Etcd {
-            version: etcd.version.map(|v| v.0),
+            version: Some(
+                etcd.version
+                    .map(|v| v.0)
+                    .unwrap_or_else(crate::facts::catalog::pins::etcd),
+            ),
+            join_existing: etcd.initial_cluster_state == Some(v1::EtcdClusterState::Existing),
             token: etcd.token.map(|t| t.0),
-            client_port: etcd.client_port.unwrap_or(2379),
-            peer_port: etcd.peer_port.unwrap_or(2380),
+            client_port: etcd.client_port.unwrap_or(d::ETCD_CLIENT_PORT),
+            peer_port: etcd.peer_port.unwrap_or(d::ETCD_PEER_PORT),
         },
         pgbackrest: Pgbackrest {
-            version: br.version.map(|v| v.0),
+            version: Some(
+                br.version
+                    .map(|v| v.0)
+                    .unwrap_or_else(crate::facts::catalog::pins::pgbackrest),
+            ),
             stanza: br.stanza.map(|s| s.0),
             repos: backup_repos,
-            compress_type: br.compress_type.unwrap_or(CompressType::Lz4),
-            compress_level: br.compress_level.unwrap_or(3),
-            process_max: br.process_max.unwrap_or(4),
-            archive_timeout: br.archive_timeout.unwrap_or(300),
-            archive_async: br.archive_async.unwrap_or(false),
+            compress_type: br.compress_type.unwrap_or(d::BACKREST_COMPRESS_TYPE),
+            compress_level: br.compress_level.unwrap_or(d::BACKREST_COMPRESS_LEVEL),
+            process_max: br.process_max.unwrap_or(d::BACKREST_PROCESS_MAX),
+            archive_timeout: br.archive_timeout.unwrap_or(d::BACKREST_ARCHIVE_TIMEOUT),
+            archive_async: br.archive_async.unwrap_or(d::BACKREST_ARCHIVE_ASYNC),
             full: schedule
                 .full
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 1 * * 0".into()),
+                .unwrap_or_else(|| d::SCHEDULE_FULL.into()),
             diff: schedule
                 .diff
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 1 * * 1-6".into()),
+                .unwrap_or_else(|| d::SCHEDULE_DIFF.into()),
             incr: schedule
                 .incr
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 */4 * * *".into()),
+                .unwrap_or_else(|| d::SCHEDULE_INCR.into()),
         },
         haproxy: Haproxy {
-            write_port: hap.write_port.unwrap_or(5000),
-            read_port: hap.read_port.unwrap_or(5001),
-            stats_port: hap.stats_port.unwrap_or(7000),
-            maxconn: hap.maxconn.unwrap_or(1000),
-            server_maxconn: hap.server_maxconn.unwrap_or(100),
-            check_interval_ms: hap.check_interval_ms.unwrap_or(3000),
-            check_fall: hap.check_fall.unwrap_or(3),
-            check_rise: hap.check_rise.unwrap_or(2),
+            write_port: hap.write_port.unwrap_or(d::HAPROXY_WRITE_PORT),
+            read_port: hap.read_port.unwrap_or(d::HAPROXY_READ_PORT),
+            stats_port: hap.stats_port.unwrap_or(d::HAPROXY_STATS_PORT),
+            maxconn: hap.maxconn.unwrap_or(d::HAPROXY_MAXCONN),
+            server_maxconn: hap.server_maxconn.unwrap_or(d::HAPROXY_SERVER_MAXCONN),
+            check_interval_ms: hap
+                .check_interval_ms
+                .unwrap_or(d::HAPROXY_CHECK_INTERVAL_MS),
+            check_fall: hap.check_fall.unwrap_or(d::HAPROXY_CHECK_FALL),
+            check_rise: hap.check_rise.unwrap_or(d::HAPROXY_CHECK_RISE),
         },
     }
 }

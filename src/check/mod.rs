@@ -5,6 +5,7 @@
 //! The runner turns pointers into line:column. Rules may assume the spec
 //! passed the schema, and nothing more.
 
+mod firstboot;
 mod network;
 mod topology;
 
@@ -15,6 +16,18 @@ use crate::source::{SourceFile, SpanTable};
 /// What every rule sees.
 pub struct Ctx<'a> {
     pub fleet: &'a Fleet,
+    pub spans: &'a SpanTable,
+    pub source: &'a SourceFile,
+}
+
+impl Ctx<'_> {
+    /// `file:line` of the node at `pointer`, for "first used at" notes.
+    pub fn place(&self, pointer: &str) -> String {
+        match self.spans.edit_span(pointer) {
+            Some(s) => format!("{}:{}", self.source.name, s.line),
+            None => format!("`{pointer}`"),
+        }
+    }
 }
 
 pub struct Rule {
@@ -111,14 +124,63 @@ pub const RULES: &[Rule] = &[
         codes: &[Code::S3Incomplete, Code::NoRepository],
         run: topology::backup_repos,
     },
+    Rule {
+        name: "S3 credentials on bare metal",
+        codes: &[Code::S3AutoOnBareMetal],
+        run: firstboot::s3_credentials,
+    },
+    Rule {
+        name: "shared posix repositories",
+        codes: &[Code::UnsharedPosixRepository],
+        run: firstboot::shared_posix,
+    },
+    Rule {
+        name: "install disks",
+        codes: &[Code::InstallWithoutDisk],
+        run: firstboot::install_disks,
+    },
+    Rule {
+        name: "package pins",
+        codes: &[Code::UnknownPackageVersion],
+        run: firstboot::package_pins,
+    },
+    Rule {
+        name: "subnets",
+        codes: &[Code::AddressOutsideSubnet, Code::GatewayOutsideSubnet],
+        run: firstboot::subnets,
+    },
+    Rule {
+        name: "time zones",
+        codes: &[Code::UnknownTimeZone],
+        run: firstboot::time_zones,
+    },
+    Rule {
+        name: "DNS for repositories",
+        codes: &[Code::NoDnsForRepositories],
+        run: firstboot::dns_for_repositories,
+    },
+    Rule {
+        name: "one PostgreSQL major",
+        codes: &[Code::MixedMajors],
+        run: firstboot::one_major,
+    },
+    Rule {
+        name: "cluster-wide settings",
+        codes: &[Code::HostLevelClusterSetting],
+        run: firstboot::cluster_wide_settings,
+    },
 ];
 
 /// Runs every rule; the result is sorted, deduplicated and positioned.
 pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
-    let ctx = Ctx { fleet };
-    let mut out: Vec<Diagnostic> = RULES
-        .iter()
-        .flat_map(|r| (r.run)(&ctx))
+    let ctx = Ctx {
+        fleet,
+        spans,
+        source,
+    };
+    let found: Vec<Diagnostic> = RULES.iter().flat_map(|r| (r.run)(&ctx)).collect();
+    let mut out: Vec<Diagnostic> = once_per_setting(found)
+        .into_iter()
         .map(|d| match spans.edit_span(&d.pointer) {
             Some(s) => d.with_span(source.name.clone(), s),
             None => d,
@@ -127,6 +189,43 @@ pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnos
     diag::sort(&mut out);
     out
 }
+
+/// One mistake set at the fleet, cluster or site level is wrong for every
+/// host below it: it is reported once, at the line to edit, naming the hosts.
+fn once_per_setting(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for d in found {
+        let same = out.iter_mut().find(|o| {
+            !d.hosts.is_empty() && !o.hosts.is_empty() && o.code == d.code && o.pointer == d.pointer
+        });
+        match same {
+            Some(first) => {
+                for h in d.hosts {
+                    if !first.hosts.contains(&h) {
+                        first.hosts.push(h);
+                    }
+                }
+            }
+            None => out.push(d),
+        }
+    }
+    for d in &mut out {
+        if d.hosts.len() > 1 {
+            let names: Vec<String> = d.hosts.iter().map(|h| format!("`{h}`")).collect();
+            let note = format!(
+                "this setting applies to {} hosts: {}",
+                d.hosts.len(),
+                names.join(", ")
+            );
+            d.help = Some(match d.help.take() {
+                Some(h) => format!("{h}; {note}"),
+                None => note,
+            });
+        }
+    }
+    out
+}
+pub use firstboot::is_host_layer;
 
 /// A valid PostgreSQL identifier as pgimg writes it unquoted: lowercase.
 pub fn is_pg_identifier(s: &str) -> bool {
