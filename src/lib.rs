@@ -17,6 +17,7 @@ pub mod lab;
 pub mod load;
 pub mod model;
 pub mod render;
+pub mod review;
 pub mod schema;
 pub mod source;
 pub mod spec;
