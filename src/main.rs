@@ -78,9 +78,20 @@ fn run() -> ExitCode {
             strict,
             check: false,
         } => build(&spec, &out, roles.as_deref(), format, strict),
-        Command::Build { spec, out, roles, format, strict, check: true } => {
-            ExitCode::from(pgimg::review::build_check(&spec, &out, roles.as_deref(), format, strict))
-        }
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+            check: true,
+        } => ExitCode::from(pgimg::review::build_check(
+            &spec,
+            &out,
+            roles.as_deref(),
+            format,
+            strict,
+        )),
         Command::Diff(args) => ExitCode::from(pgimg::review::diff(&args)),
         Command::Verify(args) => ExitCode::from(pgimg::review::verify(&args)),
         Command::Lab { action } => lab(action),

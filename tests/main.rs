@@ -9,5 +9,6 @@ mod golden;
 mod guide_parity;
 mod no_panic;
 mod repro;
+mod review;
 mod rules;
 mod schema_drift;

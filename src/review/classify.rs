@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::diff::{ClusterReport, Detail, FileChange, HostReport, Report, SiteReport, Status, Tree, host_meta, hosts_of};
-use super::effects::{self, Effect};
 use super::archive;
+use super::diff::{
+    ClusterReport, Detail, FileChange, HostReport, Report, SiteReport, Status, Tree, host_meta,
+    hosts_of,
+};
+use super::effects::{self, Effect};
 
 /// The kinds of action, in the order an operator would take them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -67,7 +70,12 @@ pub struct Action {
     pub why: String,
 }
 
-fn action(kind: ActionKind, summary: impl Into<String>, command: Option<String>, why: impl Into<String>) -> Action {
+fn action(
+    kind: ActionKind,
+    summary: impl Into<String>,
+    command: Option<String>,
+    why: impl Into<String>,
+) -> Action {
     Action {
         kind,
         summary: summary.into(),
@@ -202,7 +210,10 @@ fn param_list(params: &[ParamChange], on: &str) -> String {
         .filter(|p| p.applies_on == on)
         .map(|p| match &p.context {
             Some(c) => format!("{} ({c})", p.name),
-            None => format!("{} (not a PostgreSQL 17 parameter: context unknown)", p.name),
+            None => format!(
+                "{} (not a PostgreSQL 17 parameter: context unknown)",
+                p.name
+            ),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -257,7 +268,9 @@ fn env_file(tree: &Tree, path: &str) -> BTreeMap<String, String> {
 
 fn etcd_conf(tree: &Tree, host: &str) -> Option<BTreeMap<String, String>> {
     let path = format!("hosts/{host}/rootfs/etc/etcd/etcd.conf");
-    tree.files.contains_key(&path).then(|| env_file(tree, &path))
+    tree.files
+        .contains_key(&path)
+        .then(|| env_file(tree, &path))
 }
 
 /// The host file a rootfs artifact is, or `None`.
@@ -268,7 +281,12 @@ fn on_host(path: &str, host: &str) -> Option<String> {
 }
 
 /// Classifies every host, site and cluster of the report.
-pub fn classify(report: &mut Report, old: &Tree, new: &Tree, cluster_files: BTreeMap<String, Vec<FileChange>>) {
+pub fn classify(
+    report: &mut Report,
+    old: &Tree,
+    new: &Tree,
+    cluster_files: BTreeMap<String, Vec<FileChange>>,
+) {
     let mut site_dcs: BTreeMap<(String, String), DcsChange> = BTreeMap::new();
     for h in &mut report.hosts {
         h.actions = match h.status {
@@ -288,12 +306,17 @@ pub fn classify(report: &mut Report, old: &Tree, new: &Tree, cluster_files: BTre
         };
     }
     // Every site either side knows, with its hosts on each side.
-    let mut sites: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    let mut sites: BTreeMap<(String, String), (BTreeSet<String>, BTreeSet<String>)> =
+        BTreeMap::new();
     for (tree, is_new) in [(old, false), (new, true)] {
         for host in hosts_of(tree) {
             if let Some(key) = host_meta(tree, &host) {
                 let e = sites.entry(key).or_default();
-                if is_new { e.1.insert(host) } else { e.0.insert(host) };
+                if is_new {
+                    e.1.insert(host)
+                } else {
+                    e.0.insert(host)
+                };
             }
         }
     }
@@ -334,17 +357,29 @@ pub fn classify(report: &mut Report, old: &Tree, new: &Tree, cluster_files: BTre
         actions.dedup();
         let scope = [new, old]
             .iter()
-            .flat_map(|t| new_hosts.iter().chain(old_hosts.iter()).map(move |h| (t, h)))
+            .flat_map(|t| {
+                new_hosts
+                    .iter()
+                    .chain(old_hosts.iter())
+                    .map(move |h| (t, h))
+            })
             .find_map(|(t, h)| patroni_of(t, h))
             .and_then(|p| p.yaml.get("scope").map(scalar_text));
-        by_cluster.entry(cluster.clone()).or_default().push(SiteReport {
-            site: site.clone(),
-            scope,
-            dcs,
-            actions,
-        });
+        by_cluster
+            .entry(cluster.clone())
+            .or_default()
+            .push(SiteReport {
+                site: site.clone(),
+                scope,
+                dcs,
+                actions,
+            });
     }
-    let names: BTreeSet<String> = by_cluster.keys().chain(cluster_files.keys()).cloned().collect();
+    let names: BTreeSet<String> = by_cluster
+        .keys()
+        .chain(cluster_files.keys())
+        .cloned()
+        .collect();
     let mut cluster_files = cluster_files;
     for c in names {
         report.clusters.push(ClusterReport {
@@ -372,7 +407,12 @@ fn config_path(tree: &Tree, hosts: &BTreeSet<String>) -> String {
         .unwrap_or_else(|| "/etc/patroni/patroni.yml".into())
 }
 
-fn host_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeMap<(String, String), DcsChange>) -> Vec<Action> {
+fn host_actions(
+    h: &HostReport,
+    old: &Tree,
+    new: &Tree,
+    site_dcs: &mut BTreeMap<(String, String), DcsChange>,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut installed = Vec::new();
     let mut removed = Vec::new();
@@ -422,7 +462,11 @@ fn host_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeMap<
         files.extend(removed.iter().map(|r| format!("{r} (removed)")));
         actions.push(action(
             ActionKind::Files,
-            format!("install {} changed file{}", files.len(), if files.len() == 1 { "" } else { "s" }),
+            format!(
+                "install {} changed file{}",
+                files.len(),
+                if files.len() == 1 { "" } else { "s" }
+            ),
             Some(command),
             files.join(", "),
         ));
@@ -455,7 +499,11 @@ fn install_time_changes(path: &str, old: &Tree, new: &Tree, format: Format) -> V
     let digests = super::diff::overlay_digests(path, (old, new));
     let mut texts = Vec::new();
     for tree in [old, new] {
-        let bytes = tree.files.get(path).map(|a| archive::maybe_gunzip(&a.bytes).unwrap_or_else(|| a.bytes.clone())).unwrap_or_default();
+        let bytes = tree
+            .files
+            .get(path)
+            .map(|a| archive::maybe_gunzip(&a.bytes).unwrap_or_else(|| a.bytes.clone()))
+            .unwrap_or_default();
         texts.push(archive::redact(&String::from_utf8_lossy(&bytes)).text);
     }
     let sections = |text: &str| -> Vec<String> {
@@ -465,14 +513,20 @@ fn install_time_changes(path: &str, old: &Tree, new: &Tree, format: Format) -> V
                 Format::Kickstart => {
                     let word = line.split_whitespace().next().unwrap_or("");
                     if word.starts_with('%') {
-                        section = if word == "%end" { String::new() } else { word.to_string() };
+                        section = if word == "%end" {
+                            String::new()
+                        } else {
+                            word.to_string()
+                        };
                         "%marker".to_string()
                     } else {
                         section.clone()
                     }
                 }
                 Format::UserData => {
-                    if !line.starts_with([' ', '-', '#']) && let Some((key, _)) = line.split_once(':') {
+                    if !line.starts_with([' ', '-', '#'])
+                        && let Some((key, _)) = line.split_once(':')
+                    {
                         section = key.to_string();
                     }
                     section.clone()
@@ -490,7 +544,10 @@ fn install_time_changes(path: &str, old: &Tree, new: &Tree, format: Format) -> V
             similar::ChangeTag::Insert => change.new_index().map(|i| &new_sections[i]),
         };
         let line = change.value().trim();
-        if line.is_empty() || line.starts_with('#') || digests.iter().any(|d| line.contains(d.as_str())) {
+        if line.is_empty()
+            || line.starts_with('#')
+            || digests.iter().any(|d| line.contains(d.as_str()))
+        {
             continue;
         }
         let section = section.map(String::as_str).unwrap_or("");
@@ -518,7 +575,14 @@ fn install_time_changes(path: &str, old: &Tree, new: &Tree, format: Format) -> V
     reasons
 }
 
-fn file_actions(file: &str, f: &FileChange, h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeMap<(String, String), DcsChange>) -> Vec<Action> {
+fn file_actions(
+    file: &str,
+    f: &FileChange,
+    h: &HostReport,
+    old: &Tree,
+    new: &Tree,
+    site_dcs: &mut BTreeMap<(String, String), DcsChange>,
+) -> Vec<Action> {
     if file.ends_with("/patroni/patroni.yml") && f.status == Status::Changed {
         return patroni_actions(h, old, new, site_dcs);
     }
@@ -526,15 +590,26 @@ fn file_actions(file: &str, f: &FileChange, h: &HostReport, old: &Tree, new: &Tr
         let path = format!("hosts/{}/rootfs{file}", h.host);
         let (o, n) = (env_file(old, &path), env_file(new, &path));
         let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
-        let changed: Vec<&String> = keys.into_iter().filter(|k| o.get(*k) != n.get(*k)).collect();
-        if !changed.is_empty() && changed.iter().all(|k| effects::ETCD_BOOTSTRAP_ONLY.contains(&k.as_str())) {
+        let changed: Vec<&String> = keys
+            .into_iter()
+            .filter(|k| o.get(*k) != n.get(*k))
+            .collect();
+        if !changed.is_empty()
+            && changed
+                .iter()
+                .all(|k| effects::ETCD_BOOTSTRAP_ONLY.contains(&k.as_str()))
+        {
             return vec![action(
                 ActionKind::NoRestart,
                 "no restart: etcd.conf bootstrap keys only",
                 None,
                 format!(
                     "only {} changed: etcd ignores the initial-cluster settings once a member has data",
-                    changed.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                    changed
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )];
         }
@@ -549,30 +624,70 @@ fn file_actions(file: &str, f: &FileChange, h: &HostReport, old: &Tree, new: &Tr
     };
     let unit = |u: &str| Some(u.to_string());
     let (kind, summary, command) = match rule.effect {
-        Effect::Reload(u) => (ActionKind::Reload, format!("reload {u}"), unit(&format!("systemctl reload {u}"))),
-        Effect::Restart(u) => (ActionKind::Restart, format!("restart {u}"), unit(&format!("systemctl restart {u}"))),
+        Effect::Reload(u) => (
+            ActionKind::Reload,
+            format!("reload {u}"),
+            unit(&format!("systemctl reload {u}")),
+        ),
+        Effect::Restart(u) => (
+            ActionKind::Restart,
+            format!("restart {u}"),
+            unit(&format!("systemctl restart {u}")),
+        ),
         Effect::UnitFile => {
             let name = file.rsplit('/').next().unwrap_or(file);
             if f.status == Status::Removed {
-                (ActionKind::Run, format!("disable {name}"), unit(&format!("systemctl disable --now {name} && systemctl daemon-reload")))
+                (
+                    ActionKind::Run,
+                    format!("disable {name}"),
+                    unit(&format!(
+                        "systemctl disable --now {name} && systemctl daemon-reload"
+                    )),
+                )
             } else {
-                (ActionKind::Restart, format!("daemon-reload, restart {name}"), unit(&format!("systemctl daemon-reload && systemctl restart {name}")))
+                (
+                    ActionKind::Restart,
+                    format!("daemon-reload, restart {name}"),
+                    unit(&format!(
+                        "systemctl daemon-reload && systemctl restart {name}"
+                    )),
+                )
             }
         }
-        Effect::Run(cmd) => (ActionKind::Run, format!("run {}", cmd.split(',').next().unwrap_or(cmd)), unit(cmd)),
-        Effect::Nothing => (ActionKind::NoRestart, format!("no restart for {file}"), None),
+        Effect::Run(cmd) => (
+            ActionKind::Run,
+            format!("run {}", cmd.split(',').next().unwrap_or(cmd)),
+            unit(cmd),
+        ),
+        Effect::Nothing => (
+            ActionKind::NoRestart,
+            format!("no restart for {file}"),
+            None,
+        ),
     };
     vec![action(kind, summary, command, rule.why)]
 }
 
-fn patroni_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeMap<(String, String), DcsChange>) -> Vec<Action> {
+fn patroni_actions(
+    h: &HostReport,
+    old: &Tree,
+    new: &Tree,
+    site_dcs: &mut BTreeMap<(String, String), DcsChange>,
+) -> Vec<Action> {
     let (Some(o), Some(n)) = (patroni_of(old, &h.host), patroni_of(new, &h.host)) else {
         return Vec::new();
     };
     let mut actions = Vec::new();
     let scope = n.yaml.get("scope").map(scalar_text).unwrap_or_default();
-    let member = n.yaml.get("name").map(scalar_text).unwrap_or_else(|| h.host.clone());
-    let (od, nd) = (at(&o.yaml, &["bootstrap", "dcs"]), at(&n.yaml, &["bootstrap", "dcs"]));
+    let member = n
+        .yaml
+        .get("name")
+        .map(scalar_text)
+        .unwrap_or_else(|| h.host.clone());
+    let (od, nd) = (
+        at(&o.yaml, &["bootstrap", "dcs"]),
+        at(&n.yaml, &["bootstrap", "dcs"]),
+    );
     if let Some(patch) = merge_patch(od, nd) {
         let key = (h.cluster.clone(), h.site.clone());
         site_dcs.entry(key).or_insert_with(|| {
@@ -606,13 +721,21 @@ fn patroni_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeM
     }
     let (ol, nl) = (strip(&ob, "bootstrap"), strip(&nb, "bootstrap"));
     let mut bootstrap_keys = Vec::new();
-    changed_keys(at(&ob, &["bootstrap"]), at(&nb, &["bootstrap"]), "bootstrap", &mut bootstrap_keys);
+    changed_keys(
+        at(&ob, &["bootstrap"]),
+        at(&nb, &["bootstrap"]),
+        "bootstrap",
+        &mut bootstrap_keys,
+    );
     if !bootstrap_keys.is_empty() {
         actions.push(action(
             ActionKind::NoRestart,
             "no effect until a new cluster is initialized",
             None,
-            format!("{} change: Patroni uses it only to initialize a new cluster", bootstrap_keys.join(", ")),
+            format!(
+                "{} change: Patroni uses it only to initialize a new cluster",
+                bootstrap_keys.join(", ")
+            ),
         ));
     }
     let mut local = Vec::new();
@@ -622,9 +745,15 @@ fn patroni_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeM
             ActionKind::Reload,
             "reload patroni.service",
             Some("systemctl reload patroni.service".into()),
-            format!("patroni.yml changed ({}); Patroni re-reads it on SIGHUP", local.join(", ")),
+            format!(
+                "patroni.yml changed ({}); Patroni re-reads it on SIGHUP",
+                local.join(", ")
+            ),
         ));
-        let params = parameter_changes(at(&ol, &["postgresql", "parameters"]), at(&nl, &["postgresql", "parameters"]));
+        let params = parameter_changes(
+            at(&ol, &["postgresql", "parameters"]),
+            at(&nl, &["postgresql", "parameters"]),
+        );
         let listen = at(&ol, &["postgresql", "listen"]) != at(&nl, &["postgresql", "listen"]);
         let restart = param_list(&params, "restart");
         if !restart.is_empty() || listen {
@@ -633,12 +762,17 @@ fn patroni_actions(h: &HostReport, old: &Tree, new: &Tree, site_dcs: &mut BTreeM
                 if !what.is_empty() {
                     what.push_str(", ");
                 }
-                what.push_str("postgresql.listen (listen_addresses and port are postmaster parameters)");
+                what.push_str(
+                    "postgresql.listen (listen_addresses and port are postmaster parameters)",
+                );
             }
             actions.push(action(
                 ActionKind::PostgresRestart,
                 format!("restart PostgreSQL of {member}"),
-                Some(format!("patronictl -c {} restart {scope} {member} --pending --force", n.config)),
+                Some(format!(
+                    "patronictl -c {} restart {scope} {member} --pending --force",
+                    n.config
+                )),
                 format!("{what}: Patroni marks the member pending_restart after the reload"),
             ));
         }
@@ -664,9 +798,12 @@ fn strip(v: &Value, key: &str) -> Value {
 fn standby_slot(tree: &Tree, hosts: &BTreeSet<String>) -> Option<String> {
     hosts.iter().find_map(|h| {
         let p = patroni_of(tree, h)?;
-        at(&p.yaml, &["bootstrap", "dcs", "standby_cluster", "primary_slot_name"])
-            .as_str()
-            .map(str::to_string)
+        at(
+            &p.yaml,
+            &["bootstrap", "dcs", "standby_cluster", "primary_slot_name"],
+        )
+        .as_str()
+        .map(str::to_string)
     })
 }
 
@@ -682,7 +819,14 @@ fn slot_owner(tree: &Tree, slot: &str) -> Option<String> {
 }
 
 /// Members and sites added or removed, with their procedures.
-fn topology(cluster: &str, site: &str, old_hosts: &BTreeSet<String>, new_hosts: &BTreeSet<String>, old: &Tree, new: &Tree) -> Vec<Action> {
+fn topology(
+    cluster: &str,
+    site: &str,
+    old_hosts: &BTreeSet<String>,
+    new_hosts: &BTreeSet<String>,
+    old: &Tree,
+    new: &Tree,
+) -> Vec<Action> {
     let mut out = Vec::new();
     let added: Vec<&String> = new_hosts.difference(old_hosts).collect();
     let removed: Vec<&String> = old_hosts.difference(new_hosts).collect();
@@ -710,7 +854,9 @@ fn topology(cluster: &str, site: &str, old_hosts: &BTreeSet<String>, new_hosts: 
                 ActionKind::Topology,
                 format!("site {site} added"),
                 None,
-                format!("install its hosts ({hosts}); its etcd and Patroni cluster bootstrap as new"),
+                format!(
+                    "install its hosts ({hosts}); its etcd and Patroni cluster bootstrap as new"
+                ),
             )),
         }
         return out;
@@ -720,23 +866,41 @@ fn topology(cluster: &str, site: &str, old_hosts: &BTreeSet<String>, new_hosts: 
             Some(slot) => format!(
                 "a DR site removed: once its hosts are stopped, the source drops the permanent slot `{slot}` when its DCS change (`slots: {{{slot}: null}}`) is applied, so WAL is no longer kept for it"
             ),
-            None => format!("site {site} of cluster {cluster} removed: stop and decommission its hosts"),
+            None => {
+                format!("site {site} of cluster {cluster} removed: stop and decommission its hosts")
+            }
         };
-        out.push(action(ActionKind::Topology, format!("site {site} removed"), None, why));
+        out.push(action(
+            ActionKind::Topology,
+            format!("site {site} removed"),
+            None,
+            why,
+        ));
         return out;
     }
     // Members that stay, to run etcdctl against.
     let endpoint = old_hosts
         .intersection(new_hosts)
-        .find_map(|h| etcd_conf(new, h)?.get("ETCD_ADVERTISE_CLIENT_URLS").cloned())
+        .find_map(|h| {
+            etcd_conf(new, h)?
+                .get("ETCD_ADVERTISE_CLIENT_URLS")
+                .cloned()
+        })
         .map(|u| u.split(',').next().unwrap_or("").to_string())
         .unwrap_or_else(|| "<a remaining member>".into());
     for h in added {
         if let Some(conf) = etcd_conf(new, h) {
             let name = conf.get("ETCD_NAME").cloned().unwrap_or_else(|| h.clone());
-            let peer = conf.get("ETCD_INITIAL_ADVERTISE_PEER_URLS").cloned().unwrap_or_default();
-            let state = conf.get("ETCD_INITIAL_CLUSTER_STATE").cloned().unwrap_or_default();
-            let mut command = format!("etcdctl --endpoints={endpoint} member add {name} --peer-urls={peer}");
+            let peer = conf
+                .get("ETCD_INITIAL_ADVERTISE_PEER_URLS")
+                .cloned()
+                .unwrap_or_default();
+            let state = conf
+                .get("ETCD_INITIAL_CLUSTER_STATE")
+                .cloned()
+                .unwrap_or_default();
+            let mut command =
+                format!("etcdctl --endpoints={endpoint} member add {name} --peer-urls={peer}");
             if state != "existing" {
                 command.push_str(&format!(
                     "\n# on {h}, before etcd first starts: its etcd.conf says ETCD_INITIAL_CLUSTER_STATE={state}\nsed -i 's/^ETCD_INITIAL_CLUSTER_STATE=.*/ETCD_INITIAL_CLUSTER_STATE=existing/' /etc/etcd/etcd.conf"
@@ -793,14 +957,19 @@ mod tests {
         let new = json!({"ttl": 40, "loop_wait": 10, "postgresql": {"parameters": {"x": 1, "y": 3, "z": "on"}}});
         assert_eq!(
             merge_patch(&old, &new),
-            Some(json!({"ttl": 40, "postgresql": {"parameters": {"y": 3, "z": "on"}}, "slots": null}))
+            Some(
+                json!({"ttl": 40, "postgresql": {"parameters": {"y": 3, "z": "on"}}, "slots": null})
+            )
         );
         assert_eq!(merge_patch(&old, &old), None);
     }
 
     #[test]
     fn parameters_are_classified_by_their_context() {
-        let p = parameter_changes(&json!({"shared_buffers": "1GB", "work_mem": "4MB"}), &json!({"shared_buffers": "2GB", "work_mem": "8MB", "pg_stat_statements.max": 1000}));
+        let p = parameter_changes(
+            &json!({"shared_buffers": "1GB", "work_mem": "4MB"}),
+            &json!({"shared_buffers": "2GB", "work_mem": "8MB", "pg_stat_statements.max": 1000}),
+        );
         let by: BTreeMap<&str, &str> = p.iter().map(|c| (c.name.as_str(), c.applies_on)).collect();
         assert_eq!(by["shared_buffers"], "restart");
         assert_eq!(by["work_mem"], "reload");

@@ -51,9 +51,7 @@ pub enum Detail {
         removed: Vec<String>,
     },
     /// A tarball (or an embedded overlay) entry by entry.
-    Archive {
-        entries: Vec<archive::EntryChange>,
-    },
+    Archive { entries: Vec<archive::EntryChange> },
     /// Neither text nor an archive.
     Binary {
         old_sha256: Option<String>,
@@ -203,7 +201,12 @@ pub fn host_meta(tree: &Tree, host: &str) -> Option<(String, String)> {
 }
 
 /// How a changed (or added, or removed) file is shown.
-fn detail(path: &str, old: Option<&Artifact>, new: Option<&Artifact>, trees: (&Tree, &Tree)) -> Detail {
+fn detail(
+    path: &str,
+    old: Option<&Artifact>,
+    new: Option<&Artifact>,
+    trees: (&Tree, &Tree),
+) -> Detail {
     if path == "manifest.json" || path == "SHA256SUMS" {
         return Detail::Derived;
     }
@@ -255,7 +258,8 @@ fn detail(path: &str, old: Option<&Artifact>, new: Option<&Artifact>, trees: (&T
             None => Some(None),
             Some(b) => {
                 let plain = archive::maybe_gunzip(b).unwrap_or_else(|| b.to_vec());
-                is_text(&plain).then(|| Some(archive::redact(&String::from_utf8_lossy(&plain)).text))
+                is_text(&plain)
+                    .then(|| Some(archive::redact(&String::from_utf8_lossy(&plain)).text))
             }
         }
     };
@@ -310,7 +314,12 @@ fn only_overlay_changed(path: &str, old: &str, new: &str, trees: (&Tree, &Tree))
 
 /// The overlay embedded in a kickstart or user-data, when it is not simply
 /// the host's own `overlay.tar.gz` (which is compared in its own right).
-fn embedded_change(path: &str, old: Option<&Artifact>, new: Option<&Artifact>, trees: (&Tree, &Tree)) -> Option<FileChange> {
+fn embedded_change(
+    path: &str,
+    old: Option<&Artifact>,
+    new: Option<&Artifact>,
+    trees: (&Tree, &Tree),
+) -> Option<FileChange> {
     if !(path.ends_with("/kickstart.ks") || path.ends_with("/user-data")) {
         return None;
     }
@@ -396,7 +405,10 @@ pub fn compare(old: &Tree, new: &Tree) -> Report {
             mode,
             detail,
         });
-        if !whole_host && !content_same && let Some(e) = embedded_change(path, o, n, (old, new)) {
+        if !whole_host
+            && !content_same
+            && let Some(e) = embedded_change(path, o, n, (old, new))
+        {
             list.push(e);
         }
     }
@@ -456,7 +468,12 @@ mod tests {
 
     #[test]
     fn text_diff_is_unified_with_context() {
-        let d = text_diff("f", b"a\nb\nc\nd\ne\nf\ng\nh\n", b"a\nb\nc\nd\nX\nf\ng\nh\n").unwrap();
+        let d = text_diff(
+            "f",
+            b"a\nb\nc\nd\ne\nf\ng\nh\n",
+            b"a\nb\nc\nd\nX\nf\ng\nh\n",
+        )
+        .unwrap();
         assert!(d.starts_with("--- a/f\n+++ b/f\n@@ -2,7 +2,7 @@\n"), "{d}");
         assert!(d.contains("\n-e\n+X\n"), "{d}");
         assert_eq!(text_diff("f", b"same", b"same"), None);
@@ -465,7 +482,9 @@ mod tests {
     #[test]
     fn pxe_entries_belong_to_the_host_they_boot() {
         assert_eq!(
-            kickstart_host(b"linux vmlinuz inst.ks=http://boot/pgimg/hosts/pg1/kickstart.ks ip=..."),
+            kickstart_host(
+                b"linux vmlinuz inst.ks=http://boot/pgimg/hosts/pg1/kickstart.ks ip=..."
+            ),
             Some("pg1".into())
         );
         assert_eq!(kickstart_host(b"no kickstart here"), None);

@@ -66,15 +66,18 @@ fn note(f: &FileChange) -> &'static str {
 fn counts(report: &Report) -> String {
     let n = |s: Status| report.hosts.iter().filter(|h| h.status == s).count();
     let plural = |k: usize, w: &str| format!("{k} {w}{}", if k == 1 { "" } else { "s" });
+    let clusters: std::collections::BTreeSet<&str> = report
+        .hosts
+        .iter()
+        .map(|h| h.cluster.as_str())
+        .chain(report.clusters.iter().map(|c| c.cluster.as_str()))
+        .collect();
     format!(
-        "{} changed, {} added, {} removed; {}",
+        "{} changed, {} added, {} removed, in {}",
         plural(n(Status::Changed), "host"),
         n(Status::Added),
         n(Status::Removed),
-        plural(
-            report.clusters.iter().filter(|c| !c.sites.is_empty() || !c.files.is_empty()).count(),
-            "cluster"
-        ) + " with changes"
+        plural(clusters.len(), "cluster")
     )
 }
 
@@ -102,7 +105,13 @@ fn whole_host(h: &HostReport) -> String {
 }
 
 fn host_title(h: &HostReport) -> String {
-    format!("host {} (cluster {}, site {}): {}", h.host, h.cluster, h.site, h.status.word())
+    format!(
+        "host {} (cluster {}, site {}): {}",
+        h.host,
+        h.cluster,
+        h.site,
+        h.status.word()
+    )
 }
 
 /// Human text; `bodies` false gives the summary only (for `build --check`).
@@ -117,7 +126,11 @@ pub fn text(report: &Report, bodies: bool) -> String {
     for c in &report.clusters {
         let _ = writeln!(out, "\ncluster {}", c.cluster);
         for s in &c.sites {
-            let scope = s.scope.as_deref().map(|x| format!(" (scope {x})")).unwrap_or_default();
+            let scope = s
+                .scope
+                .as_deref()
+                .map(|x| format!(" (scope {x})"))
+                .unwrap_or_default();
             let _ = writeln!(out, "  site {}{scope}", s.site);
             for a in &s.actions {
                 text_action(&mut out, a, "    ");
@@ -125,7 +138,10 @@ pub fn text(report: &Report, bodies: bool) -> String {
             if let Some(d) = &s.dcs
                 && let Some(r) = &d.replace
             {
-                let _ = writeln!(out, "    or replace the whole DCS configuration:\n    | {r}");
+                let _ = writeln!(
+                    out,
+                    "    or replace the whole DCS configuration:\n    | {r}"
+                );
             }
         }
         for f in &c.files {
@@ -197,13 +213,23 @@ fn md_files(out: &mut String, files: &[FileChange], budget_hit: &mut bool) {
         let _ = writeln!(out, "\n**{}** `{}`{}", f.status.word(), f.path, note(f));
         let Some(b) = body(f) else { continue };
         let lines: Vec<&str> = b.lines().collect();
-        let mut shown: String = lines.iter().take(MARKDOWN_FILE_LINES).map(|l| format!("{l}\n")).collect();
+        let mut shown: String = lines
+            .iter()
+            .take(MARKDOWN_FILE_LINES)
+            .map(|l| format!("{l}\n"))
+            .collect();
         if lines.len() > MARKDOWN_FILE_LINES {
-            let _ = writeln!(shown, "… {} more lines: run `pgimg diff` locally", lines.len() - MARKDOWN_FILE_LINES);
+            let _ = writeln!(
+                shown,
+                "… {} more lines: run `pgimg diff` locally",
+                lines.len() - MARKDOWN_FILE_LINES
+            );
         }
         if out.len() + shown.len() > MARKDOWN_BUDGET {
             *budget_hit = true;
-            out.push_str("\n(diff left out: the comment would be too long; run `pgimg diff` locally)\n");
+            out.push_str(
+                "\n(diff left out: the comment would be too long; run `pgimg diff` locally)\n",
+            );
             continue;
         }
         out.push('\n');
@@ -217,16 +243,26 @@ fn md_cell(s: &str) -> String {
 
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### pgimg diff\n\n`{}` → `{}`\n", report.old, report.new);
+    let _ = writeln!(
+        out,
+        "### pgimg diff\n\n`{}` → `{}`\n",
+        report.old, report.new
+    );
     if report.is_empty() {
         out.push_str("No differences.\n");
         return out;
     }
     let _ = writeln!(out, "{}\n", counts(report));
     if !report.hosts.is_empty() {
-        out.push_str("| host | cluster / site | status | files | actions |\n|---|---|---|---:|---|\n");
+        out.push_str(
+            "| host | cluster / site | status | files | actions |\n|---|---|---|---:|---|\n",
+        );
         for h in &report.hosts {
-            let actions: Vec<String> = h.actions.iter().map(|a| format!("**{}** {}", a.kind.label(), a.summary)).collect();
+            let actions: Vec<String> = h
+                .actions
+                .iter()
+                .map(|a| format!("**{}** {}", a.kind.label(), a.summary))
+                .collect();
             let _ = writeln!(
                 out,
                 "| {} | {} / {} | {} | {} | {} |",
@@ -243,7 +279,11 @@ pub fn markdown(report: &Report) -> String {
     for c in &report.clusters {
         let _ = writeln!(out, "\n#### Cluster `{}`", c.cluster);
         for s in &c.sites {
-            let scope = s.scope.as_deref().map(|x| format!(" (scope `{x}`)")).unwrap_or_default();
+            let scope = s
+                .scope
+                .as_deref()
+                .map(|x| format!(" (scope `{x}`)"))
+                .unwrap_or_default();
             let _ = writeln!(out, "\n**Site `{}`**{scope}\n", s.site);
             for a in &s.actions {
                 md_action(&mut out, a);
@@ -270,7 +310,11 @@ pub fn markdown(report: &Report) -> String {
             }
         }
         if !c.files.is_empty() {
-            let _ = writeln!(out, "\n<details><summary>cluster files: {} changed</summary>", c.files.len());
+            let _ = writeln!(
+                out,
+                "\n<details><summary>cluster files: {} changed</summary>",
+                c.files.len()
+            );
             md_files(&mut out, &c.files, &mut budget_hit);
             out.push_str("\n</details>\n");
         }

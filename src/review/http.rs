@@ -47,7 +47,10 @@ impl Base {
             path.push('/');
         }
         Ok(Base {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             path,
         })
@@ -55,7 +58,13 @@ impl Base {
 
     /// The URL of a relative path under the base.
     pub fn url(&self, rel: &str) -> String {
-        format!("http://{}:{}{}{}", self.host, self.port, self.path, encode(rel))
+        format!(
+            "http://{}:{}{}{}",
+            self.host,
+            self.port,
+            self.path,
+            encode(rel)
+        )
     }
 
     /// `GET` a relative path: the status and the body.
@@ -100,7 +109,10 @@ impl Base {
                     && let Ok(n) = v.parse::<usize>()
                 {
                     if body.len() < n {
-                        return Err(format!("{url}: the body ended after {} of {n} bytes", body.len()));
+                        return Err(format!(
+                            "{url}: the body ended after {} of {n} bytes",
+                            body.len()
+                        ));
                     }
                     body.truncate(n);
                 } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
@@ -150,7 +162,8 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
+            && let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or(""), 16)
         {
             out.push(v);
             i += 3;
@@ -197,19 +210,31 @@ mod tests {
     #[test]
     fn bases_parse_and_join() {
         let b = Base::parse("http://127.0.0.1:8080/pgimg").unwrap();
-        assert_eq!(b.url("hosts/pg1/kickstart.ks"), "http://127.0.0.1:8080/pgimg/hosts/pg1/kickstart.ks");
-        assert_eq!(Base::parse("http://boot.example.com").unwrap().url("a b"), "http://boot.example.com:80/a%20b");
+        assert_eq!(
+            b.url("hosts/pg1/kickstart.ks"),
+            "http://127.0.0.1:8080/pgimg/hosts/pg1/kickstart.ks"
+        );
+        assert_eq!(
+            Base::parse("http://boot.example.com").unwrap().url("a b"),
+            "http://boot.example.com:80/a%20b"
+        );
         assert!(Base::parse("https://x/").is_err());
     }
 
     #[test]
     fn listings_give_names() {
         let html = r#"<a href="../">../</a><a href="?C=N">x</a><a href="pg1/">pg1/</a><a href="kick%20start.ks">k</a><a href="http://x/">x</a>"#;
-        assert_eq!(listing_names(html), vec!["kick start.ks".to_string(), "pg1".to_string()]);
+        assert_eq!(
+            listing_names(html),
+            vec!["kick start.ks".to_string(), "pg1".to_string()]
+        );
     }
 
     #[test]
     fn chunked_bodies_are_joined() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(), b"abcde");
+        assert_eq!(
+            dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap(),
+            b"abcde"
+        );
     }
 }

@@ -80,11 +80,19 @@ fn print_diags(diags: &[Diagnostic], source: &SourceFile, format: Format) {
 }
 
 fn public(tree: ArtifactTree) -> BTreeMap<String, Artifact> {
-    tree.files.into_iter().filter(|(p, _)| is_public(p)).collect()
+    tree.files
+        .into_iter()
+        .filter(|(p, _)| is_public(p))
+        .collect()
 }
 
 /// Builds spec text in memory; diagnostics of an invalid spec are printed.
-fn build_text(source: SourceFile, roles: Option<&Path>, strict: bool, format: Format) -> Result<BTreeMap<String, Artifact>, Failure> {
+fn build_text(
+    source: SourceFile,
+    roles: Option<&Path>,
+    strict: bool,
+    format: Format,
+) -> Result<BTreeMap<String, Artifact>, Failure> {
     let validated = match crate::validate(source.clone(), strict) {
         Ok(v) => v,
         Err(d) => {
@@ -103,12 +111,20 @@ fn read_dir_tree(dir: &Path) -> Result<BTreeMap<String, Artifact>, Error> {
         if !e.file_type().is_file() {
             continue;
         }
-        let rel = e.path().strip_prefix(dir).unwrap_or(e.path()).to_string_lossy().into_owned();
+        let rel = e
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(e.path())
+            .to_string_lossy()
+            .into_owned();
         if rel == crate::write::MARKER || !is_public(&rel) {
             continue;
         }
         let bytes = std::fs::read(e.path()).map_err(|err| Error::io("reading", e.path(), err))?;
-        let mode = e.metadata().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+        let mode = e
+            .metadata()
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
         out.insert(rel, Artifact { bytes, mode });
     }
     Ok(out)
@@ -134,12 +150,23 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
 /// The merge base of HEAD and the repository's main branch.
 fn default_base(dir: &Path) -> Result<String, Error> {
     for main in ["main", "origin/main", "master", "origin/master"] {
-        if git(dir, &["rev-parse", "--verify", "--quiet", &format!("{main}^{{commit}}")]).is_ok() {
+        if git(
+            dir,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{main}^{{commit}}"),
+            ],
+        )
+        .is_ok()
+        {
             return Ok(git(dir, &["merge-base", "HEAD", main])?.trim().to_string());
         }
     }
     Err(Error::Input(
-        "no main branch (main, origin/main, master) to take the merge base with: pass --base REV".into(),
+        "no main branch (main, origin/main, master) to take the merge base with: pass --base REV"
+            .into(),
     ))
 }
 
@@ -174,6 +201,22 @@ fn load_side(arg: &str, roles: Option<&Path>) -> Result<Tree, Failure> {
     Ok(Tree {
         label: arg.to_string(),
         files,
+    })
+}
+
+/// A spec built in memory as one side of a diff, labelled as given.
+pub fn spec_tree(spec: &Path, label: &str, roles: Option<&Path>) -> Result<Tree, Error> {
+    let source = crate::load::spec(spec)?;
+    let validated = crate::validate(source, false).map_err(|d| {
+        Error::Input(format!(
+            "{}: {} diagnostic(s); run `pgimg validate`",
+            spec.display(),
+            d.len()
+        ))
+    })?;
+    Ok(Tree {
+        label: label.to_string(),
+        files: public(build_in_memory(&validated, roles)?),
     })
 }
 
@@ -216,7 +259,9 @@ pub fn diff(args: &DiffArgs) -> u8 {
                 };
                 Ok((old, load_side(new, roles)?))
             }
-            _ => Err(Failure::Error(Error::Input("expected OLD NEW or NEW".into()))),
+            _ => Err(Failure::Error(Error::Input(
+                "expected OLD NEW or NEW".into(),
+            ))),
         }
     })();
     let (old, new) = match sides {
@@ -251,10 +296,18 @@ pub fn verify(args: &VerifyArgs) -> u8 {
     }
     let where_ = match &args.url {
         Some(u) => u.clone(),
-        None => args.out.as_deref().unwrap_or(Path::new("out")).display().to_string(),
+        None => args
+            .out
+            .as_deref()
+            .unwrap_or(Path::new("out"))
+            .display()
+            .to_string(),
     };
     if outcome.findings.is_empty() {
-        println!("verified {} artifacts in {where_}: all match manifest.json", outcome.checked);
+        println!(
+            "verified {} artifacts in {where_}: all match manifest.json",
+            outcome.checked
+        );
         SAME
     } else {
         println!(
@@ -269,7 +322,13 @@ pub fn verify(args: &VerifyArgs) -> u8 {
 
 /// `pgimg build --check`: builds in memory and compares with the existing
 /// output; 0 up to date, 1 differs (summary printed) or spec invalid, 2 error.
-pub fn build_check(spec: &Path, out: &Path, roles: Option<&Path>, format: Format, strict: bool) -> u8 {
+pub fn build_check(
+    spec: &Path,
+    out: &Path,
+    roles: Option<&Path>,
+    format: Format,
+    strict: bool,
+) -> u8 {
     let fresh = match crate::load::spec(spec)
         .map_err(Failure::Error)
         .and_then(|s| build_text(s, roles, strict, format))

@@ -163,8 +163,10 @@ pub fn verify_dir(out: &Path) -> Result<Outcome, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io("reading", &sums, e)),
     };
-    o.findings
-        .extend(sums_finding(&expected_sums(&m, &manifest_bytes), got.as_deref()));
+    o.findings.extend(sums_finding(
+        &expected_sums(&m, &manifest_bytes),
+        got.as_deref(),
+    ));
     for e in walkdir::WalkDir::new(out).sort_by_file_name() {
         let e = e.map_err(|e| Error::Input(format!("walking {}: {e}", out.display())))?;
         if e.file_type().is_dir() {
@@ -220,9 +222,8 @@ pub fn verify_url(base: &str, expected: Option<&Path>) -> Result<Outcome, Error>
             }
             local
         }
-        None => served_manifest.ok_or_else(|| {
-            Error::Input(format!("{}: not found", base.url("manifest.json")))
-        })?,
+        None => served_manifest
+            .ok_or_else(|| Error::Input(format!("{}: not found", base.url("manifest.json"))))?,
     };
     let m = parse_manifest(&manifest_bytes, "manifest.json")?;
     o.findings.extend(closure_findings(&m));
@@ -244,13 +245,15 @@ pub fn verify_url(base: &str, expected: Option<&Path>) -> Result<Outcome, Error>
     // Stray files: HTTP has no listing of its own, but artifact servers
     // usually answer a directory with an index page; read those.
     let mut dirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    dirs.entry(String::new()).or_default().extend(
-        ["manifest.json", "SHA256SUMS"].map(String::from),
-    );
+    dirs.entry(String::new())
+        .or_default()
+        .extend(["manifest.json", "SHA256SUMS"].map(String::from));
     for rel in m.artifacts.keys() {
         let mut parent = String::new();
         for seg in rel.split('/') {
-            dirs.entry(parent.clone()).or_default().insert(seg.to_string());
+            dirs.entry(parent.clone())
+                .or_default()
+                .insert(seg.to_string());
             parent = if parent.is_empty() {
                 seg.to_string()
             } else {
