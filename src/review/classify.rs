@@ -337,14 +337,14 @@ pub fn classify(
                     ActionKind::PostgresRestart,
                     format!("restart PostgreSQL (scope {}): {}", d.scope, names(&d.parameters, "restart")),
                     Some(format!("patronictl -c {} restart {} --pending --force", config_path(new, new_hosts), d.scope)),
-                    format!("{restart} need a restart: Patroni marks every member pending_restart once the DCS change is applied; restart when convenient"),
+                    format!("{restart}: a restart applies it; Patroni marks every member pending_restart once the DCS change is applied, and `restart --pending` restarts exactly those"),
                 ));
             }
             let reload = param_list(&d.parameters, "reload");
             if !reload.is_empty() {
                 actions.push(action(
                     ActionKind::NoRestart,
-                    format!("no restart for {}", names(&d.parameters, "reload")),
+                    names(&d.parameters, "reload"),
                     None,
                     format!("{reload}: Patroni reloads PostgreSQL when it applies the DCS change"),
                 ));
@@ -601,7 +601,7 @@ fn file_actions(
         {
             return vec![action(
                 ActionKind::NoRestart,
-                "no restart: etcd.conf bootstrap keys only",
+                "etcd.conf: bootstrap keys only",
                 None,
                 format!(
                     "only {} changed: etcd ignores the initial-cluster settings once a member has data",
@@ -659,11 +659,7 @@ fn file_actions(
             format!("run {}", cmd.split(',').next().unwrap_or(cmd)),
             unit(cmd),
         ),
-        Effect::Nothing => (
-            ActionKind::NoRestart,
-            format!("no restart for {file}"),
-            None,
-        ),
+        Effect::Nothing => (ActionKind::NoRestart, file.to_string(), None),
     };
     vec![action(kind, summary, command, rule.why)]
 }
@@ -730,7 +726,7 @@ fn patroni_actions(
     if !bootstrap_keys.is_empty() {
         actions.push(action(
             ActionKind::NoRestart,
-            "no effect until a new cluster is initialized",
+            "patroni.yml: bootstrap settings of new clusters only",
             None,
             format!(
                 "{} change: Patroni uses it only to initialize a new cluster",
@@ -779,7 +775,7 @@ fn patroni_actions(
     } else if bootstrap_keys.is_empty() {
         actions.push(action(
             ActionKind::NoRestart,
-            "no reload: only bootstrap.dcs changed",
+            "patroni.yml: bootstrap.dcs only",
             None,
             format!("a running cluster ignores bootstrap.dcs: apply the DCS change of scope {scope} instead"),
         ));

@@ -253,10 +253,32 @@ pub fn markdown(report: &Report) -> String {
         return out;
     }
     let _ = writeln!(out, "{}\n", counts(report));
-    if !report.hosts.is_empty() {
+    let site_rows: Vec<String> = report
+        .clusters
+        .iter()
+        .flat_map(|c| c.sites.iter().map(move |s| (c, s)))
+        .map(|(c, s)| {
+            let actions: Vec<String> = s
+                .actions
+                .iter()
+                .map(|a| format!("**{}** {}", a.kind.label(), a.summary))
+                .collect();
+            format!(
+                "| site {} | {} / {} | | | {} |\n",
+                md_cell(&s.site),
+                md_cell(&c.cluster),
+                md_cell(&s.site),
+                md_cell(&actions.join("; "))
+            )
+        })
+        .collect();
+    if !report.hosts.is_empty() || !site_rows.is_empty() {
         out.push_str(
             "| host | cluster / site | status | files | actions |\n|---|---|---|---:|---|\n",
         );
+        for row in &site_rows {
+            out.push_str(row);
+        }
         for h in &report.hosts {
             let actions: Vec<String> = h
                 .actions
