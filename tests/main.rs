@@ -8,6 +8,7 @@ mod diagnostics;
 mod golden;
 mod guide_parity;
 mod no_panic;
+mod plan;
 mod repro;
 mod review;
 mod rules;

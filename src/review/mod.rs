@@ -24,17 +24,19 @@ pub mod http;
 pub mod verify;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
+use crate::Error;
 use crate::cli::{DiffArgs, DiffFormat, Format, VerifyArgs};
+use crate::commands::Output;
 use crate::diag::{self, Diagnostic};
+use crate::ops::{Failure, Validated};
 use crate::render::manifest::is_public;
 use crate::render::{Artifact, ArtifactTree};
 use crate::source::SourceFile;
-use crate::{Error, Validated};
 use diff::Tree;
 
 /// Exit codes of `diff`, `verify` and `build --check`.
@@ -45,38 +47,30 @@ pub const FAILED: u8 = 2;
 /// The one call into the library's build: embedded (or given) roles, no
 /// secrets, no address mapping.
 pub fn build_in_memory(v: &Validated, roles: Option<&Path>) -> Result<ArtifactTree, Error> {
-    let inputs = crate::BuildInputs {
+    let inputs = crate::ops::BuildInputs {
         roles: match roles {
             Some(dir) => crate::load::roles(dir)?,
-            None => crate::render::templates::RoleTree::embedded(),
+            None => crate::load::RoleTree::embedded(),
         },
         secrets: Default::default(),
         mapping: Default::default(),
     };
-    crate::build(v, &inputs)
+    crate::ops::build(v, &inputs)
 }
 
-/// Why a side could not be had: a tool error, or a spec with errors (already printed).
-enum Failure {
-    Error(Error),
-    Invalid,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Error(e)
-    }
-}
-
-fn print_diags(diags: &[Diagnostic], source: &SourceFile, format: Format) {
-    let mut err = std::io::stderr().lock();
-    let mut out = std::io::stdout().lock();
+fn print_diags(
+    diags: &[Diagnostic],
+    source: &SourceFile,
+    format: Format,
+    o: &mut Output,
+) -> io::Result<()> {
     for d in diags {
-        let _ = match format {
-            Format::Human => write!(err, "{}", diag::render_human(d, Some(source))),
-            Format::Json => writeln!(out, "{}", diag::render_json(d)),
-        };
+        match format {
+            Format::Human => write!(o.err, "{}", diag::render_human(d, Some(source)))?,
+            Format::Json => writeln!(o.out, "{}", diag::render_json(d))?,
+        }
     }
+    Ok(())
 }
 
 fn public(tree: ArtifactTree) -> BTreeMap<String, Artifact> {
@@ -86,19 +80,15 @@ fn public(tree: ArtifactTree) -> BTreeMap<String, Artifact> {
         .collect()
 }
 
-/// Builds spec text in memory; diagnostics of an invalid spec are printed.
+/// Builds spec text in memory.
 fn build_text(
     source: SourceFile,
     roles: Option<&Path>,
     strict: bool,
-    format: Format,
 ) -> Result<BTreeMap<String, Artifact>, Failure> {
-    let validated = match crate::validate(source.clone(), strict) {
+    let validated = match crate::ops::validate(source.clone(), strict) {
         Ok(v) => v,
-        Err(d) => {
-            print_diags(&d, &source, format);
-            return Err(Failure::Invalid);
-        }
+        Err(d) => return Err(Failure::Invalid(source, d)),
     };
     Ok(public(build_in_memory(&validated, roles)?))
 }
@@ -187,12 +177,12 @@ fn load_side(arg: &str, roles: Option<&Path>) -> Result<Tree, Failure> {
     let files = if path.is_dir() {
         read_dir_tree(&path)?
     } else if path.is_file() {
-        build_text(crate::load::spec(&path)?, roles, false, Format::Human)?
+        build_text(crate::load::spec(&path)?, roles, false)?
     } else if let Some((rev, file)) = arg.split_once(':')
         && !rev.is_empty()
         && !file.is_empty()
     {
-        build_text(spec_at(rev, Path::new(file))?, roles, false, Format::Human)?
+        build_text(spec_at(rev, Path::new(file))?, roles, false)?
     } else {
         return Err(Failure::Error(Error::Input(format!(
             "{arg}: no such spec file or output directory (a spec at a git revision is `REV:PATH`)"
@@ -207,7 +197,7 @@ fn load_side(arg: &str, roles: Option<&Path>) -> Result<Tree, Failure> {
 /// A spec built in memory as one side of a diff, labelled as given.
 pub fn spec_tree(spec: &Path, label: &str, roles: Option<&Path>) -> Result<Tree, Error> {
     let source = crate::load::spec(spec)?;
-    let validated = crate::validate(source, false).map_err(|d| {
+    let validated = crate::ops::validate(source, false).map_err(|d| {
         Error::Input(format!(
             "{}: {} diagnostic(s); run `pgimg validate`",
             spec.display(),
@@ -220,53 +210,62 @@ pub fn spec_tree(spec: &Path, label: &str, roles: Option<&Path>) -> Result<Tree,
     })
 }
 
-fn fail(e: Failure) -> u8 {
-    if let Failure::Error(e) = e {
-        eprintln!("error: {e}");
+/// Prints why a side could not be had; a spec with errors is an error of
+/// `diff` (exit 2) but an invalid spec of `build --check` (exit 1).
+fn fail(f: Failure, invalid_code: u8, o: &mut Output) -> io::Result<ExitCode> {
+    match f {
+        Failure::Invalid(source, d) => {
+            print_diags(&d, &source, Format::Human, o)?;
+            Ok(ExitCode::from(invalid_code))
+        }
+        Failure::Error(e) => {
+            writeln!(o.err, "error: {e}")?;
+            Ok(ExitCode::from(FAILED))
+        }
     }
-    FAILED
+}
+
+fn sides(args: &DiffArgs) -> Result<(Tree, Tree), Failure> {
+    let roles = args.roles.as_deref();
+    match args.sides.as_slice() {
+        [old, new] => {
+            if args.base.is_some() {
+                return Err(Failure::Error(Error::Input(
+                    "--base applies only when one side is given".into(),
+                )));
+            }
+            Ok((load_side(old, roles)?, load_side(new, roles)?))
+        }
+        [new] => {
+            let spec = Path::new(new);
+            if !spec.is_file() {
+                return Err(Failure::Error(Error::Input(format!(
+                    "{new}: with one side, it must be a spec file (OLD is the same spec at --base)"
+                ))));
+            }
+            let rev = match &args.base {
+                Some(r) => r.clone(),
+                None => default_base(&crate::load::spec_dir(spec))?,
+            };
+            let old = spec_at(&rev, spec)?;
+            let label = old.name.clone();
+            let old = Tree {
+                label,
+                files: build_text(old, roles, false)?,
+            };
+            Ok((old, load_side(new, roles)?))
+        }
+        _ => Err(Failure::Error(Error::Input(
+            "expected OLD NEW or NEW".into(),
+        ))),
+    }
 }
 
 /// `pgimg diff`: 0 nothing differs, 1 something does, 2 error.
-pub fn diff(args: &DiffArgs) -> u8 {
-    let roles = args.roles.as_deref();
-    let sides = (|| -> Result<(Tree, Tree), Failure> {
-        match args.sides.as_slice() {
-            [old, new] => {
-                if args.base.is_some() {
-                    return Err(Failure::Error(Error::Input(
-                        "--base applies only when one side is given".into(),
-                    )));
-                }
-                Ok((load_side(old, roles)?, load_side(new, roles)?))
-            }
-            [new] => {
-                let spec = Path::new(new);
-                if !spec.is_file() {
-                    return Err(Failure::Error(Error::Input(format!(
-                        "{new}: with one side, it must be a spec file (OLD is the same spec at --base)"
-                    ))));
-                }
-                let rev = match &args.base {
-                    Some(r) => r.clone(),
-                    None => default_base(&crate::load::spec_dir(spec))?,
-                };
-                let old = spec_at(&rev, spec)?;
-                let label = old.name.clone();
-                let old = Tree {
-                    label,
-                    files: build_text(old, roles, false, Format::Human)?,
-                };
-                Ok((old, load_side(new, roles)?))
-            }
-            _ => Err(Failure::Error(Error::Input(
-                "expected OLD NEW or NEW".into(),
-            ))),
-        }
-    })();
-    let (old, new) = match sides {
+pub fn diff(args: &DiffArgs, o: &mut Output) -> io::Result<ExitCode> {
+    let (old, new) = match sides(args) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(f) => return fail(f, FAILED, o),
     };
     let report = diff::compare(&old, &new);
     let text = match args.format {
@@ -274,25 +273,29 @@ pub fn diff(args: &DiffArgs) -> u8 {
         DiffFormat::Markdown => format::markdown(&report),
         DiffFormat::Json => format::json(&report),
     };
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    if report.is_empty() { SAME } else { DIFFERENT }
+    o.out.write_all(text.as_bytes())?;
+    Ok(ExitCode::from(if report.is_empty() {
+        SAME
+    } else {
+        DIFFERENT
+    }))
 }
 
 /// `pgimg verify`: 0 every artifact matches, 1 something differs, 2 error.
-pub fn verify(args: &VerifyArgs) -> u8 {
+pub fn verify(args: &VerifyArgs, o: &mut Output) -> io::Result<ExitCode> {
     let result = match &args.url {
         Some(url) => verify::verify_url(url, args.out.as_deref()),
         None => verify::verify_dir(args.out.as_deref().unwrap_or(Path::new("out"))),
     };
     let outcome = match result {
-        Ok(o) => o,
-        Err(e) => return fail(Failure::Error(e)),
+        Ok(outcome) => outcome,
+        Err(e) => return fail(Failure::Error(e), FAILED, o),
     };
     for f in &outcome.findings {
-        println!("{f}");
+        writeln!(o.out, "{f}")?;
     }
     for n in &outcome.notes {
-        eprintln!("note: {n}");
+        writeln!(o.err, "note: {n}")?;
     }
     let where_ = match &args.url {
         Some(u) => u.clone(),
@@ -304,43 +307,50 @@ pub fn verify(args: &VerifyArgs) -> u8 {
             .to_string(),
     };
     if outcome.findings.is_empty() {
-        println!(
+        writeln!(
+            o.out,
             "verified {} artifacts in {where_}: all match manifest.json",
             outcome.checked
-        );
-        SAME
+        )?;
+        Ok(ExitCode::from(SAME))
     } else {
-        println!(
+        writeln!(
+            o.out,
             "{} problem{} in {where_} ({} artifacts checked)",
             outcome.findings.len(),
             if outcome.findings.len() == 1 { "" } else { "s" },
             outcome.checked
-        );
-        DIFFERENT
+        )?;
+        Ok(ExitCode::from(DIFFERENT))
     }
 }
 
 /// `pgimg build --check`: builds in memory and compares with the existing
 /// output; 0 up to date, 1 differs (summary printed) or spec invalid, 2 error.
+/// Writes nothing.
 pub fn build_check(
     spec: &Path,
     out: &Path,
     roles: Option<&Path>,
     format: Format,
     strict: bool,
-) -> u8 {
+    o: &mut Output,
+) -> io::Result<ExitCode> {
     let fresh = match crate::load::spec(spec)
         .map_err(Failure::Error)
-        .and_then(|s| build_text(s, roles, strict, format))
+        .and_then(|s| build_text(s, roles, strict))
     {
         Ok(f) => f,
-        Err(Failure::Invalid) => return DIFFERENT,
-        Err(e) => return fail(e),
+        Err(Failure::Invalid(source, d)) => {
+            print_diags(&d, &source, format, o)?;
+            return Ok(ExitCode::from(DIFFERENT));
+        }
+        Err(f) => return fail(f, DIFFERENT, o),
     };
     let existing = if out.is_dir() {
         match read_dir_tree(out) {
             Ok(f) => f,
-            Err(e) => return fail(Failure::Error(e)),
+            Err(e) => return fail(Failure::Error(e), DIFFERENT, o),
         }
     } else {
         BTreeMap::new()
@@ -356,15 +366,21 @@ pub fn build_check(
         },
     );
     if report.is_empty() {
-        println!("{} is up to date with {}", out.display(), spec.display());
-        SAME
+        writeln!(
+            o.out,
+            "{} is up to date with {}",
+            out.display(),
+            spec.display()
+        )?;
+        Ok(ExitCode::from(SAME))
     } else {
-        print!("{}", format::text(&report, false));
-        eprintln!(
+        o.out.write_all(format::text(&report, false).as_bytes())?;
+        writeln!(
+            o.err,
             "error: {} is not what {} builds; run `pgimg build` and review `pgimg diff`",
             out.display(),
             spec.display()
-        );
-        DIFFERENT
+        )?;
+        Ok(ExitCode::from(DIFFERENT))
     }
 }
