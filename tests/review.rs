@@ -732,3 +732,19 @@ fn ci_recipe_runs_on_a_git_repository() {
         Some("${{ runner.temp }}/review.md")
     );
 }
+
+#[test]
+fn readme_shows_a_real_review_comment() {
+    let readme = support::read("README.md");
+    let marker = "<!-- review-sample: tests/review/cases/restart-parameter/expected.md, up to \"#### Hosts\" -->\n````markdown\n";
+    let start = readme.find(marker).expect("the README's review sample") + marker.len();
+    let sample = &readme[start..start + readme[start..].find("````\n").expect("its end")];
+    let golden =
+        std::fs::read_to_string(review_dir().join("cases/restart-parameter/expected.md")).unwrap();
+    let prefix = golden[..golden.find("#### Hosts").expect("hosts")].trim_end_matches('\n');
+    assert_eq!(
+        sample,
+        format!("{prefix}\n"),
+        "README's sample is not the current output; copy it from the golden"
+    );
+}

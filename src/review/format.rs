@@ -318,8 +318,8 @@ pub fn markdown(report: &Report) -> String {
                             out,
                             "| `{}` | {} | {} | {} | {} |",
                             p.name,
-                            md_cell(p.old.as_deref().unwrap_or("")),
-                            md_cell(p.new.as_deref().unwrap_or("")),
+                            md_cell(p.old.as_deref().unwrap_or("(unset)")),
+                            md_cell(p.new.as_deref().unwrap_or("(unset)")),
                             p.context.as_deref().unwrap_or("?"),
                             p.applies_on
                         );
