@@ -114,6 +114,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
     for (path, a) in secret_files {
         tree.files.insert(path, a);
     }
+    tree.missing_secrets = missing.iter().cloned().collect();
     if !missing.is_empty() {
         tree.notes.push(format!(
             "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",

@@ -8,7 +8,7 @@ use std::io::Read;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::render::manifest::sha256;
+use crate::digest::sha256;
 
 /// One entry of a tarball.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::archive;
 use super::classify::{self, Action};
+use crate::digest::sha256;
 use crate::render::Artifact;
-use crate::render::manifest::sha256;
 
 /// One side of a comparison: the public artifacts of a build, by relative path.
 pub struct Tree {

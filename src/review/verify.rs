@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::http::{self, Base};
 use crate::Error;
-use crate::render::manifest::hex;
-use crate::render::manifest::{is_public, sha256};
+use crate::digest::hex;
+use crate::digest::sha256;
+use crate::render::manifest::is_public;
 use crate::write::MARKER;
 
 #[derive(Deserialize)]
