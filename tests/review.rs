@@ -131,7 +131,7 @@ fn review_dcs_setting_shows_the_patch() {
         .expect("a DCS change");
     assert_eq!(dcs.scope, "orders");
     assert_eq!(dcs.patch, "ttl: 40\nmaximum_lag_on_failover: 2097152\n");
-    assert!(dcs.command.starts_with("patronictl -c /etc/patroni/patroni.yml edit-config --apply - --force <<'EOF'\nttl: 40\n"), "{}", dcs.command);
+    assert!(dcs.command.starts_with("/opt/patroni/bin/patronictl -c /etc/patroni/patroni.yml edit-config orders --apply - --force <<'EOF'\nttl: 40\n"), "{}", dcs.command);
     // The hosts' patroni.yml changed only in bootstrap.dcs: nothing to reload.
     let kinds = host_kinds(&r, "orders-1");
     assert!(!kinds.contains(&ActionKind::Reload), "{kinds:?}");
@@ -157,7 +157,9 @@ fn review_restart_parameter() {
         .expect("a restart");
     assert_eq!(
         restart.command.as_deref(),
-        Some("patronictl -c /etc/patroni/patroni.yml restart orders --pending --force")
+        Some(
+            "/opt/patroni/bin/patronictl -c /etc/patroni/patroni.yml restart orders --pending --force"
+        )
     );
     assert!(restart.summary.contains("shared_buffers") && !restart.summary.contains("work_mem"));
     check_golden("restart-parameter", &r);
@@ -264,7 +266,7 @@ fn review_diff_exit_codes() {
         "markdown",
     ]);
     assert_eq!(differs.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&differs.stdout).contains("edit-config --apply"));
+    assert!(String::from_utf8_lossy(&differs.stdout).contains("edit-config orders --apply"));
     let missing =
         support::run_pgimg(&["diff", "tests/review/base.yml", "tests/review/no-such.yml"]);
     assert_eq!(missing.status.code(), Some(2));
@@ -721,7 +723,7 @@ fn ci_recipe_runs_on_a_git_repository() {
         review.contains("| orders-1 | orders / east | changed |"),
         "{review}"
     );
-    assert!(review.contains("edit-config --apply"), "{review}");
+    assert!(review.contains("edit-config orders --apply"), "{review}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "changed=true\n");
     let comment = steps
         .iter()
@@ -746,5 +748,85 @@ fn readme_shows_a_real_review_comment() {
         sample,
         format!("{prefix}\n"),
         "README's sample is not the current output; copy it from the golden"
+    );
+}
+
+#[test]
+fn review_etcd_member_added_and_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grown = dir.path().join("grown.yml");
+    let base_text = support::read("tests/review/base.yml");
+    let line = "          - { name: orders-lb, address: 10.20.0.10, roles: [haproxy] }\n";
+    assert!(base_text.contains(line));
+    std::fs::write(
+        &grown,
+        base_text.replace(
+            line,
+            &format!(
+                // Two, so that etcd keeps an odd number of members.
+                "          - {{ name: orders-4, address: 10.20.0.14, roles: [pg, etcd] }}\n          - {{ name: orders-5, address: 10.20.0.15, roles: [pg, etcd] }}\n{line}"
+            ),
+        ),
+    )
+    .unwrap();
+    let base = spec_tree(&review_dir().join("base.yml"), "base.yml", None).unwrap();
+    let grown = spec_tree(&grown, "grown.yml", None).unwrap();
+    let added = compare(&base, &grown);
+    let east = site(&added, "orders", "east");
+    let join = east
+        .actions
+        .iter()
+        .find(|a| a.summary == "etcd member orders-4 added")
+        .unwrap_or_else(|| panic!("{:#?}", east.actions));
+    let cmd = join.command.as_deref().unwrap();
+    assert!(
+        cmd.starts_with("etcdctl --endpoints=http://10.20.0.11:2379 member add orders-4 --peer-urls=http://10.20.0.14:2380\n"),
+        "{cmd}"
+    );
+    assert!(cmd.contains("ETCD_INITIAL_CLUSTER_STATE=existing"), "{cmd}");
+    assert!(
+        east.actions
+            .iter()
+            .any(|a| a.summary == "Patroni member orders-4 added")
+    );
+    // The others' etcd.conf changes only in ETCD_INITIAL_CLUSTER: no restart.
+    let o1 = added.hosts.iter().find(|h| h.host == "orders-1").unwrap();
+    assert!(
+        o1.actions
+            .iter()
+            .any(|a| a.summary == "etcd.conf: bootstrap keys only"),
+        "{:#?}",
+        o1.actions
+    );
+    assert!(
+        !o1.actions.iter().any(|a| a.kind == ActionKind::Restart),
+        "{:#?}",
+        o1.actions
+    );
+    let removed = compare(&grown, &base);
+    let east = site(&removed, "orders", "east");
+    let leave = east
+        .actions
+        .iter()
+        .find(|a| a.summary == "etcd member orders-4 removed")
+        .unwrap_or_else(|| panic!("{:#?}", east.actions));
+    assert!(
+        leave
+            .command
+            .as_deref()
+            .unwrap()
+            .contains("member remove <ID>")
+    );
+    let stop = east
+        .actions
+        .iter()
+        .find(|a| a.summary == "Patroni member orders-4 removed")
+        .unwrap();
+    assert!(
+        stop.command
+            .as_deref()
+            .unwrap()
+            .starts_with("/opt/patroni/bin/patronictl -c /etc/patroni/patroni.yml list"),
+        "{stop:?}"
     );
 }

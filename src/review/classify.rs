@@ -233,9 +233,26 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
 
 /// A pg host's `patroni.yml`: where it is and what it says.
 struct Patroni {
-    /// Path on the host.
-    config: String,
+    /// `patronictl -c <patroni.yml>` as the host has them (pip installs
+    /// patronictl beside patroni in its venv, off the PATH).
+    ctl: String,
     yaml: Value,
+}
+
+/// patronictl beside the `patroni` that `patroni.service` starts.
+fn patronictl_of(tree: &Tree, host: &str) -> String {
+    tree.files
+        .get(&format!(
+            "hosts/{host}/rootfs/etc/systemd/system/patroni.service"
+        ))
+        .and_then(|a| {
+            let text = String::from_utf8_lossy(&a.bytes).into_owned();
+            let start = text.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
+            let bin = start.split_whitespace().next()?;
+            bin.strip_suffix("/patroni")
+                .map(|dir| format!("{dir}/patronictl"))
+        })
+        .unwrap_or_else(|| "patronictl".into())
 }
 
 fn patroni_of(tree: &Tree, host: &str) -> Option<Patroni> {
@@ -245,7 +262,7 @@ fn patroni_of(tree: &Tree, host: &str) -> Option<Patroni> {
         .filter(|(p, _)| p.starts_with(&prefix) && p.ends_with("/patroni/patroni.yml"))
         .find_map(|(p, a)| {
             Some(Patroni {
-                config: p[prefix.len()..].to_string(),
+                ctl: format!("{} -c {}", patronictl_of(tree, host), &p[prefix.len()..]),
                 yaml: yaml_of(&a.bytes)?,
             })
         })
@@ -336,7 +353,7 @@ pub fn classify(
                 actions.push(action(
                     ActionKind::PostgresRestart,
                     format!("restart PostgreSQL (scope {}): {}", d.scope, names(&d.parameters, "restart")),
-                    Some(format!("patronictl -c {} restart {} --pending --force", config_path(new, new_hosts), d.scope)),
+                    Some(format!("{} restart {} --pending --force", patronictl(new, new_hosts), d.scope)),
                     format!("{restart}: a restart applies it; Patroni marks every member pending_restart once the DCS change is applied, and `restart --pending` restarts exactly those"),
                 ));
             }
@@ -399,12 +416,12 @@ fn names(params: &[ParamChange], on: &str) -> String {
         .join(", ")
 }
 
-fn config_path(tree: &Tree, hosts: &BTreeSet<String>) -> String {
+fn patronictl(tree: &Tree, hosts: &BTreeSet<String>) -> String {
     hosts
         .iter()
         .find_map(|h| patroni_of(tree, h))
-        .map(|p| p.config)
-        .unwrap_or_else(|| "/etc/patroni/patroni.yml".into())
+        .map(|p| p.ctl)
+        .unwrap_or_else(|| "patronictl -c /etc/patroni/patroni.yml".into())
 }
 
 fn host_actions(
@@ -691,13 +708,13 @@ fn patroni_actions(
             let replace_file = format!("clusters/{}/dcs-{}.yaml", h.cluster, h.site);
             DcsChange {
                 command: format!(
-                    "patronictl -c {} edit-config --apply - --force <<'EOF'\n{patch_yaml}EOF",
-                    n.config
+                    "{} edit-config {scope} --apply - --force <<'EOF'\n{patch_yaml}EOF",
+                    n.ctl
                 ),
                 replace: new.files.contains_key(&replace_file).then(|| {
                     format!(
-                        "patronictl -c {} edit-config --replace dcs-{}.yaml --force   # {replace_file}, copied to the member",
-                        n.config, h.site
+                        "{} edit-config {scope} --replace dcs-{}.yaml --force   # {replace_file}, copied to the member",
+                        n.ctl, h.site
                     )
                 }),
                 patch: patch_yaml,
@@ -766,8 +783,8 @@ fn patroni_actions(
                 ActionKind::PostgresRestart,
                 format!("restart PostgreSQL of {member}"),
                 Some(format!(
-                    "patronictl -c {} restart {scope} {member} --pending --force",
-                    n.config
+                    "{} restart {scope} {member} --pending --force",
+                    n.ctl
                 )),
                 format!("{what}: Patroni marks the member pending_restart after the reload"),
             ));
@@ -923,7 +940,7 @@ fn topology(
             out.push(action(
                 ActionKind::Topology,
                 format!("Patroni member {h} removed"),
-                Some(format!("patronictl -c {} list   # if {h} is the leader: patronictl switchover first\nsystemctl disable --now patroni.service   # on {h}", config_path(new, new_hosts))),
+                Some(format!("{ctl} list   # if {h} is the leader: {ctl} switchover first\nsystemctl disable --now patroni.service   # on {h}", ctl = patronictl(new, new_hosts))),
                 "stop Patroni on the member; its key in the DCS expires after ttl",
             ));
         }
@@ -970,5 +987,61 @@ mod tests {
         assert_eq!(by["shared_buffers"], "restart");
         assert_eq!(by["work_mem"], "reload");
         assert_eq!(by["pg_stat_statements.max"], "restart");
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::super::diff::{Tree, compare};
+    use crate::render::Artifact;
+
+    fn tree(ttl: u32, with_dcs_file: bool) -> Tree {
+        let mut files = std::collections::BTreeMap::new();
+        let mut add = |p: &str, text: String| {
+            files.insert(
+                p.to_string(),
+                Artifact {
+                    bytes: text.into_bytes(),
+                    mode: 0o644,
+                },
+            );
+        };
+        add(
+            "hosts/db1/kickstart.ks",
+            "# Kickstart for db1 (cluster c1, site s1), generated by pgimg\n".into(),
+        );
+        add(
+            "hosts/db1/rootfs/etc/patroni/patroni.yml",
+            format!("scope: 'c1'\nname: 'db1'\nbootstrap:\n  dcs:\n    ttl: {ttl}\n"),
+        );
+        if with_dcs_file {
+            add("clusters/c1/dcs-s1.yaml", format!("ttl: {ttl}\n"));
+        }
+        Tree {
+            label: format!("ttl {ttl}"),
+            files,
+        }
+    }
+
+    #[test]
+    fn a_rendered_dcs_file_gets_its_replace_form() {
+        let r = compare(&tree(30, true), &tree(40, true));
+        let dcs = r.clusters[0].sites[0].dcs.as_ref().expect("a DCS change");
+        assert_eq!(dcs.patch, "ttl: 40\n");
+        assert_eq!(
+            dcs.replace.as_deref(),
+            Some(
+                "patronictl -c /etc/patroni/patroni.yml edit-config c1 --replace dcs-s1.yaml --force   # clusters/c1/dcs-s1.yaml, copied to the member"
+            )
+        );
+        let r = compare(&tree(30, false), &tree(40, false));
+        assert!(
+            r.clusters[0].sites[0]
+                .dcs
+                .as_ref()
+                .unwrap()
+                .replace
+                .is_none()
+        );
     }
 }

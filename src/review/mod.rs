@@ -199,9 +199,10 @@ pub fn spec_tree(spec: &Path, label: &str, roles: Option<&Path>) -> Result<Tree,
     let source = crate::load::spec(spec)?;
     let validated = crate::ops::validate(source, false).map_err(|d| {
         Error::Input(format!(
-            "{}: {} diagnostic(s); run `pgimg validate`",
+            "{}: {} diagnostic(s), the first: {}; run `pgimg validate`",
             spec.display(),
-            d.len()
+            d.len(),
+            d.first().map(|x| x.message.as_str()).unwrap_or("")
         ))
     })?;
     Ok(Tree {
