@@ -20,8 +20,11 @@
 //! - cronie re-reads `/etc/cron.d` when a file there changes (cronie's
 //!   cron(8): inotify on its spool directories, else their modification
 //!   time checked every minute).
-//! - HAProxy reloads its configuration without dropping connections
-//!   (`systemctl reload haproxy`; check it first with `haproxy -c -f`).
+//! - HAProxy's unit (haproxy/haproxy `admin/systemd/haproxy.service.in`, as
+//!   distributions ship it) runs the master-worker mode (`-Ws`) and reloads
+//!   by checking the configuration (`-c -q`) and sending SIGUSR2 to the
+//!   master, which starts new workers and lets the old ones finish their
+//!   connections (`doc/configuration.txt`, `master-worker`).
 //! - Parameter contexts: `pg17-parameter-contexts.tsv`, generated from
 //!   `postgres --describe-config` of PostgreSQL 17 by
 //!   `scripts/gen-pg-parameter-contexts`.
