@@ -434,6 +434,7 @@ fn host_actions(
     let mut installed = Vec::new();
     let mut removed = Vec::new();
     let mut reinstall = Vec::new();
+    let mut pxe = Vec::new();
     for f in &h.files {
         if let Some(file) = on_host(&f.path, &h.host) {
             if f.status == Status::Removed {
@@ -461,6 +462,8 @@ fn host_actions(
                     ));
                 }
             }
+        } else if f.path.starts_with("pxe/") {
+            pxe.push(format!("{} ({})", f.path, f.status.word()));
         } else if f.path.ends_with("/kickstart.ks") && f.status == Status::Changed {
             reinstall.extend(install_time_changes(&f.path, old, new, Format::Kickstart));
         } else if f.path.ends_with("/user-data") && f.status == Status::Changed {
@@ -486,6 +489,17 @@ fn host_actions(
             ),
             Some(command),
             files.join(", "),
+        ));
+    }
+    if !pxe.is_empty() {
+        actions.push(action(
+            ActionKind::NoRestart,
+            "PXE entries: next network install",
+            None,
+            format!(
+                "{}: read only when the host boots the installer over the network (copy pxe/ to the TFTP root)",
+                pxe.join(", ")
+            ),
         ));
     }
     if !reinstall.is_empty() {
