@@ -13,5 +13,6 @@ mod incremental;
 mod no_panic;
 mod plan;
 mod repro;
+mod review;
 mod rules;
 mod schema_drift;
