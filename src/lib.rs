@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cmd;
 pub mod delivery;
 pub mod diag;
 pub mod lab;
@@ -108,6 +109,16 @@ type RenderedHost = (
 
 /// Renders every artifact of a validated spec. Pure: no file is read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
+    build_reporting(v, inputs, &|_| {})
+}
+
+/// [`build`], calling `host_done` with each host's name once it is rendered
+/// (from any thread, in no particular order), for a progress bar.
+pub fn build_reporting(
+    v: &Validated,
+    inputs: &BuildInputs,
+    host_done: &(dyn Fn(&str) + Sync),
+) -> Result<render::ArtifactTree, Error> {
     let roles = render::templates::Roles::compile(&inputs.roles)?;
     let fleet = &v.fleet;
     let mut tree = render::ArtifactTree::default();
@@ -142,6 +153,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
                 if !site_contexts.contains(p.name.as_str()) {
                     p.context = serde_json::Value::Null;
                 }
+                host_done(&host.name);
                 Ok::<_, Error>((p, files, delivered))
             })
             .collect::<Result<_, _>>()?

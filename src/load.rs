@@ -5,16 +5,30 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 use crate::source::SourceFile;
 
-/// Reads a spec file. The name in diagnostics is the path as given.
+/// The spec path that means standard input.
+pub const STDIN: &str = "-";
+
+/// Reads a spec file, or standard input for `-`. The name in diagnostics is the path as given (`<stdin>`).
 pub fn spec(path: &Path) -> Result<SourceFile, Error> {
+    if path.as_os_str() == STDIN {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .map_err(|e| Error::io("reading spec", Path::new("<stdin>"), e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Input("<stdin>: the spec is not UTF-8 text".into()))?;
+        return Ok(SourceFile::new("<stdin>", text));
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io("reading spec", path, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Input(format!("{}: the spec is not UTF-8 text", path.display())))?;
     Ok(SourceFile::new(path.display().to_string(), text))
 }
 
-/// The directory secret file references are relative to.
+/// The directory secret file references are relative to: the spec's, or the working directory for standard input.
 pub fn spec_dir(path: &Path) -> PathBuf {
+    if path.as_os_str() == STDIN {
+        return PathBuf::from(".");
+    }
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -110,4 +124,24 @@ pub fn roles(dir: &Path) -> Result<crate::render::templates::RoleTree, Error> {
         }
     }
     Ok(tree)
+}
+
+/// Each host's closure hash in a previous build's `manifest.json` under `out`;
+/// empty when there is none or it cannot be read (the build then marks nothing).
+pub fn previous_closures(out: &Path) -> std::collections::BTreeMap<String, String> {
+    let Ok(bytes) = std::fs::read(out.join("manifest.json")) else {
+        return Default::default();
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Default::default();
+    };
+    manifest["hosts"]
+        .as_object()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .filter_map(|(h, e)| Some((h.clone(), e["closure"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }

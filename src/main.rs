@@ -1,39 +1,12 @@
 //! Entry point: parse the command line, run, print, exit with 0 (done), 1 (spec invalid) or 2 (usage or I/O).
 
-use std::io::Write;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use pgimg::cli::{Cli, Command, Format};
-use pgimg::diag::{self, Diagnostic};
-use pgimg::source::SourceFile;
-
-fn print_diags(diags: &[Diagnostic], source: Option<&SourceFile>, format: Format) {
-    let mut err = std::io::stderr().lock();
-    let mut out = std::io::stdout().lock();
-    for d in diags {
-        let _ = match format {
-            Format::Human => write!(err, "{}", diag::render_human(d, source)),
-            Format::Json => writeln!(out, "{}", diag::render_json(d)),
-        };
-    }
-    if format == Format::Human {
-        let errors = diags.iter().filter(|d| d.is_error()).count();
-        let warnings = diags.len() - errors;
-        if !diags.is_empty() {
-            let _ = writeln!(
-                err,
-                "{errors} error{}, {warnings} warning{}",
-                plural(errors),
-                plural(warnings)
-            );
-        }
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
+use clap::{CommandFactory, FromArgMatches};
+use pgimg::cli::{Cli, Command};
+use pgimg::cmd::{self, term::Term};
+use pgimg::diag;
 
 fn main() -> ExitCode {
     let code = run();
@@ -48,36 +21,62 @@ fn main() -> ExitCode {
 }
 
 fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        // Computed once per run; clap keeps a `&'static str` without its `string` feature.
+        .long_version(&*Box::leak(cmd::version::long().into_boxed_str()))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let no_color = std::env::var_os("NO_COLOR");
+    let term = &Term::new(
+        &cli.global,
+        std::io::stderr().is_terminal(),
+        no_color.as_deref(),
+    );
     match cli.command {
+        Command::Init {
+            path,
+            dr,
+            hosts,
+            cloud: _,
+            bare_metal,
+        } => cmd::init(
+            &path,
+            cmd::init::Starter {
+                dr,
+                hosts,
+                bare_metal,
+            },
+            term,
+        ),
         Command::Validate {
             spec,
             format,
             strict,
-        } => {
-            let source = match pgimg::load::spec(&spec) {
-                Ok(s) => s,
-                Err(e) => return fail(e),
-            };
-            match pgimg::validate(source.clone(), strict) {
-                Ok(v) => {
-                    print_diags(&v.warnings, Some(&source), format);
-                    ExitCode::SUCCESS
-                }
-                Err(d) => {
-                    print_diags(&d, Some(&source), format);
-                    ExitCode::from(1)
-                }
-            }
-        }
+        } => cmd::validate(&spec, format, strict, term),
         Command::Build {
             spec,
             out,
             roles,
             format,
             strict,
-        } => build(&spec, &out, roles.as_deref(), format, strict),
-        Command::Lab { action } => lab(action),
+        } => cmd::build::run(
+            &cmd::build::Args {
+                spec: &spec,
+                out: &out,
+                roles: roles.as_deref(),
+                format,
+                strict,
+            },
+            term,
+        ),
+        Command::Show { spec } => cmd::show(&spec, term),
+        Command::Resolve { spec, host } => cmd::resolve(&spec, &host, term),
+        Command::Graph { spec, format } => cmd::graph(&spec, format, term),
+        Command::Manual { format } => cmd::manual(format),
+        Command::Lab { action } => lab(action, term),
         Command::Schema => {
             print!("{}", pgimg::schema::generate_text());
             ExitCode::SUCCESS
@@ -101,66 +100,7 @@ fn run() -> ExitCode {
     }
 }
 
-fn build(
-    spec: &std::path::Path,
-    out: &std::path::Path,
-    roles: Option<&std::path::Path>,
-    format: Format,
-    strict: bool,
-) -> ExitCode {
-    let source = match pgimg::load::spec(spec) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let validated = match pgimg::validate(source.clone(), strict) {
-        Ok(v) => v,
-        Err(d) => {
-            print_diags(&d, Some(&source), format);
-            return ExitCode::from(1);
-        }
-    };
-    print_diags(&validated.warnings, Some(&source), format);
-    let inputs = (|| {
-        Ok::<_, pgimg::Error>(pgimg::BuildInputs {
-            roles: match roles {
-                Some(dir) => pgimg::load::roles(dir)?,
-                None => pgimg::render::templates::RoleTree::embedded(),
-            },
-            secrets: pgimg::load::secrets(&validated.fleet, &pgimg::load::spec_dir(spec))?,
-            mapping: Default::default(),
-        })
-    })();
-    let tree = match inputs.and_then(|i| pgimg::build(&validated, &i)) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    if let Err(e) = pgimg::write::write(&tree, out) {
-        return fail(e);
-    }
-    let fleet = &validated.fleet;
-    let public = tree
-        .files
-        .keys()
-        .filter(|p| pgimg::render::manifest::is_public(p))
-        .count();
-    println!(
-        "built {} cluster{}, {} host{}, {public} artifacts into {}",
-        fleet.clusters.len(),
-        plural(fleet.clusters.len()),
-        tree.closures.len(),
-        plural(tree.closures.len()),
-        out.display()
-    );
-    for (host, closure) in &tree.closures {
-        println!("  {host:<24} {closure}");
-    }
-    for note in &tree.notes {
-        eprintln!("note: {note}");
-    }
-    ExitCode::SUCCESS
-}
-
-fn lab(action: pgimg::cli::LabAction) -> ExitCode {
+fn lab(action: pgimg::cli::LabAction, term: &Term) -> ExitCode {
     use pgimg::cli::LabAction;
     let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
     let opts = pgimg::lab::Options {
@@ -181,13 +121,8 @@ fn lab(action: pgimg::cli::LabAction) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
+        Err(e) => cmd::fail(e, term),
     }
-}
-
-fn fail(e: pgimg::Error) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(2)
 }
 
 // Hosts render on every core at once, and glibc's allocator serializes those
