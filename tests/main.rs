@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod commands;
 mod delivery;
 mod diagnostics;
 mod golden;
