@@ -90,7 +90,7 @@ fn every_starter_spec_validates_and_builds() {
                 codes.dedup();
                 assert_eq!(codes, expected, "{o:?}");
                 let inputs = pgimg::BuildInputs {
-                    roles: pgimg::render::templates::RoleTree::embedded(),
+                    roles: pgimg::load::RoleTree::embedded(),
                     secrets: Default::default(),
                     mapping: Default::default(),
                 };
@@ -518,7 +518,7 @@ fn build_marks_the_hosts_that_changed_since_the_previous_output() {
 #[test]
 fn version_names_the_commit_and_the_role_tree() {
     let out = ok(&["--version"]);
-    let roles = pgimg::render::templates::RoleTree::embedded().digest();
+    let roles = pgimg::load::RoleTree::embedded().digest();
     assert_eq!(
         out,
         format!(

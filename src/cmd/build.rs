@@ -187,7 +187,7 @@ pub fn run(a: &Args, term: &Term) -> ExitCode {
         Ok::<_, crate::Error>(crate::BuildInputs {
             roles: match a.roles {
                 Some(dir) => crate::load::roles(dir)?,
-                None => crate::render::templates::RoleTree::embedded(),
+                None => crate::load::RoleTree::embedded(),
             },
             secrets: crate::load::secrets(&validated.fleet, &crate::load::spec_dir(a.spec))?,
             mapping: Default::default(),
@@ -199,7 +199,7 @@ pub fn run(a: &Args, term: &Term) -> ExitCode {
     };
     let fleet = &validated.fleet;
     let bar = super::term::progress(term, fleet.hosts().count());
-    let built = crate::build_reporting(&validated, &inputs, &|_| bar.inc(1));
+    let built = crate::ops::build_reporting(&validated, &inputs, &|_| bar.inc(1));
     bar.finish_and_clear();
     let tree = match built {
         Ok(t) => t,

@@ -189,7 +189,7 @@ fn site(s: &mut String, o: &Starter, site: &SiteText, index: u8) {
     }
     // An etcd cluster needs an odd number of members: with an even number of
     // PostgreSQL hosts the HAProxy host is the odd one out.
-    let lb_etcd = o.hosts % 2 == 0;
+    let lb_etcd = o.hosts.is_multiple_of(2);
     if o.hosts == 1 && index == 0 {
         s.push_str("          # One etcd member has no fault tolerance (pgimg warns); three do.\n");
     }

@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::Validated;
+use crate::load::RoleTree;
 use crate::model::{Cluster, Config, Host, Site};
 use crate::render::context::Mapping;
-use crate::render::templates::{RoleTree, Roles};
+use crate::render::templates::Roles;
 use crate::spec::v1::Role;
 
 /// Left-aligned columns, two spaces apart, no trailing blanks.
@@ -42,7 +43,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 fn roles_text(h: &Host) -> String {
     h.roles
         .iter()
-        .map(|r| enum_text(r))
+        .map(enum_text)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -242,14 +243,14 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
                 &at("key"),
                 repo.key
                     .as_ref()
-                    .map(crate::load::secret_label)
+                    .map(crate::spec::v1::SecretRef::label)
                     .unwrap_or_else(|| "(none)".into()),
             );
             put(
                 &at("key_secret"),
                 repo.key_secret
                     .as_ref()
-                    .map(crate::load::secret_label)
+                    .map(crate::spec::v1::SecretRef::label)
                     .unwrap_or_else(|| "(none)".into()),
             );
         }

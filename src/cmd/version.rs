@@ -12,6 +12,6 @@ pub fn long() -> String {
     format!(
         "{} (commit {COMMIT}, roles sha256:{})",
         env!("CARGO_PKG_VERSION"),
-        crate::render::templates::RoleTree::embedded().digest()
+        crate::load::RoleTree::embedded().digest()
     )
 }

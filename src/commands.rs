@@ -1,0 +1,128 @@
+//! The commands behind `main`: each runs `ops`, prints, and returns the exit
+//! code — 0 done, 1 the spec is invalid, 2 usage or operational error.
+//!
+//! Output goes through `Output`, whose writes fail with `BrokenPipe` when the
+//! reader has gone (`pgimg build … | head`): `main` then ends quietly, as
+//! ripgrep does, instead of panicking like `println!`.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, LabAction};
+use crate::cmd::{self, term::Term};
+use crate::diag;
+use crate::{Error, lab, schema};
+
+/// Where a command prints: stdout for results, stderr for diagnostics and notes.
+pub struct Output<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
+    let no_color = std::env::var_os("NO_COLOR");
+    let term = &Term::new(
+        &cli.global,
+        std::io::stderr().is_terminal(),
+        no_color.as_deref(),
+    );
+    match cli.command {
+        Command::Init {
+            path,
+            dr,
+            hosts,
+            cloud: _,
+            bare_metal,
+        } => Ok(cmd::init(
+            &path,
+            cmd::init::Starter {
+                dr,
+                hosts,
+                bare_metal,
+            },
+            term,
+        )),
+        Command::Validate {
+            spec,
+            format,
+            strict,
+        } => Ok(cmd::validate(&spec, format, strict, term)),
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+        } => Ok(cmd::build::run(
+            &cmd::build::Args {
+                spec: &spec,
+                out: &out,
+                roles: roles.as_deref(),
+                format,
+                strict,
+            },
+            term,
+        )),
+        Command::Show { spec } => Ok(cmd::show(&spec, term)),
+        Command::Resolve { spec, host } => Ok(cmd::resolve(&spec, &host, term)),
+        Command::Graph { spec, format } => Ok(cmd::graph(&spec, format, term)),
+        Command::Manual { format } => Ok(cmd::manual(format)),
+        Command::Lab { action } => lab_command(action, o),
+        Command::Schema => {
+            o.out.write_all(schema::generate_text().as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { code } => explain(code.as_deref(), o),
+    }
+}
+
+fn lab_command(action: LabAction, o: &mut Output) -> io::Result<ExitCode> {
+    let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    let opts = lab::Options {
+        spec: a.spec.clone(),
+        cluster: a.cluster.clone(),
+        root: a.root.clone(),
+        net: a.net,
+        roles: a.roles.clone(),
+    };
+    let result = match action {
+        LabAction::Up(_) => lab::up(&opts).map(|l| l.status_text()),
+        LabAction::Status(_) => lab::root_of(&opts)
+            .and_then(|r| lab::Lab::open(&r))
+            .map(|l| l.status_text()),
+        LabAction::Down(_) => lab::root_of(&opts)
+            .and_then(|r| lab::Lab::open(&r))
+            .and_then(|l| l.down())
+            .map(|()| String::new()),
+    };
+    match result {
+        Ok(text) => {
+            o.out.write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => error(&e, o),
+    }
+}
+
+fn explain(code: Option<&str>, o: &mut Output) -> io::Result<ExitCode> {
+    match code {
+        None => o.out.write_all(diag::code_table().as_bytes())?,
+        Some(c) => match diag::Code::parse(&c.to_ascii_uppercase()) {
+            Some(code) => writeln!(o.out, "{}: {}", code.as_str(), code.doc())?,
+            None => {
+                writeln!(
+                    o.err,
+                    "error: unknown code `{c}`; `pgimg explain` lists them"
+                )?;
+                return Ok(ExitCode::from(2));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn error(e: &Error, o: &mut Output) -> io::Result<ExitCode> {
+    writeln!(o.err, "error: {e}")?;
+    Ok(ExitCode::from(2))
+}
