@@ -34,7 +34,7 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             hosts,
             cloud: _,
             bare_metal,
-        } => Ok(cmd::init(
+        } => cmd::init(
             &path,
             cmd::init::Starter {
                 dr,
@@ -42,19 +42,20 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
                 bare_metal,
             },
             term,
-        )),
+            o,
+        ),
         Command::Validate {
             spec,
             format,
             strict,
-        } => Ok(cmd::validate(&spec, format, strict, term)),
+        } => cmd::validate(&spec, format, strict, term, o),
         Command::Build {
             spec,
             out,
             roles,
             format,
             strict,
-        } => Ok(cmd::build::run(
+        } => cmd::build::run(
             &cmd::build::Args {
                 spec: &spec,
                 out: &out,
@@ -63,11 +64,16 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
                 strict,
             },
             term,
-        )),
-        Command::Show { spec } => Ok(cmd::show(&spec, term)),
-        Command::Resolve { spec, host } => Ok(cmd::resolve(&spec, &host, term)),
-        Command::Graph { spec, format } => Ok(cmd::graph(&spec, format, term)),
-        Command::Manual { format } => Ok(cmd::manual(format)),
+            o,
+        ),
+        Command::Show { spec } => cmd::print_view(&spec, cmd::show::show, term, o),
+        Command::Resolve { spec, host } => {
+            cmd::print_view(&spec, |v| cmd::show::resolve(v, &host), term, o)
+        }
+        Command::Graph { spec, format } => {
+            cmd::print_view(&spec, |v| Ok(cmd::graph::render(&v.fleet, format)), term, o)
+        }
+        Command::Manual { format } => cmd::manual(format, o),
         Command::Lab { action } => lab_command(action, o),
         Command::Schema => {
             o.out.write_all(schema::generate_text().as_bytes())?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::term::{Term, plural};
 use crate::cli::Format;
+use crate::commands::Output;
 use crate::diag;
 
 pub struct Args<'a> {
@@ -151,37 +153,44 @@ fn diags_json(d: &[diag::Diagnostic]) -> Vec<Value> {
 }
 
 /// Prints the one JSON document.
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+fn print_json(v: &Value, o: &mut Output) -> io::Result<()> {
+    writeln!(
+        o.out,
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    )
 }
 
-pub fn run(a: &Args, term: &Term) -> ExitCode {
+pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let json_out = a.format == Format::Json;
-    let fail = |e: crate::Error| {
+    let fail = |e: crate::Error, o: &mut Output| {
         if json_out {
-            print_json(&json!({"status": "error", "error": e.to_string()}));
-            ExitCode::from(2)
+            print_json(&json!({"status": "error", "error": e.to_string()}), o)?;
+            Ok(ExitCode::from(2))
         } else {
-            super::fail(e, term)
+            super::fail(e, term, o)
         }
     };
     let source = match crate::load::spec(a.spec) {
         Ok(s) => s,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e, o),
     };
     let validated = match crate::validate(source.clone(), a.strict) {
         Ok(v) => v,
         Err(d) => {
             if json_out {
-                print_json(&json!({"status": "invalid", "diagnostics": diags_json(&d)}));
+                print_json(
+                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                    o,
+                )?;
             } else {
-                super::print_diags(&d, Some(&source), Format::Human, term);
+                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
             }
-            return ExitCode::from(1);
+            return Ok(ExitCode::from(1));
         }
     };
     if !json_out {
-        super::print_diags(&validated.warnings, Some(&source), Format::Human, term);
+        super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
     }
     let inputs = (|| {
         Ok::<_, crate::Error>(crate::BuildInputs {
@@ -195,7 +204,7 @@ pub fn run(a: &Args, term: &Term) -> ExitCode {
     })();
     let inputs = match inputs {
         Ok(i) => i,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e, o),
     };
     let fleet = &validated.fleet;
     let bar = super::term::progress(term, fleet.hosts().count());
@@ -203,11 +212,11 @@ pub fn run(a: &Args, term: &Term) -> ExitCode {
     bar.finish_and_clear();
     let tree = match built {
         Ok(t) => t,
-        Err(e) => return fail(e),
+        Err(e) => return fail(e, o),
     };
     let previous = crate::load::previous_closures(a.out);
     if let Err(e) = crate::write::write(&tree, a.out) {
-        return fail(e);
+        return fail(e, o);
     }
     let manifest: Value = tree
         .files
@@ -252,14 +261,14 @@ pub fn run(a: &Args, term: &Term) -> ExitCode {
         warnings: validated.warnings.clone(),
     };
     if json_out {
-        print_json(&json(&report));
+        print_json(&json(&report), o)?;
     } else {
         if !term.quiet {
-            print!("{}", human(&report, term));
+            o.out.write_all(human(&report, term).as_bytes())?;
         }
         for note in &report.notes {
-            eprintln!("note: {note}");
+            writeln!(o.err, "note: {note}")?;
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
-//! What each command does, beyond the pipeline: reading its inputs through
-//! `load`, printing, and the exit code. `main.rs` only dispatches here.
+//! The commands of the first hour and the hundredth day (`init`, `validate`,
+//! `build`, `show`, `resolve`, `graph`, `manual`) and the output conventions
+//! they share (`term`). `commands::run` dispatches here. Each prints through
+//! `Output`, so a reader that goes away ends the command quietly.
 //! Exit codes: 0 done, 1 spec invalid, 2 usage or operational error.
 
 pub mod build;
@@ -10,9 +12,11 @@ pub mod show;
 pub mod term;
 pub mod version;
 
-use std::io::Write as _;
+use std::io;
 use std::path::Path;
 use std::process::ExitCode;
+
+use crate::commands::Output;
 
 use crate::cli::Format;
 use crate::diag::{self, Diagnostic};
@@ -21,19 +25,22 @@ use term::{Term, plural};
 
 /// Prints diagnostics: rustc-style on stderr (coloured when the terminal
 /// allows) with a count, or JSON lines on stdout.
-pub fn print_diags(diags: &[Diagnostic], source: Option<&SourceFile>, format: Format, term: &Term) {
-    let mut err = std::io::stderr().lock();
-    let mut out = std::io::stdout().lock();
+pub fn print_diags(
+    diags: &[Diagnostic],
+    source: Option<&SourceFile>,
+    format: Format,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<()> {
     match format {
         Format::Json => {
             for d in diags {
-                let _ = writeln!(out, "{}", diag::render_json(d));
+                writeln!(o.out, "{}", diag::render_json(d))?;
             }
         }
-        Format::Human => {
-            let _ = write!(err, "{}", term.diagnostics(&human(diags, source)));
-        }
+        Format::Human => write!(o.err, "{}", term.diagnostics(&human(diags, source)))?,
     }
+    Ok(())
 }
 
 /// Diagnostics as people read them, with the count of errors and warnings.
@@ -55,44 +62,57 @@ pub fn human(diags: &[Diagnostic], source: Option<&SourceFile>) -> String {
 }
 
 /// An operational error: the message on stderr, exit 2.
-pub fn fail(e: crate::Error, term: &Term) -> ExitCode {
-    eprint!("{}", term.diagnostics(&format!("error: {e}\n")));
-    ExitCode::from(2)
+pub fn fail(e: crate::Error, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+    write!(o.err, "{}", term.diagnostics(&format!("error: {e}\n")))?;
+    Ok(ExitCode::from(2))
 }
 
 /// Loads and validates a spec for the commands that only read it (show,
 /// resolve, graph): diagnostics are printed and turn into exit code 1.
-fn validated(spec: &Path, term: &Term) -> Result<crate::Validated, ExitCode> {
-    let source = crate::load::spec(spec).map_err(|e| fail(e, term))?;
+fn validated(
+    spec: &Path,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<Result<crate::Validated, ExitCode>> {
+    let source = match crate::load::spec(spec) {
+        Ok(s) => s,
+        Err(e) => return fail(e, term, o).map(Err),
+    };
     match crate::validate(source.clone(), false) {
         Ok(v) => {
-            print_diags(&v.warnings, Some(&source), Format::Human, term);
-            Ok(v)
+            print_diags(&v.warnings, Some(&source), Format::Human, term, o)?;
+            Ok(Ok(v))
         }
         Err(d) => {
-            print_diags(&d, Some(&source), Format::Human, term);
-            Err(ExitCode::from(1))
+            print_diags(&d, Some(&source), Format::Human, term, o)?;
+            Ok(Err(ExitCode::from(1)))
         }
     }
 }
 
 /// `pgimg validate`: every diagnostic, then one line saying what was found valid.
-pub fn validate(spec: &Path, format: Format, strict: bool, term: &Term) -> ExitCode {
+pub fn validate(
+    spec: &Path,
+    format: Format,
+    strict: bool,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<ExitCode> {
     let source = match crate::load::spec(spec) {
         Ok(s) => s,
-        Err(e) => return fail(e, term),
+        Err(e) => return fail(e, term, o),
     };
     match crate::validate(source.clone(), strict) {
         Ok(v) => {
-            print_diags(&v.warnings, Some(&source), format, term);
+            print_diags(&v.warnings, Some(&source), format, term, o)?;
             if format == Format::Human && !term.quiet {
-                println!("{}", term.good(&summary(&source.name, &v)));
+                writeln!(o.out, "{}", term.good(&summary(&source.name, &v)))?;
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(d) => {
-            print_diags(&d, Some(&source), format, term);
-            ExitCode::from(1)
+            print_diags(&d, Some(&source), format, term, o)?;
+            Ok(ExitCode::from(1))
         }
     }
 }
@@ -115,68 +135,54 @@ pub fn summary(name: &str, v: &crate::Validated) -> String {
 }
 
 /// `pgimg init`: the starter spec into a new file, or on stdout for `-`.
-pub fn init(path: &Path, starter: init::Starter, term: &Term) -> ExitCode {
+pub fn init(
+    path: &Path,
+    starter: init::Starter,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<ExitCode> {
     if path.as_os_str() == crate::load::STDIN {
-        print!("{}", init::render(starter, "pgimg.yml"));
-        return ExitCode::SUCCESS;
+        o.out
+            .write_all(init::render(starter, "pgimg.yml").as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
     }
     let name = path.display().to_string();
     let text = init::render(starter, &name);
     if let Err(e) = crate::write::new_file(path, text.as_bytes()) {
-        return fail(e, term);
+        return fail(e, term, o);
     }
     if !term.quiet {
-        println!(
+        writeln!(
+            o.out,
             "{}",
             term.good(&format!("wrote {name}; next: pgimg validate {name}"))
-        );
+        )?;
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-/// `pgimg show`.
-pub fn show(spec: &Path, term: &Term) -> ExitCode {
-    let v = match validated(spec, term) {
+/// The commands that read a valid spec and print one text: `show`, `resolve`, `graph`.
+pub fn print_view(
+    spec: &Path,
+    view: impl FnOnce(&crate::Validated) -> Result<String, crate::Error>,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<ExitCode> {
+    let v = match validated(spec, term, o)? {
         Ok(v) => v,
-        Err(code) => return code,
+        Err(code) => return Ok(code),
     };
-    match show::show(&v) {
+    match view(&v) {
         Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
+            o.out.write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail(e, term),
-    }
-}
-
-/// `pgimg resolve`.
-pub fn resolve(spec: &Path, host: &str, term: &Term) -> ExitCode {
-    let v = match validated(spec, term) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    match show::resolve(&v, host) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e, term),
-    }
-}
-
-/// `pgimg graph`.
-pub fn graph(spec: &Path, format: crate::cli::GraphFormat, term: &Term) -> ExitCode {
-    match validated(spec, term) {
-        Ok(v) => {
-            print!("{}", graph::render(&v.fleet, format));
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+        Err(e) => fail(e, term, o),
     }
 }
 
 /// `pgimg manual`.
-pub fn manual(format: crate::cli::ManualFormat) -> ExitCode {
-    let _ = std::io::stdout().write_all(&manual::render(format));
-    ExitCode::SUCCESS
+pub fn manual(format: crate::cli::ManualFormat, o: &mut Output) -> io::Result<ExitCode> {
+    o.out.write_all(&manual::render(format))?;
+    Ok(ExitCode::SUCCESS)
 }

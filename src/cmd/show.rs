@@ -41,11 +41,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 fn roles_text(h: &Host) -> String {
-    h.roles
-        .iter()
-        .map(enum_text)
-        .collect::<Vec<_>>()
-        .join(",")
+    h.roles.iter().map(enum_text).collect::<Vec<_>>().join(",")
 }
 
 /// A spec enum as the spec spells it.
