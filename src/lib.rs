@@ -19,6 +19,7 @@ pub mod lab;
 pub mod load;
 pub mod model;
 pub mod ops;
+pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod source;

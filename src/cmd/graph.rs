@@ -124,7 +124,7 @@ fn model(fleet: &Fleet) -> Graph {
             if let Some(src) = c.source_of(s) {
                 let src_index = c.sites.iter().position(|x| x.name == src.name).unwrap_or(0);
                 let (endpoint, port) =
-                    crate::render::context::source_endpoint(src, &Default::default());
+                    crate::plan::context::source_endpoint(src, &Default::default());
                 let from = src
                     .hosts
                     .iter()

@@ -8,8 +8,8 @@ use serde::Serialize;
 use crate::Validated;
 use crate::load::RoleTree;
 use crate::model::{Cluster, Config, Host, Site};
-use crate::render::context::Mapping;
-use crate::render::templates::Roles;
+use crate::plan::context::Mapping;
+use crate::plan::roles::RoleDefs;
 use crate::spec::v1::Role;
 
 /// Left-aligned columns, two spaces apart, no trailing blanks.
@@ -63,8 +63,12 @@ fn site_text(c: &Cluster, s: &Site) -> String {
 /// The fleet as a table: cluster, site, host, address, roles, ports, boot.
 /// Ports are those the roles open (`roles/*/role.yaml`), as the build plans them.
 pub fn show(v: &Validated) -> Result<String, crate::Error> {
-    let roles = Roles::compile(&RoleTree::embedded())?;
-    let plans = crate::render::plan(&roles, &v.fleet, &Mapping::default())?;
+    let defs = RoleDefs::parse(&RoleTree::embedded())?;
+    let plans = v
+        .fleet
+        .hosts()
+        .map(|(c, s, h)| crate::plan::plan_host(&defs, &v.fleet, c, s, h, &Mapping::default()))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut rows = vec![
         [
             "cluster", "site", "host", "address", "roles", "ports", "boot",

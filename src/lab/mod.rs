@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use crate::Error;
 use crate::model::{Cluster, Fleet};
-use crate::render::context::{paths, stanza};
+use crate::plan::context::{paths, stanza};
 use crate::spec::v1::{PatroniInstall, Role};
 
 pub use procs::Proc;
