@@ -51,6 +51,8 @@ pub struct BuildInputs {
     pub roles: load::RoleTree,
     pub secrets: load::SecretValues,
     pub mapping: Mapping,
+    /// The user's files (`overlays/` beside the spec).
+    pub overlays: load::Overlays,
 }
 
 /// One host after rendering: its files and its install formats.
@@ -75,6 +77,8 @@ pub fn build_reporting(
     let defs = RoleDefs::parse(&inputs.roles)?;
     let templates = render::templates::Templates::compile(&inputs.roles)?;
     let fleet = &v.fleet;
+    let role_names: Vec<String> = defs.defs.keys().cloned().collect();
+    plan::overlay::check_scopes(fleet, &inputs.overlays, &role_names)?;
     let m = &inputs.mapping;
     let mut tree = render::ArtifactTree::default();
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
@@ -85,7 +89,8 @@ pub fn build_reporting(
         hosts
             .par_iter()
             .map(|(c, s, host)| {
-                let p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+                let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+                plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
                 let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
                 let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
                 drop(rootfs);
@@ -174,5 +179,6 @@ pub fn real_inputs(
         },
         secrets: load::secrets(&v.fleet, &load::spec_dir(spec_path))?,
         mapping: Default::default(),
+        overlays: load::overlays(&load::spec_dir(spec_path).join(load::OVERLAYS))?,
     })
 }

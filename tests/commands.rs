@@ -93,6 +93,7 @@ fn every_starter_spec_validates_and_builds() {
                     roles: pgimg::load::RoleTree::embedded(),
                     secrets: Default::default(),
                     mapping: Default::default(),
+                    overlays: Default::default(),
                 };
                 let tree = pgimg::build(&v, &inputs).unwrap_or_else(|e| panic!("{o:?}: {e}"));
                 let sites = if dr { 2 } else { 1 };

@@ -9,6 +9,7 @@ mod diagnostics;
 mod golden;
 mod guide_parity;
 mod no_panic;
+mod overlays;
 mod plan;
 mod repro;
 mod rules;

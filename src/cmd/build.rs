@@ -192,16 +192,7 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     if !json_out {
         super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
     }
-    let inputs = (|| {
-        Ok::<_, crate::Error>(crate::BuildInputs {
-            roles: match a.roles {
-                Some(dir) => crate::load::roles(dir)?,
-                None => crate::load::RoleTree::embedded(),
-            },
-            secrets: crate::load::secrets(&validated.fleet, &crate::load::spec_dir(a.spec))?,
-            mapping: Default::default(),
-        })
-    })();
+    let inputs = crate::ops::real_inputs(&validated, a.spec, a.roles);
     let inputs = match inputs {
         Ok(i) => i,
         Err(e) => return fail(e, o),

@@ -529,6 +529,9 @@ impl Lab {
                 values: secrets.clone(),
             },
             mapping: m.clone(),
+            overlays: crate::load::overlays(
+                &crate::load::spec_dir(&opts.spec).join(crate::load::OVERLAYS),
+            )?,
         };
         let tree = crate::build(&v, &inputs)?;
         if let Some(n) = tree
