@@ -553,3 +553,81 @@ fn version_names_the_commit_and_the_role_tree() {
         }
     }
 }
+
+/// Every setting the schema has, as `resolve` paths: objects are followed,
+/// lists and maps are one path each (their rows are `path/<key>`).
+fn schema_setting_paths() -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(&support::read("schema/pgimg.schema.json")).expect("the schema");
+    let defs = &schema["$defs"];
+    let resolve = |v: &serde_json::Value| -> serde_json::Value {
+        let target = v["$ref"].as_str().or_else(|| {
+            v["anyOf"]
+                .as_array()
+                .and_then(|a| a.iter().find_map(|x| x["$ref"].as_str()))
+        });
+        match target {
+            Some(r) => defs[r.trim_start_matches("#/$defs/")].clone(),
+            None => v.clone(),
+        }
+    };
+    fn walk(
+        def: &serde_json::Value,
+        prefix: &str,
+        resolve: &dyn Fn(&serde_json::Value) -> serde_json::Value,
+        out: &mut Vec<String>,
+    ) {
+        for (k, v) in def["properties"].as_object().into_iter().flatten() {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}/{k}")
+            };
+            let target = resolve(v);
+            let is_list = v["type"] == "array"
+                || v["type"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|x| x == "array"));
+            if target["properties"].is_object() && !is_list {
+                walk(&target, &path, resolve, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&defs["Settings"], "", &resolve, &mut out);
+    out
+}
+
+#[test]
+fn resolve_shows_every_setting_the_schema_has() {
+    let v = support::validate(
+        "examples/reference-cluster.yml",
+        &support::read("examples/reference-cluster.yml"),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let (_, _, host) = v
+        .fleet
+        .hosts()
+        .find(|(_, _, h)| h.name == "dr-pg2")
+        .expect("dr-pg2");
+    let shown: Vec<String> = pgimg::cmd::show::settings(&host.config)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let paths = schema_setting_paths();
+    assert!(paths.len() > 60, "the walk found the settings: {paths:?}");
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| {
+            !shown
+                .iter()
+                .any(|s| s == *p || s.starts_with(&format!("{p}/")))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "settings the schema has and `pgimg resolve` does not show (add them to cmd::show::settings): {missing:?}"
+    );
+}

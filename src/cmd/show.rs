@@ -168,6 +168,9 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("postgresql/version", opt(&pg.version));
     put("postgresql/port", pg.port.to_string());
     put("postgresql/data_dir", pg.data_dir.clone());
+    if pg.parameters.is_empty() {
+        put("postgresql/parameters", "{}".into());
+    }
     for (k, v) in &pg.parameters {
         put(
             &format!("postgresql/parameters/{k}"),
@@ -180,6 +183,9 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
         "postgresql/initdb/data_checksums",
         pg.data_checksums.to_string(),
     );
+    if pg.pg_hba.is_empty() {
+        put("postgresql/pg_hba", "[] (pgimg's own rows only)".into());
+    }
     for (i, rule) in pg.pg_hba.iter().enumerate() {
         put(
             &format!("postgresql/pg_hba/{i}"),
