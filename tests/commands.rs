@@ -631,3 +631,30 @@ fn resolve_shows_every_setting_the_schema_has() {
         "settings the schema has and `pgimg resolve` does not show (add them to cmd::show::settings): {missing:?}"
     );
 }
+
+#[test]
+fn the_progress_bar_shows_only_for_many_hosts_on_a_terminal() {
+    use pgimg::cmd::term::{Term, progress};
+    let terminal = Term {
+        stderr_terminal: true,
+        ..Term::PLAIN
+    };
+    // A bar counts hosts; the hidden one counts nothing. (indicatif itself
+    // also hides any bar whose stderr is not a terminal, as in this test.)
+    assert_eq!(progress(&terminal, 500).length(), Some(500));
+    assert_eq!(
+        progress(&terminal, 12).length(),
+        None,
+        "a short build has no bar"
+    );
+    assert_eq!(
+        progress(&Term::PLAIN, 500).length(),
+        None,
+        "no bar into a pipe"
+    );
+    let quiet = Term {
+        quiet: true,
+        ..terminal
+    };
+    assert_eq!(progress(&quiet, 500).length(), None, "-q has no bar");
+}
