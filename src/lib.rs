@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cmd;
 pub mod commands;
 pub mod diag;
+pub mod digest;
 pub mod error;
 pub mod lab;
 pub mod load;

@@ -130,6 +130,7 @@ pub fn build_reporting(
     for (path, a) in secret_files {
         tree.files.insert(path, a);
     }
+    tree.missing_secrets = missing.iter().cloned().collect();
     if !missing.is_empty() {
         tree.notes.push(format!(
             "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",

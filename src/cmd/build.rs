@@ -245,10 +245,7 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
             .filter(|p| crate::render::manifest::is_public(p))
             .count(),
         notes: tree.notes.clone(),
-        missing_secrets: crate::render::secrets::render(fleet, &inputs.secrets)
-            .1
-            .into_iter()
-            .collect(),
+        missing_secrets: tree.missing_secrets.clone(),
         warnings: validated.warnings.clone(),
     };
     if json_out {
