@@ -1,5 +1,5 @@
 //! Imports follow the pipeline: a module may use the stages before it and
-//! the shared foundations, never a later stage. `ops`, `commands` and `lab`
+//! the shared foundations, never a later stage. `ops`, `commands`, `cmd` and `lab`
 //! sit on top and may use everything.
 
 use std::collections::BTreeMap;
@@ -27,6 +27,7 @@ const RANKS: &[(&str, u32)] = &[
     ("ops", 10),
     ("cli", 10),
     ("commands", 11),
+    ("cmd", 11),
     ("lab", 11),
 ];
 
