@@ -12,7 +12,9 @@ fn main() -> ExitCode {
         .long_version(&*Box::leak(pgimg::cmd::version::long().into_boxed_str()))
         .get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // Not locked for the whole run: the progress bar draws on stderr from the
+    // rendering threads, which would wait forever on a lock this thread holds.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = match commands::run(
         cli,
         &mut Output {

@@ -658,3 +658,56 @@ fn the_progress_bar_shows_only_for_many_hosts_on_a_terminal() {
     };
     assert_eq!(progress(&quiet, 500).length(), None, "-q has no bar");
 }
+
+#[test]
+fn a_build_of_many_hosts_on_a_terminal_draws_its_bar_and_finishes() {
+    // A fleet big enough for the bar, run under `script` (util-linux) so
+    // that stderr is a terminal: the bar draws from the rendering threads.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut spec = String::from("version: 1\nclusters:\n");
+    for c in 0..20 {
+        spec.push_str(&format!(
+            "  - name: c{c}\n    sites:\n      - name: main\n        hosts:\n"
+        ));
+        for h in 0..3 {
+            spec.push_str(&format!(
+                "          - {{ name: c{c}-db{h}, address: 10.{c}.0.{}, roles: [pg, etcd] }}\n",
+                10 + h
+            ));
+        }
+    }
+    std::fs::write(dir.path().join("many.yml"), spec).expect("spec");
+    let log = dir.path().join("terminal.log");
+    let command = format!(
+        "{} build many.yml -o out",
+        support::pgimg().to_str().expect("UTF-8 path")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &command])
+        .arg(&log)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running script (util-linux)");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting") {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the build did not finish within 120 s on a terminal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let shown = std::fs::read_to_string(&log).expect("the terminal log");
+    assert!(
+        shown.contains("60/60 hosts") || shown.contains("/60 hosts"),
+        "{shown}"
+    );
+    assert!(shown.contains("built 20 clusters, 60 hosts"), "{shown}");
+}
