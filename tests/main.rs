@@ -9,6 +9,7 @@ mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
+mod incremental;
 mod no_panic;
 mod overlays;
 mod plan;

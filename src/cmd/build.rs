@@ -62,6 +62,11 @@ pub struct Report {
     /// Host, cluster, site, closure, change, artifact paths; in fleet order.
     pub hosts: Vec<HostReport>,
     pub public_artifacts: usize,
+    /// Hosts rendered, and hosts kept from the previous output unrendered.
+    pub rendered: usize,
+    pub kept: usize,
+    /// False when the output already was exactly this build (nothing written).
+    pub written: bool,
     pub notes: Vec<String>,
     pub missing_secrets: Vec<String>,
     pub warnings: Vec<diag::Diagnostic>,
@@ -83,11 +88,20 @@ pub fn human(r: &Report, term: &Term) -> String {
         o,
         "{}",
         term.good(&format!(
-            "built {} cluster{}, {} host{}, {} artifacts into {}",
+            "{} {} cluster{}, {} host{} ({} rendered, {} unchanged), {} artifacts in {}",
+            if !r.written {
+                "up to date:"
+            } else if r.kept > 0 {
+                "rebuilt"
+            } else {
+                "built"
+            },
             r.clusters,
             plural(r.clusters),
             r.hosts.len(),
             plural(r.hosts.len()),
+            r.rendered,
+            r.kept,
             r.public_artifacts,
             r.out
         ))
@@ -132,6 +146,9 @@ pub fn json(r: &Report) -> Value {
         "out": r.out,
         "clusters": r.clusters,
         "artifacts": r.public_artifacts,
+        "rendered": r.rendered,
+        "unchanged": r.kept,
+        "written": r.written,
         "hosts": r.hosts.iter().map(|h| json!({
             "name": h.name,
             "cluster": h.cluster,
@@ -198,40 +215,26 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         Err(e) => return fail(e, o),
     };
     let fleet = &validated.fleet;
+    let previous = crate::load::previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
-    let built = crate::ops::build_reporting(&validated, &inputs, &|_| bar.inc(1));
+    let built = crate::ops::build_to_dir_reporting(&validated, &inputs, a.out, &|_| bar.inc(1));
     bar.finish_and_clear();
-    let tree = match built {
-        Ok(t) => t,
+    let built = match built {
+        Ok(r) => r,
         Err(e) => return fail(e, o),
     };
-    let previous = crate::load::previous_closures(a.out);
-    if let Err(e) = crate::write::write(&tree, a.out) {
-        return fail(e, o);
-    }
-    let manifest: Value = tree
-        .files
-        .get("manifest.json")
-        .and_then(|m| serde_json::from_slice(&m.bytes).ok())
-        .unwrap_or(Value::Null);
+    let artifacts = crate::load::host_artifacts(a.out);
     let hosts = fleet
         .hosts()
         .map(|(c, s, h)| {
-            let closure = tree.closures.get(&h.name).cloned().unwrap_or_default();
+            let closure = built.closures.get(&h.name).cloned().unwrap_or_default();
             HostReport {
                 change: Change::of(&previous, &h.name, &closure),
                 name: h.name.clone(),
                 cluster: c.name.clone(),
                 site: s.name.clone(),
                 closure,
-                artifacts: manifest["hosts"][&h.name]["artifacts"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|p| p.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                artifacts: artifacts.get(&h.name).cloned().unwrap_or_default(),
             }
         })
         .collect();
@@ -239,13 +242,12 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         out: a.out.display().to_string(),
         clusters: fleet.clusters.len(),
         hosts,
-        public_artifacts: tree
-            .files
-            .keys()
-            .filter(|p| crate::render::manifest::is_public(p))
-            .count(),
-        notes: tree.notes.clone(),
-        missing_secrets: tree.missing_secrets.clone(),
+        public_artifacts: built.artifacts,
+        rendered: built.rendered,
+        kept: built.kept,
+        written: built.changed,
+        notes: built.notes.clone(),
+        missing_secrets: built.missing_secrets.clone(),
         warnings: validated.warnings.clone(),
     };
     if json_out {
