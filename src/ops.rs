@@ -114,13 +114,21 @@ fn fingerprints(fleet: &model::Fleet, inputs: &BuildInputs) -> BTreeMap<String, 
     use rayon::prelude::*;
     let base = crate::digest::sha256(
         format!(
-            "pgimg {}\nroles {}\nsource_date_epoch {}\nmapping {:?}\noverlays {}\n",
+            "pgimg {}\nroles {}\nsource_date_epoch {}\nmapping {:?}\n{}",
             env!("CARGO_PKG_VERSION"),
             inputs.roles.digest(),
             fleet.source_date_epoch,
             inputs.mapping,
-            // Any user file changed: every host is rendered again.
-            crate::digest::sha256(format!("{:?}", inputs.overlays.files).as_bytes())
+            // Any user file changed: every host is rendered again. Without
+            // user files the fingerprint is what it was before they existed.
+            if inputs.overlays.files.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "overlays {}\n",
+                    crate::digest::sha256(format!("{:?}", inputs.overlays.files).as_bytes())
+                )
+            }
         )
         .as_bytes(),
     );
