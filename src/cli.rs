@@ -11,8 +11,53 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Build reproducible boot artifacts for Patroni PostgreSQL HA clusters from one spec"
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Print only diagnostics and errors: no summary, no per-host lines, no progress.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more: `build` lists every artifact of each host.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// When to colour the output: on a terminal unless NO_COLOR is set (auto), always, never.
+    #[arg(long, value_enum, global = true, default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A picture, laid out by pgimg itself.
+    Svg,
+    /// A Mermaid flowchart (renders on GitHub and GitLab).
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ManualFormat {
+    /// Bash completions.
+    Bash,
+    /// Zsh completions.
+    Zsh,
+    /// Fish completions.
+    Fish,
+    /// The manual page (roff).
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,9 +70,27 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter spec that validates and builds as it is.
+    Init {
+        /// Where to write it (`-` prints it); an existing file is never overwritten.
+        #[arg(default_value = "pgimg.yml")]
+        path: PathBuf,
+        /// Add a DR site: a standby cluster following the primary site.
+        #[arg(long)]
+        dr: bool,
+        /// PostgreSQL hosts per site (each also an etcd member while their count is odd).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        hosts: u8,
+        /// Hosts start on a cloud (EC2) from their cloud-init user-data (the default).
+        #[arg(long, conflicts_with = "bare_metal")]
+        cloud: bool,
+        /// Hosts install over PXE from a kickstart: each gets a MAC and disks.
+        #[arg(long)]
+        bare_metal: bool,
+    },
     /// Check a spec against the schema and the semantic rules.
     Validate {
-        /// The spec file.
+        /// The spec file (`-` reads standard input).
         spec: PathBuf,
         /// How diagnostics are printed.
         #[arg(long, value_enum, default_value = "human")]
@@ -38,7 +101,7 @@ pub enum Command {
     },
     /// Render every artifact of a spec into an output directory.
     Build {
-        /// The spec file.
+        /// The spec file (`-` reads standard input; `file:` secrets are then relative to the working directory).
         spec: PathBuf,
         /// Output directory (replaced as a whole when the build succeeds).
         #[arg(short = 'o', long = "out", default_value = "out")]
@@ -46,7 +109,7 @@ pub enum Command {
         /// Use the role templates in this directory instead of the built-in ones.
         #[arg(long)]
         roles: Option<PathBuf>,
-        /// How diagnostics are printed.
+        /// `human`: diagnostics on stderr, a summary on stdout; `json`: one JSON document on stdout and nothing else.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
         /// Treat warnings as errors.
@@ -60,6 +123,30 @@ pub enum Command {
     Diff(DiffArgs),
     /// Re-hash every artifact of an output (or of its HTTP copy) against its manifest.json.
     Verify(VerifyArgs),
+    /// Print the fleet as a table: cluster, site, host, address, roles, ports, boot.
+    Show {
+        /// The spec file (`-` reads standard input).
+        spec: PathBuf,
+    },
+    /// Print one host's effective settings, each with the layer and line that set it.
+    Resolve {
+        /// The spec file (`-` reads standard input).
+        spec: PathBuf,
+        /// The host's name.
+        host: String,
+    },
+    /// Draw the fleet: sites, hosts, roles, HAProxy routes and DR replication.
+    Graph {
+        /// The spec file (`-` reads standard input).
+        spec: PathBuf,
+        #[arg(long, value_enum, default_value = "svg")]
+        format: GraphFormat,
+    },
+    /// Print shell completions or the manual page, generated from this command line.
+    Manual {
+        #[arg(value_enum)]
+        format: ManualFormat,
+    },
     /// Start a spec's cluster on this machine from its rendered artifacts, on loopback addresses.
     Lab {
         #[command(subcommand)]

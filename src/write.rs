@@ -267,3 +267,25 @@ impl Sink for Staging<'_> {
         fs::hard_link(&old, &path).map_err(|e| Error::io("linking the previous", &old, e))
     }
 }
+
+/// Writes a new file, mode 0644 under the umask; an existing file (or link) is never replaced.
+pub fn new_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Input(format!(
+                    "{} already exists; pgimg never overwrites it (choose another path, or move it away)",
+                    path.display()
+                ))
+            } else {
+                Error::io("creating", path, e)
+            }
+        })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("writing", path, e))
+}

@@ -50,6 +50,7 @@ fn build(text: &str) -> ArtifactTree {
             roles: RoleTree::embedded(),
             secrets: Default::default(),
             mapping: Default::default(),
+            overlays: Default::default(),
         },
     )
     .expect("build")

@@ -63,6 +63,7 @@ pub fn build_example(name: &str) -> pgimg::render::ArtifactTree {
         roles: pgimg::load::RoleTree::embedded(),
         secrets: Default::default(),
         mapping: Default::default(),
+        overlays: Default::default(),
     };
     pgimg::build(&validated, &inputs).unwrap_or_else(|e| panic!("building {rel}: {e}"))
 }

@@ -285,6 +285,7 @@ fn no_secret_in_any_public_artifact() {
         roles: pgimg::load::RoleTree::embedded(),
         secrets,
         mapping: Default::default(),
+        overlays: Default::default(),
     };
     let tree = pgimg::build(&v, &inputs).unwrap();
     let mut seen_in_secrets = BTreeSet::new();

@@ -4,6 +4,7 @@ mod support;
 
 mod architecture;
 mod cli;
+mod commands;
 mod delivery;
 mod diagnostics;
 mod firstboot;
@@ -11,6 +12,7 @@ mod golden;
 mod guide_parity;
 mod incremental;
 mod no_panic;
+mod overlays;
 mod plan;
 mod repro;
 mod review;

@@ -142,6 +142,7 @@ mod tests {
                 values: secrets.clone(),
             },
             mapping,
+            overlays: Default::default(),
         };
         crate::build(&v, &inputs).expect("builds")
     }

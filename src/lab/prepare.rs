@@ -180,6 +180,9 @@ impl Lab {
                 values: secrets.clone(),
             },
             mapping: m.clone(),
+            overlays: crate::load::overlays(
+                &crate::load::spec_dir(&opts.spec).join(crate::load::OVERLAYS),
+            )?,
         };
         let tree = crate::build(&v, &inputs)?;
         if !tree.missing_secrets.is_empty() {
@@ -192,7 +195,9 @@ impl Lab {
         let mut plans = BTreeMap::new();
         for s in &cluster.sites {
             for h in &s.hosts {
-                let p = crate::plan::plan_host(&defs, &v.fleet, cluster, s, h, &m)?;
+                let mut p = crate::plan::plan_host(&defs, &v.fleet, cluster, s, h, &m)?;
+                // The same plan the build rendered, user files included.
+                crate::plan::overlay::apply(&mut p, &inputs.overlays, cluster, s, h)?;
                 plans.insert(h.name.clone(), p);
             }
         }

@@ -7,6 +7,7 @@
 //! knows a role by name. `render` turns a plan into bytes.
 
 pub mod context;
+pub mod overlay;
 pub mod roles;
 pub mod storage;
 
@@ -28,6 +29,11 @@ pub enum Producer {
     Template(String),
     /// A file serialized from typed structs.
     Typed(TypedFile),
+    /// A user file from `overlays/` (`source` is where it was found).
+    User {
+        source: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One entry of the host's root file system.

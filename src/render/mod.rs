@@ -58,6 +58,7 @@ pub fn rootfs(
             Producer::Typed(TypedFile::Patroni) => {
                 Some(patroni::render(cluster, site, host, m).into_bytes())
             }
+            Producer::User { bytes, .. } => Some(bytes.clone()),
         };
         out.insert(
             path.clone(),

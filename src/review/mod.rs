@@ -44,9 +44,14 @@ pub const SAME: u8 = 0;
 pub const DIFFERENT: u8 = 1;
 pub const FAILED: u8 = 2;
 
-/// The one call into the library's build: embedded (or given) roles, no
-/// secrets, no address mapping.
-pub fn build_in_memory(v: &Validated, roles: Option<&Path>) -> Result<ArtifactTree, Error> {
+/// The one call into the library's build: embedded (or given) roles, the
+/// user's `overlays/` beside a spec read from a file (none for a spec at a
+/// git revision), no secrets, no address mapping.
+pub fn build_in_memory(
+    v: &Validated,
+    roles: Option<&Path>,
+    spec_file: Option<&Path>,
+) -> Result<ArtifactTree, Error> {
     let inputs = crate::ops::BuildInputs {
         roles: match roles {
             Some(dir) => crate::load::roles(dir)?,
@@ -54,6 +59,12 @@ pub fn build_in_memory(v: &Validated, roles: Option<&Path>) -> Result<ArtifactTr
         },
         secrets: Default::default(),
         mapping: Default::default(),
+        overlays: match spec_file {
+            Some(f) => {
+                crate::load::overlays(&crate::load::spec_dir(f).join(crate::load::OVERLAYS))?
+            }
+            None => Default::default(),
+        },
     };
     crate::ops::build(v, &inputs)
 }
@@ -84,13 +95,14 @@ fn public(tree: ArtifactTree) -> BTreeMap<String, Artifact> {
 fn build_text(
     source: SourceFile,
     roles: Option<&Path>,
+    spec_file: Option<&Path>,
     strict: bool,
 ) -> Result<BTreeMap<String, Artifact>, Failure> {
     let validated = match crate::ops::validate(source.clone(), strict) {
         Ok(v) => v,
         Err(d) => return Err(Failure::Invalid(source, d)),
     };
-    Ok(public(build_in_memory(&validated, roles)?))
+    Ok(public(build_in_memory(&validated, roles, spec_file)?))
 }
 
 /// The public files of an output directory (`secrets/` and the marker left out).
@@ -177,12 +189,12 @@ fn load_side(arg: &str, roles: Option<&Path>) -> Result<Tree, Failure> {
     let files = if path.is_dir() {
         read_dir_tree(&path)?
     } else if path.is_file() {
-        build_text(crate::load::spec(&path)?, roles, false)?
+        build_text(crate::load::spec(&path)?, roles, Some(&path), false)?
     } else if let Some((rev, file)) = arg.split_once(':')
         && !rev.is_empty()
         && !file.is_empty()
     {
-        build_text(spec_at(rev, Path::new(file))?, roles, false)?
+        build_text(spec_at(rev, Path::new(file))?, roles, None, false)?
     } else {
         return Err(Failure::Error(Error::Input(format!(
             "{arg}: no such spec file or output directory (a spec at a git revision is `REV:PATH`)"
@@ -207,7 +219,7 @@ pub fn spec_tree(spec: &Path, label: &str, roles: Option<&Path>) -> Result<Tree,
     })?;
     Ok(Tree {
         label: label.to_string(),
-        files: public(build_in_memory(&validated, roles)?),
+        files: public(build_in_memory(&validated, roles, Some(spec))?),
     })
 }
 
@@ -252,7 +264,7 @@ fn sides(args: &DiffArgs) -> Result<(Tree, Tree), Failure> {
             let label = old.name.clone();
             let old = Tree {
                 label,
-                files: build_text(old, roles, false)?,
+                files: build_text(old, roles, None, false)?,
             };
             Ok((old, load_side(new, roles)?))
         }
@@ -339,7 +351,7 @@ pub fn build_check(
 ) -> io::Result<ExitCode> {
     let fresh = match crate::load::spec(spec)
         .map_err(Failure::Error)
-        .and_then(|s| build_text(s, roles, strict))
+        .and_then(|s| build_text(s, roles, Some(spec), strict))
     {
         Ok(f) => f,
         Err(Failure::Invalid(source, d)) => {
