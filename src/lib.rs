@@ -129,7 +129,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
             .par_iter()
             .map(|(c, s, host)| {
                 let mut p = render::plan_host(&roles, fleet, c, s, host, &inputs.mapping)?;
-                let files = render::host_artifacts(&p, fleet.source_date_epoch);
+                let files = render::host_artifacts(&p, fleet.source_date_epoch)?;
                 // The rootfs now lives in the tree; nothing later reads it from the
                 // plan, and keeping both copies would double the build's memory.
                 p.rootfs.clear();

@@ -11,9 +11,11 @@ use pgimg::source::SourceFile;
 fn print_diags(diags: &[Diagnostic], source: Option<&SourceFile>, format: Format) {
     let mut err = std::io::stderr().lock();
     let mut out = std::io::stdout().lock();
+    // Lines are shown with every plain value in a secret slot masked.
+    let shown = source.map(pgimg::spec::redact::redacted);
     for d in diags {
         let _ = match format {
-            Format::Human => write!(err, "{}", diag::render_human(d, source)),
+            Format::Human => write!(err, "{}", diag::render_human(d, shown.as_ref())),
             Format::Json => writeln!(out, "{}", diag::render_json(d)),
         };
     }

@@ -98,31 +98,85 @@ fn write_tree(dir: &Path, tree: &ArtifactTree) -> Result<(), Error> {
     set_mode(&marker, 0o644)
 }
 
-/// Writes the tree to `out`, replacing a previous pgimg output atomically.
-pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
-    check_target(out)?;
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing stale", &tmp, e))?;
+/// Refuses an output path that names no directory entry of its own (`.`,
+/// `..`, `out/.`, `/`): such a directory cannot be renamed, so it could never
+/// be replaced atomically.
+fn check_name(out: &Path) -> Result<(), Error> {
+    let raw = out.as_os_str().as_encoded_bytes();
+    let last = raw.rsplit(|b| *b == b'/').find(|c| !c.is_empty());
+    match last {
+        Some(b".") | Some(b"..") | None => Err(Error::Input(format!(
+            "{}: the output directory must be named by its own name (such as `out` or `../out`), not `.`, `..` or `/`",
+            out.display()
+        ))),
+        Some(_) => Ok(()),
     }
-    if let Err(e) = write_tree(&tmp, tree) {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
+}
+
+/// Removes the temporary and set-aside trees that a build of the same output
+/// left when it was killed (`.out.tmp.<pid>`, `.out.old.<pid>` whose process
+/// is gone): the temporary one can hold secrets. Only real directories with
+/// exactly those names are touched, never what a symbolic link points to.
+fn remove_stale_siblings(out: &Path) {
+    let Some(name) = out.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = ["tmp", "old"].iter().find_map(|tag| {
+            file_name
+                .strip_prefix(&format!(".{name}.{tag}."))
+                .and_then(|pid| pid.parse::<u32>().ok())
+        });
+        let Some(pid) = pid else { continue };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !alive && is_dir {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
+}
+
+/// Moves the finished tree `tmp` to `out`, setting a previous output aside
+/// first and restoring it if the second rename fails.
+fn swap_into_place(tmp: &Path, out: &Path) -> Result<(), Error> {
     let old = sibling(out, "old");
     let had_old = out.exists();
     if had_old {
         fs::rename(out, &old).map_err(|e| Error::io("moving aside", out, e))?;
     }
-    if let Err(e) = fs::rename(&tmp, out) {
+    if let Err(e) = fs::rename(tmp, out) {
         if had_old {
             let _ = fs::rename(&old, out);
         }
-        let _ = fs::remove_dir_all(&tmp);
         return Err(Error::io("moving into place", out, e));
     }
     if had_old {
         fs::remove_dir_all(&old).map_err(|e| Error::io("removing previous output", &old, e))?;
     }
     Ok(())
+}
+
+/// Writes the tree to `out`, replacing a previous pgimg output atomically.
+/// Whatever fails, the temporary tree (which holds the secrets) is removed.
+pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
+    check_name(out)?;
+    check_target(out)?;
+    remove_stale_siblings(out);
+    let tmp = sibling(out, "tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing stale", &tmp, e))?;
+    }
+    let result = write_tree(&tmp, tree).and_then(|()| swap_into_place(&tmp, out));
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
 }

@@ -7,6 +7,7 @@ mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
+mod harden;
 mod no_panic;
 mod repro;
 mod rules;

@@ -7,6 +7,7 @@
 
 mod network;
 mod topology;
+mod values;
 
 use crate::diag::{self, Code, Diagnostic, Severity};
 use crate::model::Fleet;
@@ -110,6 +111,16 @@ pub const RULES: &[Rule] = &[
         name: "backup repositories",
         codes: &[Code::S3Incomplete, Code::NoRepository],
         run: topology::backup_repos,
+    },
+    Rule {
+        name: "network prefix",
+        codes: &[Code::PrefixFamily],
+        run: values::network_prefix,
+    },
+    Rule {
+        name: "cron schedules",
+        codes: &[Code::CronRange],
+        run: values::cron_schedules,
     },
 ];
 

@@ -381,9 +381,10 @@ pub fn root_of(opts: &Options) -> Result<PathBuf, Error> {
 
 fn validate(source: crate::source::SourceFile) -> Result<crate::Validated, Error> {
     crate::validate(source.clone(), false).map_err(|d| {
+        let shown = crate::spec::redact::redacted(&source);
         let text: String = d
             .iter()
-            .map(|x| crate::diag::render_human(x, Some(&source)))
+            .map(|x| crate::diag::render_human(x, Some(&shown)))
             .collect();
         fail(format!("the spec is invalid:\n{text}"))
     })

@@ -222,7 +222,7 @@ pub fn plan(roles: &Roles, fleet: &Fleet, m: &Mapping) -> Result<Vec<HostPlan>, 
 }
 
 /// The per-host artifacts of a plan.
-pub fn host_artifacts(plan: &HostPlan, mtime: u64) -> Vec<(String, Artifact)> {
+pub fn host_artifacts(plan: &HostPlan, mtime: u64) -> Result<Vec<(String, Artifact)>, Error> {
     let base = format!("hosts/{}", plan.name);
     let mut out = Vec::new();
     for (path, e) in &plan.rootfs {
@@ -240,7 +240,8 @@ pub fn host_artifacts(plan: &HostPlan, mtime: u64) -> Vec<(String, Artifact)> {
     out.push((
         format!("{base}/overlay.tar.gz"),
         Artifact {
-            bytes: overlay::tar_gz(&plan.rootfs, mtime),
+            bytes: overlay::tar_gz(&plan.rootfs, mtime)
+                .map_err(|e| Error::Template(format!("host {}: {e}", plan.name)))?,
             mode: 0o644,
         },
     ));
@@ -262,7 +263,7 @@ pub fn host_artifacts(plan: &HostPlan, mtime: u64) -> Vec<(String, Artifact)> {
             mode: 0o644,
         },
     ));
-    out
+    Ok(out)
 }
 
 /// Renders the cluster-level artifacts: the check script and the DR runbooks.

@@ -4,6 +4,7 @@
 //! module and a spec in an unknown version gets one clear message instead of
 //! a page of schema errors.
 
+pub mod redact;
 pub mod scalar;
 pub mod v1;
 pub mod yaml;
@@ -25,6 +26,35 @@ pub struct Parsed {
 
 /// Parses and schema-checks a spec. On failure, every problem found is returned.
 pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
+    parse_unbounded(source).map_err(bounded)
+}
+
+/// At most [`yaml::MAX_DIAGNOSTICS`] problems, then one that says there are more.
+fn bounded(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if diags.len() <= yaml::MAX_DIAGNOSTICS {
+        return diags;
+    }
+    crate::diag::sort(&mut diags);
+    let first_left_out = diags.swap_remove(yaml::MAX_DIAGNOSTICS);
+    diags.truncate(yaml::MAX_DIAGNOSTICS);
+    let mut more = Diagnostic::error(
+        Code::TooManyProblems,
+        &first_left_out.pointer,
+        format!(
+            "more than {} problems; the rest, from here on, are not shown",
+            yaml::MAX_DIAGNOSTICS
+        ),
+    )
+    .expected("a spec with fewer problems")
+    .help("fix the problems shown and run pgimg again");
+    if let (Some(file), Some(span)) = (first_left_out.file, first_left_out.span) {
+        more = more.with_span(file, span);
+    }
+    diags.push(more);
+    diags
+}
+
+fn parse_unbounded(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
     let doc = yaml::parse(&source)?;
     let at = |d: Diagnostic, pointer: &str| match doc.spans.value(pointer) {
         Some(s) => d.with_span(source.name.clone(), s),
@@ -43,9 +73,10 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
         return Err(vec![at(d, "/version")]);
     }
     let mut diags = schema::validate(&doc.value, &doc.spans, &source);
-    let errored: Vec<String> = diags.iter().map(|d| d.pointer.clone()).collect();
+    let errored: std::collections::BTreeSet<String> =
+        diags.iter().map(|d| d.pointer.clone()).collect();
     for (pointer, word) in &doc.yaml11_booleans {
-        if errored.iter().any(|p| p == pointer) {
+        if errored.contains(pointer) {
             continue;
         }
         let d = Diagnostic::error(
