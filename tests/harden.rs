@@ -621,3 +621,57 @@ fn a_killed_build_leaves_nothing_a_later_build_keeps() {
         "{left:?}"
     );
 }
+
+/// What the fuzz target does with one input (fuzz/fuzz_targets/spec_pipeline.rs).
+fn pipeline(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let source =
+        pgimg::source::SourceFile::new("fuzz.yml", pgimg::load::without_bom(text.to_string()));
+    let shown = pgimg::spec::redact::redacted(&source);
+    assert_eq!(shown.text.lines().count(), source.text.lines().count());
+    match pgimg::validate(source, false) {
+        Err(diags) => {
+            for d in &diags {
+                let _ = pgimg::diag::render_human(d, Some(&shown));
+                let _ = pgimg::diag::render_json(d);
+            }
+        }
+        Ok(validated) => {
+            let inputs = pgimg::BuildInputs {
+                roles: pgimg::render::templates::RoleTree::embedded(),
+                secrets: Default::default(),
+                mapping: Default::default(),
+            };
+            let _ = pgimg::build(&validated, &inputs);
+        }
+    }
+}
+
+/// Every input the fuzzer found (and the findings above) stays fixed:
+/// `fuzz/regressions/` goes through the fuzz target's pipeline without a
+/// panic, in bounded time.
+#[test]
+fn fuzz_regressions() {
+    let dir = support::root().join("fuzz/regressions");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for f in files {
+        let data = std::fs::read(&f).unwrap_or_else(|e| panic!("{e}"));
+        let start = Instant::now();
+        let r = std::panic::catch_unwind(|| pipeline(&data));
+        assert!(r.is_ok(), "{} panics", f.display());
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} took {:?}",
+            f.display(),
+            start.elapsed()
+        );
+    }
+}

@@ -12,3 +12,4 @@ mod no_panic;
 mod repro;
 mod rules;
 mod schema_drift;
+mod string_fields;
