@@ -495,26 +495,26 @@ fn denial_of_service_inputs_are_bounded() {
 
 #[test]
 fn a_role_template_that_includes_itself_is_refused() {
-    let mut tree = pgimg::render::templates::RoleTree::embedded();
+    let mut tree = pgimg::load::RoleTree::embedded();
     let name = "pg/backup.sh.hbs";
     let mut text = tree.files[name].clone();
     text.extend_from_slice(b"{{> pg/backup.sh.hbs}}\n");
     tree.files.insert(name.into(), text);
-    let e = pgimg::render::templates::Roles::compile(&tree)
+    let e = pgimg::render::templates::Templates::compile(&tree)
         .err()
         .unwrap_or_else(|| panic!("compiled a template that includes itself"));
     assert!(e.to_string().contains("loop"), "{e}");
     // Two that include each other, and one that includes what does not exist.
-    let mut tree = pgimg::render::templates::RoleTree::embedded();
+    let mut tree = pgimg::load::RoleTree::embedded();
     tree.files
         .insert("pg/a.hbs".into(), b"{{~> pg/b.hbs }}".to_vec());
     tree.files
         .insert("pg/b.hbs".into(), b"{{#> pg/a.hbs}}x{{/pg/a.hbs}}".to_vec());
-    assert!(pgimg::render::templates::Roles::compile(&tree).is_err());
-    let mut tree = pgimg::render::templates::RoleTree::embedded();
+    assert!(pgimg::render::templates::Templates::compile(&tree).is_err());
+    let mut tree = pgimg::load::RoleTree::embedded();
     tree.files
         .insert("pg/c.hbs".into(), b"{{> nothere}}".to_vec());
-    assert!(pgimg::render::templates::Roles::compile(&tree).is_err());
+    assert!(pgimg::render::templates::Templates::compile(&tree).is_err());
 }
 
 #[test]
@@ -640,7 +640,7 @@ fn pipeline(data: &[u8]) {
         }
         Ok(validated) => {
             let inputs = pgimg::BuildInputs {
-                roles: pgimg::render::templates::RoleTree::embedded(),
+                roles: pgimg::load::RoleTree::embedded(),
                 secrets: Default::default(),
                 mapping: Default::default(),
             };

@@ -9,6 +9,7 @@ mod golden;
 mod guide_parity;
 mod harden;
 mod no_panic;
+mod plan;
 mod repro;
 mod rules;
 mod schema_drift;

@@ -293,7 +293,7 @@ fn every_string_field_rejects_or_renders_hostile_values_harmlessly() {
                         continue;
                     }
                     let inputs = pgimg::BuildInputs {
-                        roles: pgimg::render::templates::RoleTree::embedded(),
+                        roles: pgimg::load::RoleTree::embedded(),
                         secrets: Default::default(),
                         mapping: Default::default(),
                     };

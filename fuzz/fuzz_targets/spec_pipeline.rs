@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(validated) => {
             let inputs = pgimg::BuildInputs {
-                roles: pgimg::render::templates::RoleTree::embedded(),
+                roles: pgimg::load::RoleTree::embedded(),
                 secrets: Default::default(),
                 mapping: Default::default(),
             };

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::Error;
 use crate::model::Fleet;
-use crate::render::context::Mapping;
+use crate::plan::context::Mapping;
 
 /// Where loopback connections between lab hosts come from (see `Mapping::source`).
 pub const LOOPBACK_SOURCE: &str = "127.0.0.1";
@@ -124,8 +124,8 @@ fn replace_addresses(text: &str, pairs: &BTreeMap<&str, &str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::RoleTree;
     use crate::load::SecretValues;
-    use crate::render::templates::RoleTree;
     use crate::source::SourceFile;
 
     fn build(mapping: Mapping) -> crate::render::ArtifactTree {

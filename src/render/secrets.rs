@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{Artifact, context::paths};
-use crate::load::{SecretValues, secret_label};
+use super::Artifact;
+use crate::load::SecretValues;
 use crate::model::{Cluster, Fleet};
+use crate::plan::context::paths;
 use crate::spec::v1::{Role, SecretRef};
 
 /// Secret files per host, and the references the hosts need that were not supplied.
@@ -17,10 +18,10 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
         let mut pgbackrest = Vec::new();
         let mut need =
             |var: String, r: &Option<SecretRef>, what: &str, dest: &mut Vec<String>| match r {
-                Some(r) => match values.values.get(&secret_label(r)) {
+                Some(r) => match values.values.get(&r.label()) {
                     Some(v) => dest.push(format!("{var}={v}\n")),
                     None => {
-                        missing.insert(format!("{} ({what}, {var})", secret_label(r)));
+                        missing.insert(format!("{} ({what}, {var})", r.label()));
                     }
                 },
                 None => {
@@ -60,7 +61,7 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
         }
         let site = cluster_site_of(cluster, &host.name);
         let repos = site
-            .map(|s| super::context::site_repos(cluster, s))
+            .map(|s| crate::plan::context::site_repos(cluster, s))
             .unwrap_or_default();
         for (i, r) in repos.iter().enumerate() {
             let n = i + 1;
