@@ -37,7 +37,7 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
     }
     diag::sort(&mut diags);
     if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
+        return Err(spec::bounded(diags));
     }
     Ok(Validated {
         parsed,

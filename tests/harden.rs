@@ -675,3 +675,22 @@ fn fuzz_regressions() {
         );
     }
 }
+
+/// The check stage is bounded like the parse: 300 hosts with one address
+/// give at most 200 problems and PG0004.
+#[test]
+fn semantic_problems_are_bounded_too() {
+    let hosts: String = (0..300)
+        .map(|i| format!("          - {{ name: x{i}, address: 10.1.0.11, roles: [haproxy] }}\n"))
+        .collect();
+    let text = replaced(
+        "          - { name: lb1, address: 10.1.0.10, roles: [haproxy] }\n",
+        &format!("          - {{ name: lb1, address: 10.1.0.10, roles: [haproxy] }}\n{hosts}"),
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 201, "{}", e.len());
+    assert_eq!(
+        e.iter().filter(|d| d.code == Code::TooManyProblems).count(),
+        1
+    );
+}

@@ -29,8 +29,10 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
     parse_unbounded(source).map_err(bounded)
 }
 
-/// At most [`yaml::MAX_DIAGNOSTICS`] problems, then one that says there are more.
-fn bounded(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+/// At most [`yaml::MAX_DIAGNOSTICS`] problems, then one that says there are
+/// more: rendering each costs a look-up in the spec's text, and a screenful
+/// more tells the user nothing the first ones did not.
+pub fn bounded(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     if diags.len() <= yaml::MAX_DIAGNOSTICS {
         return diags;
     }
