@@ -13,6 +13,7 @@ pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod diag;
+pub mod digest;
 pub mod error;
 pub mod lab;
 pub mod load;

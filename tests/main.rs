@@ -2,12 +2,14 @@
 
 mod support;
 
+mod architecture;
 mod cli;
 mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
 mod harden;
+mod incremental;
 mod no_panic;
 mod plan;
 mod repro;
