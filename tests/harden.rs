@@ -593,11 +593,9 @@ fn a_killed_build_leaves_nothing_a_later_build_keeps() {
     let dead = child.id();
     child.wait().unwrap_or_else(|e| panic!("{e}"));
     // (A set-aside `.out.old.<pid>` is put back as the output instead.)
-    for tag in ["tmp"] {
-        let stale = dir.path().join(format!(".out.{tag}.{dead}"));
-        std::fs::create_dir_all(stale.join("secrets")).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(stale.join("secrets/x"), "s").unwrap_or_else(|e| panic!("{e}"));
-    }
+    let stale = dir.path().join(format!(".out.tmp.{dead}"));
+    std::fs::create_dir_all(stale.join("secrets")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(stale.join("secrets/x"), "s").unwrap_or_else(|e| panic!("{e}"));
     // A live process's temporary tree is not touched.
     let live = dir.path().join(format!(".out.tmp.{}", std::process::id()));
     std::fs::create_dir(&live).unwrap_or_else(|e| panic!("{e}"));
