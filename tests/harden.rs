@@ -135,14 +135,14 @@ fn line_separators_are_refused_in_text_values() {
 fn values_accepted_without_a_diagnostic_before() {
     let cases: &[(&str, &str, Code, &str)] = &[
         (
-            "settings: { network: { gateway: 10.2.0.1 } }",
-            "settings: { network: { gateway: 10.2.0.1, prefix: 128 } }",
+            "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2] } }",
+            "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2], prefix: 128 } }",
             Code::PrefixFamily,
             "/network/prefix",
         ),
         (
-            "settings: { network: { gateway: 10.2.0.1 } }",
-            "settings: { network: { gateway: 10.2.0.1, domain: 'a..b' } }",
+            "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2] } }",
+            "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2], domain: 'a..b' } }",
             Code::BadString,
             "/network/domain",
         ),
@@ -164,7 +164,7 @@ fn values_accepted_without_a_diagnostic_before() {
     }
     let repo = |extra: &str| {
         replaced(
-            "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+            "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
             &format!(
                 "repos: [{{ type: s3, path: /repo, bucket: b-1, region: eu-west-1, key: {{ env: K }}, key_secret: {{ env: S }}, {extra} }}]"
             ),
@@ -214,9 +214,9 @@ fn values_accepted_without_a_diagnostic_before() {
         "1/5 * * * *",
     ] {
         let text = replaced(
-            "        repos: [{ type: posix, path: /var/lib/pgbackrest }]\n",
+            "        repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n",
             &format!(
-                "        repos: [{{ type: posix, path: /var/lib/pgbackrest }}]\n        schedule: {{ incr: '{cron}' }}\n"
+                "        repos: [{{ type: posix, path: /var/lib/pgbackrest, mount: {{ server: nfs1, export: /pgbackrest }} }}]\n        schedule: {{ incr: '{cron}' }}\n"
             ),
         );
         assert_one(&text, Code::CronRange, "/schedule/incr", cron);
