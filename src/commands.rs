@@ -35,7 +35,18 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             roles,
             format,
             strict,
+            check: false,
         } => build(&spec, &out, roles.as_deref(), format, strict, o),
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+            check: true,
+        } => crate::review::build_check(&spec, &out, roles.as_deref(), format, strict, o),
+        Command::Diff(args) => crate::review::diff(&args, o),
+        Command::Verify(args) => crate::review::verify(&args, o),
         Command::Lab { action } => lab_command(action, o),
         Command::Schema => {
             o.out.write_all(schema::generate_text().as_bytes())?;
