@@ -47,6 +47,7 @@ codes! {
     YamlSyntax = "PG0001", Error, "the file is not valid YAML";
     DuplicateKey = "PG0002", Error, "a mapping has the same key twice";
     YamlUnsupported = "PG0003", Error, "a YAML feature pgimg does not accept (several documents, tags, complex keys)";
+    TooManyProblems = "PG0004", Error, "more problems than pgimg reports at once; the first ones are shown";
     UnknownKey = "PG0010", Error, "a key the spec language does not have";
     MissingKey = "PG0011", Error, "a required key is missing";
     WrongType = "PG0012", Error, "a value has the wrong type";
@@ -60,6 +61,7 @@ codes! {
     DuplicateAddress = "PG0102", Error, "two hosts of the fleet share an address";
     InvalidAddress = "PG0103", Error, "an address is not a valid IPv4 or IPv6 address";
     InvalidHostName = "PG0104", Error, "a host name breaks RFC 1123";
+    PrefixFamily = "PG0108", Error, "a network prefix length does not fit the host's address family";
     NoEtcd = "PG0110", Error, "a site with `pg` hosts has no `etcd` member";
     EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
     SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
@@ -85,6 +87,7 @@ codes! {
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
     S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
+    CronRange = "PG0219", Error, "a backup schedule has a cron field out of its range; cron would drop the line";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
     S3AutoOnBareMetal = "PG0300", Error, "S3 `key_type: auto` (EC2 instance role) on a site with bare-metal hosts";
@@ -203,8 +206,40 @@ pub fn is_secret_pointer(pointer: &str) -> bool {
     }
 }
 
+/// Text from the spec made safe for a terminal: control characters (C0, DEL,
+/// C1 — an ESC would drive the terminal, a newline would forge a line), line
+/// and paragraph separators and bidirectional overrides are shown as `\u{..}`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    format!("\\u{{{:x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Renders one diagnostic the way rustc does: header, location, the line, a caret.
 pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
+    let d = &Diagnostic {
+        pointer: printable(&d.pointer).into_owned(),
+        file: d.file.as_deref().map(|f| printable(f).into_owned()),
+        message: printable(&d.message).into_owned(),
+        expected: d.expected.as_deref().map(|e| printable(e).into_owned()),
+        help: d.help.as_deref().map(|h| printable(h).into_owned()),
+        ..d.clone()
+    };
     let mut out = String::new();
     let sev = match d.severity {
         Severity::Error => "error",
@@ -234,7 +269,7 @@ pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
                     })
                     .collect();
             }
-            let _ = writeln!(out, "{} | {}", span.line, shown);
+            let _ = writeln!(out, "{} | {}", span.line, printable(&shown));
             let caret = format!(
                 "{}{}",
                 " ".repeat(span.col.saturating_sub(1)),

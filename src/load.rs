@@ -24,7 +24,74 @@ pub fn spec(path: &Path) -> Result<SourceFile, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io("reading spec", path, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Input(format!("{}: the spec is not UTF-8 text", path.display())))?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    Ok(SourceFile::new(
+        path.display().to_string(),
+        without_bom(text),
+    ))
+}
+
+/// The text without a leading UTF-8 byte order mark, which some Windows
+/// editors write: YAML allows it there (YAML 1.2, 5.2 "Character
+/// Encodings"), and yaml-rust2 would otherwise make it part of the first key.
+pub fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
+/// The most a secret file may hold: far more than a password or a PEM
+/// certificate chain, far less than memory.
+pub const MAX_SECRET_BYTES: u64 = 1 << 20;
+
+/// Reads a secret file: a regular file (after symbolic links) of at most
+/// [`MAX_SECRET_BYTES`]. A FIFO, a device or a directory is refused before it
+/// is opened, so that neither `/dev/zero` nor a FIFO nobody writes to can
+/// exhaust memory or block the build. `Ok(None)` when it does not exist.
+fn read_secret_file(path: &Path, label: &str) -> Result<Option<Vec<u8>>, Error> {
+    use std::io::Read;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("reading secret", path, e)),
+    };
+    if !meta.is_file() {
+        return Err(Error::Input(format!(
+            "secret {label}: not a regular file; a secret reference names a file of at most {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io("reading secret", path, e))?;
+    // The file may have been replaced between the two looks: check what was opened.
+    let opened = file
+        .metadata()
+        .map_err(|e| Error::io("reading secret", path, e))?;
+    if !opened.is_file() {
+        return Err(Error::Input(format!("secret {label}: not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("reading secret", path, e))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(Error::Input(format!(
+            "secret {label}: larger than {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    Ok(Some(bytes))
+}
+
+/// True for a character a secret value may hold. Secret values are written
+/// into environment files that systemd reads and that shell scripts may
+/// still source, and into configs; only characters that neither systemd's
+/// `EnvironmentFile=` nor a POSIX shell treats as syntax (no whitespace,
+/// quote, `$`, backtick, `;`, `&`, `|`, `<`, `>`, `(`, `)`, `#`, `*`, `?`,
+/// `[`, `~`, `{`, `}`, `!`, backslash) are allowed. Base64 and hex values fit.
+pub fn is_safe_secret_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '.' | '_' | '+' | '/' | '=' | ':' | '@' | ',' | '%' | '^' | '-'
+        )
 }
 
 /// The directory secret file references are relative to: the spec's, or the working directory for standard input.
@@ -69,15 +136,14 @@ pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretVal
                 } else {
                     spec_dir.join(f.as_str())
                 };
-                match std::fs::read(&path) {
-                    Ok(b) => Some(
+                match read_secret_file(&path, &label)? {
+                    Some(b) => Some(
                         String::from_utf8(b)
                             .map_err(|_| Error::Input(format!("secret {label}: not UTF-8 text")))?
                             .trim_end_matches(['\n', '\r'])
                             .to_string(),
                     ),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(Error::io("reading secret", &path, e)),
+                    None => None,
                 }
             }
         };
@@ -86,11 +152,9 @@ pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretVal
                 continue;
             }
             // systemd's EnvironmentFile and the shell disagree on quoting; only plain values are safe in both.
-            if v.chars().any(|c| {
-                c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`')
-            }) {
+            if !v.chars().all(is_safe_secret_char) {
                 return Err(Error::Input(format!(
-                    "secret {label}: contains whitespace, a quote, a backslash, `$` or a backtick, which an environment file cannot carry safely; choose a value without them"
+                    "secret {label}: contains a character other than letters, digits and `._+/=:@,%^-` (such as whitespace, a quote, `$`, `;` or `#`), which an environment file or a shell cannot carry safely; choose a value without them, such as base64 or hex"
                 )));
             }
             out.values.insert(label, v);

@@ -42,7 +42,7 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
     }
     diag::sort(&mut diags);
     if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
+        return Err(spec::bounded(diags));
     }
     Ok(Validated {
         parsed,
@@ -331,7 +331,7 @@ pub fn build_into(
             let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
             plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
             let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
-            let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
+            let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch)?;
             drop(rootfs);
             let overlay = files
                 .iter()

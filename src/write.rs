@@ -118,6 +118,21 @@ fn recover(out: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses an output path that names no directory entry of its own (`.`,
+/// `..`, `out/.`, `/`): such a directory cannot be renamed, so it could never
+/// be replaced atomically.
+fn check_name(out: &Path) -> Result<(), Error> {
+    let raw = out.as_os_str().as_encoded_bytes();
+    let last = raw.rsplit(|b| *b == b'/').find(|c| !c.is_empty());
+    match last {
+        Some(b".") | Some(b"..") | None => Err(Error::Input(format!(
+            "{}: the output directory must be named by its own name (such as `out` or `../out`), not `.`, `..` or `/`",
+            out.display()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// An output being written: a temporary directory beside the target that
 /// artifacts stream into, swapped into place by `commit`. Dropped without
 /// a commit, it removes itself.
@@ -132,6 +147,7 @@ pub struct Staging<'a> {
 impl<'a> Staging<'a> {
     /// Starts an output at `out`, refusing a directory that is not pgimg's.
     pub fn new(out: &Path, previous: Option<&'a PreviousOutput>) -> Result<Self, Error> {
+        check_name(out)?;
         recover(out)?;
         check_target(out)?;
         let tmp = sibling(out, "tmp");

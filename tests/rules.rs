@@ -168,6 +168,18 @@ cases! {
     pg0102_duplicate_address => case("10.1.0.10", "10.1.0.11", "PG0102", (27, 35));
     pg0103_invalid_address => case("10.1.0.10", "10.1.0.256", "PG0103", (27, 35));
     pg0104_invalid_host_name => case("name: lb1,", "name: lb-,", "PG0104", (27, 21));
+    pg0108_prefix_family => case(
+        "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2] } }",
+        "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2], prefix: 64 } }",
+        "PG0108",
+        (32, 76)
+    );
+    pg0219_cron_range => case(
+        "        repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n",
+        "        repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n        schedule: { full: '0 24 * * 0' }\n",
+        "PG0219",
+        (20, 27)
+    );
     pg0110_no_etcd => case_all("roles: [etcd, pg]", "roles: [pg]", 3, "PG0110", (33, 9));
     pg0111_even_etcd => case(LB1, "roles: [haproxy, etcd] }", "PG0111", (23, 9));
     pg0112_single_etcd => case(
@@ -322,6 +334,10 @@ fn the_base_spec_validates_with_no_diagnostic() {
 fn every_code_has_its_own_case() {
     let mut missing = Vec::new();
     for code in Code::ALL {
+        // PG0004 is about many diagnostics at once; its test is below.
+        if *code == Code::TooManyProblems {
+            continue;
+        }
         if !CASES.iter().any(|(_, c)| c.code == code.as_str()) {
             missing.push(code.as_str());
         }
@@ -407,4 +423,37 @@ fn strict_turns_each_warning_into_an_error() {
         .map(|c| c.as_str())
         .collect();
     assert_eq!(warnings, ["PG0030", "PG0112", "PG0181", "PG0303"]);
+}
+
+/// PG0004: one mutation that causes far more problems than a parse reports
+/// gives the first 200 and one PG0004 at the first left out.
+#[test]
+fn pg0004_too_many_problems() {
+    let text = base().replace(
+        "    ttl: 30\n",
+        &format!(
+            "    ttl: 30\n{}",
+            (0..300)
+                .map(|i| format!("    unknown{i}: 1\n"))
+                .collect::<String>()
+        ),
+    );
+    let diags = support::diagnostics(BASE, &text, false);
+    assert_eq!(
+        diags.len(),
+        201,
+        "{}",
+        show(&diags[diags.len().saturating_sub(3)..])
+    );
+    let more: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.code == Code::TooManyProblems)
+        .collect();
+    assert_eq!(more.len(), 1, "{}", show(&diags[..3]));
+    let span = more[0]
+        .span
+        .unwrap_or_else(|| panic!("PG0004 without a position"));
+    // The 201st unknown key sits on line 12 + 201 (keys start below `ttl`, line 11).
+    assert_eq!((span.line, span.col), (212, 5), "{}", show(&diags[195..]));
+    assert!(more[0].expected.is_some());
 }

@@ -8,6 +8,7 @@
 mod firstboot;
 mod network;
 mod topology;
+mod values;
 
 use crate::diag::{self, Code, Diagnostic};
 use crate::model::Fleet;
@@ -123,6 +124,16 @@ pub const RULES: &[Rule] = &[
         name: "backup repositories",
         codes: &[Code::S3Incomplete, Code::NoRepository],
         run: topology::backup_repos,
+    },
+    Rule {
+        name: "network prefix",
+        codes: &[Code::PrefixFamily],
+        run: values::network_prefix,
+    },
+    Rule {
+        name: "cron schedules",
+        codes: &[Code::CronRange],
+        run: values::cron_schedules,
     },
     Rule {
         name: "S3 credentials on bare metal",

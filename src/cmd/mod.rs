@@ -45,9 +45,11 @@ pub fn print_diags(
 
 /// Diagnostics as people read them, with the count of errors and warnings.
 pub fn human(diags: &[Diagnostic], source: Option<&SourceFile>) -> String {
+    // Lines are shown with every plain value in a secret slot masked.
+    let shown = source.map(crate::spec::redact::redacted);
     let mut text: String = diags
         .iter()
-        .map(|d| diag::render_human(d, source))
+        .map(|d| diag::render_human(d, shown.as_ref()))
         .collect();
     if !diags.is_empty() {
         let errors = diags.iter().filter(|d| d.is_error()).count();

@@ -92,9 +92,11 @@ pub fn root_of(opts: &Options) -> Result<PathBuf, Error> {
 
 pub(crate) fn validate(source: crate::source::SourceFile) -> Result<crate::Validated, Error> {
     crate::validate(source.clone(), false).map_err(|d| {
+        // Lines are shown with every plain value in a secret slot masked.
+        let shown = crate::spec::redact::redacted(&source);
         let text: String = d
             .iter()
-            .map(|x| crate::diag::render_human(x, Some(&source)))
+            .map(|x| crate::diag::render_human(x, Some(&shown)))
             .collect();
         fail(format!("the spec is invalid:\n{text}"))
     })

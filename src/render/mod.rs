@@ -78,7 +78,7 @@ pub fn host_artifacts(
     plan: &HostPlan,
     rootfs: &BTreeMap<String, RootfsEntry>,
     mtime: u64,
-) -> Vec<(String, Artifact)> {
+) -> Result<Vec<(String, Artifact)>, Error> {
     let base = format!("hosts/{}", plan.name);
     let mut out = Vec::new();
     for (path, e) in rootfs {
@@ -96,7 +96,8 @@ pub fn host_artifacts(
     out.push((
         format!("{base}/overlay.tar.gz"),
         Artifact {
-            bytes: overlay::tar_gz(rootfs, mtime),
+            bytes: overlay::tar_gz(rootfs, mtime)
+                .map_err(|e| Error::Template(format!("host {}: {e}", plan.name)))?,
             mode: 0o644,
         },
     ));
@@ -118,7 +119,7 @@ pub fn host_artifacts(
             mode: 0o644,
         },
     ));
-    out
+    Ok(out)
 }
 
 /// Renders a cluster's own files (`clusters/<cluster>/…`).

@@ -75,9 +75,11 @@ fn print_diags(
     format: Format,
     o: &mut Output,
 ) -> io::Result<()> {
+    // Lines are shown with every plain value in a secret slot masked.
+    let shown = crate::spec::redact::redacted(source);
     for d in diags {
         match format {
-            Format::Human => write!(o.err, "{}", diag::render_human(d, Some(source)))?,
+            Format::Human => write!(o.err, "{}", diag::render_human(d, Some(&shown)))?,
             Format::Json => writeln!(o.out, "{}", diag::render_json(d))?,
         }
     }

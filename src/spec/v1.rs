@@ -21,6 +21,8 @@ pub struct Spec {
     #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Seconds since the Unix epoch used as the modification time of every archived file.
+    /// At most 8589934591, the largest time a ustar header's 11 octal digits hold.
+    #[schemars(range(max = 8589934591u64))]
     pub source_date_epoch: Option<u64>,
     /// Settings for every cluster, site and host of the fleet, unless overridden closer to the host.
     pub defaults: Option<Settings>,
@@ -169,7 +171,7 @@ pub struct OsSettings {
     /// Whether firewalld runs with exactly the ports the host's roles need.
     pub firewall: Option<bool>,
     /// Name of the administrator account that gets the SSH keys and sudo.
-    pub admin_user: Option<Ident>,
+    pub admin_user: Option<UserName>,
     /// SSH public keys of the administrator account.
     pub ssh_keys: Option<Vec<SshKey>>,
     /// Kernel parameters written to `/etc/sysctl.d/`, merged key by key over the built-in tuning.
