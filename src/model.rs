@@ -124,9 +124,13 @@ pub struct Os {
     pub firewall: bool,
     pub admin_user: String,
     pub ssh_keys: Vec<String>,
+    /// Kernel settings of every host.
     pub sysctl: BTreeMap<String, String>,
+    /// Kernel settings for PostgreSQL, written only on pg hosts.
+    pub pg_sysctl: BTreeMap<String, String>,
     pub nofile: u32,
     pub nproc: u32,
+    pub ntp_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +168,7 @@ pub struct Postgres {
     pub replication_user: String,
     pub rewind_user: String,
     pub extra_packages: Vec<String>,
+    pub max_slot_wal_keep_size_mb: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -185,6 +190,7 @@ pub struct Patroni {
     pub noloadbalance: bool,
     pub clonefrom: bool,
     pub nosync: bool,
+    pub watchdog: v1::WatchdogMode,
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +199,10 @@ pub struct Etcd {
     pub token: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
+    pub auto_compaction_retention_hours: u32,
+    pub quota_backend_bytes: u64,
+    pub heartbeat_interval_ms: u32,
+    pub election_timeout_ms: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +216,7 @@ pub struct Pgbackrest {
     pub process_max: u16,
     pub archive_timeout: u32,
     pub archive_async: bool,
+    pub archive_push_queue_max_mb: u32,
     pub full: String,
     pub diff: String,
     pub incr: String,
@@ -234,7 +245,11 @@ pub struct Haproxy {
     pub read_port: u16,
     pub stats_port: u16,
     pub maxconn: u32,
-    pub server_maxconn: u32,
+    /// `None`: derived from PostgreSQL's connection limit and the site's HAProxy count.
+    pub server_maxconn: Option<u32>,
+    pub replica_max_lag_bytes: u64,
+    pub virtual_address: Option<String>,
+    pub virtual_router_id: u8,
     pub check_interval_ms: u32,
     pub check_fall: u32,
     pub check_rise: u32,
@@ -503,13 +518,20 @@ pub fn scalar_text(v: &ScalarValue, truthy: &str, falsy: &str) -> String {
 }
 
 /// Kernel tuning of the reference guide (section 1.3).
+/// The reference guide's memory settings, for PostgreSQL's hosts only: strict
+/// overcommit keeps the OOM killer away from the postmaster, but on an HAProxy
+/// or swapless host it only lowers the commit limit. The guide's
+/// `kernel.shmmax`/`shmall` are not here: they would lower EL9's defaults, and
+/// PostgreSQL (9.3 and later) allocates its shared memory with mmap.
+fn default_pg_sysctl() -> BTreeMap<String, String> {
+    [("vm.overcommit_memory", "2"), ("vm.overcommit_ratio", "80")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn default_sysctl() -> BTreeMap<String, String> {
     [
-        ("kernel.shmall", "2097152"),
-        ("kernel.shmmax", "134217728"),
-        ("kernel.shmmni", "4096"),
-        ("vm.overcommit_memory", "2"),
-        ("vm.overcommit_ratio", "80"),
         ("net.core.somaxconn", "65535"),
         ("net.ipv4.tcp_max_syn_backlog", "65535"),
         ("net.core.netdev_max_backlog", "10000"),
@@ -536,8 +558,15 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
     let hap = s.haproxy.unwrap_or_default();
     let limits = os.limits.unwrap_or_default();
     let mut sysctl = default_sysctl();
+    let mut pg_sysctl = default_pg_sysctl();
     for (k, v) in os.sysctl.unwrap_or_default() {
-        sysctl.insert(k.0, scalar_text(&v, "1", "0"));
+        // A key the pg hosts set apart stays apart, so the user's value is not overridden there.
+        let map = if pg_sysctl.contains_key(&k.0) {
+            &mut pg_sysctl
+        } else {
+            &mut sysctl
+        };
+        map.insert(k.0, scalar_text(&v, "1", "0"));
     }
     let major = pg.major.unwrap_or(defaults::PG_MAJOR);
     let initdb = pg.initdb.unwrap_or_default();
@@ -598,8 +627,15 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .map(|k| k.0)
                 .collect(),
             sysctl,
+            pg_sysctl,
             nofile: limits.nofile.unwrap_or(65536),
             nproc: limits.nproc.unwrap_or(16384),
+            ntp_servers: os
+                .ntp_servers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.0)
+                .collect(),
         },
         network: Network {
             prefix: net.prefix,
@@ -668,6 +704,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .into_iter()
                 .map(|p| p.0)
                 .collect(),
+            max_slot_wal_keep_size_mb: pg.max_slot_wal_keep_size_mb.unwrap_or(16384),
         },
         patroni: Patroni {
             version: pat
@@ -693,12 +730,17 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             noloadbalance: tags.noloadbalance.unwrap_or(false),
             clonefrom: tags.clonefrom.unwrap_or(false),
             nosync: tags.nosync.unwrap_or(false),
+            watchdog: pat.watchdog.unwrap_or(v1::WatchdogMode::Automatic),
         },
         etcd: Etcd {
             version: etcd.version.map(|v| v.0),
             token: etcd.token.map(|t| t.0),
             client_port: etcd.client_port.unwrap_or(2379),
             peer_port: etcd.peer_port.unwrap_or(2380),
+            auto_compaction_retention_hours: etcd.auto_compaction_retention_hours.unwrap_or(1),
+            quota_backend_bytes: etcd.quota_backend_bytes.unwrap_or(4 * 1024 * 1024 * 1024),
+            heartbeat_interval_ms: etcd.heartbeat_interval_ms.unwrap_or(100),
+            election_timeout_ms: etcd.election_timeout_ms.unwrap_or(1000),
         },
         pgbackrest: Pgbackrest {
             version: br.version.map(|v| v.0),
@@ -708,7 +750,8 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             compress_level: br.compress_level.unwrap_or(3),
             process_max: br.process_max.unwrap_or(4),
             archive_timeout: br.archive_timeout.unwrap_or(300),
-            archive_async: br.archive_async.unwrap_or(false),
+            archive_async: br.archive_async.unwrap_or(true),
+            archive_push_queue_max_mb: br.archive_push_queue_max_mb.unwrap_or(8192),
             full: schedule
                 .full
                 .map(|c| c.0)
@@ -727,7 +770,10 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             read_port: hap.read_port.unwrap_or(5001),
             stats_port: hap.stats_port.unwrap_or(7000),
             maxconn: hap.maxconn.unwrap_or(1000),
-            server_maxconn: hap.server_maxconn.unwrap_or(100),
+            server_maxconn: hap.server_maxconn,
+            replica_max_lag_bytes: hap.replica_max_lag_bytes.unwrap_or(16 * 1024 * 1024),
+            virtual_address: hap.virtual_address.map(|a| a.0),
+            virtual_router_id: hap.virtual_router_id.unwrap_or(51),
             check_interval_ms: hap.check_interval_ms.unwrap_or(3000),
             check_fall: hap.check_fall.unwrap_or(3),
             check_rise: hap.check_rise.unwrap_or(2),

@@ -118,28 +118,15 @@ pub fn source_endpoint(src: &Site, m: &Mapping) -> (String, u16) {
     }
 }
 
-/// The pgBackRest repositories of a site: a DR site's source's first, then its own.
-pub fn site_repos<'a>(cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
-    let own: Vec<&BackupRepo> = site.config().pgbackrest.repos.iter().collect();
-    match cluster.source_of(site) {
-        Some(src) if site.is_dr() => {
-            let mut all: Vec<&BackupRepo> = site_repos(cluster, src).into_iter().take(1).collect();
-            for r in own {
-                if !all.iter().any(|a| same_repo(a, r)) {
-                    all.push(r);
-                }
-            }
-            all
-        }
-        _ => own,
-    }
+/// The pgBackRest repositories a site writes, `repo1` first: its own only.
+/// A DR site's backups and archive must survive the loss of its source's
+/// region, so its own repository is repo1; it reads its source's repository
+/// through a stanza section of its own (`render::daytwo::source_repo`).
+pub fn site_repos<'a>(_cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
+    site.config().pgbackrest.repos.iter().collect()
 }
 
-fn same_repo(a: &BackupRepo, b: &BackupRepo) -> bool {
-    a.kind == b.kind && a.path == b.path && a.bucket == b.bucket && a.region == b.region
-}
-
-fn repo_json(
+pub fn repo_json(
     i: usize,
     r: &BackupRepo,
     stanza: &str,
@@ -274,6 +261,12 @@ pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
         ("wal_log_hints", json!("on")),
         ("archive_mode", json!("on")),
         ("password_encryption", json!("scram-sha-256")),
+        // Bounds the WAL a slot holds back, above all a DR site's permanent slot:
+        // a DR site that is down invalidates its slot instead of filling pg_wal.
+        (
+            "max_slot_wal_keep_size",
+            json!(format!("{}MB", host.config.postgresql.max_slot_wal_keep_size_mb)),
+        ),
     ] {
         p.insert(k.to_string(), v);
     }
@@ -404,7 +397,9 @@ pub fn host_context(
             })
         })
         .collect();
+    let daytwo = super::daytwo::host_context(cluster, site, host, m);
     json!({
+        "daytwo": daytwo,
         "root": m.prefix(&host.name),
         "pgimg_version": env!("CARGO_PKG_VERSION"),
         "host": {
@@ -459,6 +454,8 @@ pub fn host_context(
             "firewall": c.os.firewall,
             "admin_user": c.os.admin_user,
             "sysctl": c.os.sysctl.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "pg_sysctl": c.os.pg_sysctl.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "ntp_servers": c.os.ntp_servers,
             "nofile": c.os.nofile,
             "nproc": c.os.nproc,
         },
@@ -497,6 +494,10 @@ pub fn host_context(
             "peer_url": peer_url,
             "listen_client_urls": listen_client,
             "package": pkg("etcd", &c.etcd.version),
+            "auto_compaction_retention_hours": c.etcd.auto_compaction_retention_hours,
+            "quota_backend_bytes": c.etcd.quota_backend_bytes,
+            "heartbeat_interval_ms": c.etcd.heartbeat_interval_ms,
+            "election_timeout_ms": c.etcd.election_timeout_ms,
         },
         "pgbackrest": {
             "package": pkg("pgbackrest", &c.pgbackrest.version),
@@ -506,6 +507,7 @@ pub fn host_context(
             "process_max": c.pgbackrest.process_max,
             "archive_timeout": c.pgbackrest.archive_timeout,
             "archive_async": c.pgbackrest.archive_async,
+            "archive_push_queue_max": format!("{}MiB", c.pgbackrest.archive_push_queue_max_mb),
             "cipher": cluster.secrets.backup_cipher_pass.is_some(),
             "schedule": {"full": c.pgbackrest.full, "diff": c.pgbackrest.diff, "incr": c.pgbackrest.incr},
         },
@@ -514,7 +516,8 @@ pub fn host_context(
             "read_port": c.haproxy.read_port,
             "stats_port": c.haproxy.stats_port,
             "maxconn": c.haproxy.maxconn,
-            "server_maxconn": c.haproxy.server_maxconn,
+            "server_maxconn": super::daytwo::server_maxconn(site, host),
+            "replica_max_lag_bytes": c.haproxy.replica_max_lag_bytes,
             "inter": format!("{}ms", c.haproxy.check_interval_ms),
             "fall": c.haproxy.check_fall,
             "rise": c.haproxy.check_rise,

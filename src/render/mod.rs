@@ -4,7 +4,9 @@
 //! Hosts render in parallel; the tree is a sorted map, so the output does not
 //! depend on which thread finished first.
 
+pub mod calendar;
 pub mod context;
+pub mod daytwo;
 pub mod manifest;
 pub mod overlay;
 pub mod patroni;

@@ -171,6 +171,8 @@ pub struct OsSettings {
     pub sysctl: Option<BTreeMap<SysctlName, ScalarValue>>,
     /// Process limits of the `postgres` user.
     pub limits: Option<LimitSettings>,
+    /// NTP servers chrony uses (default: the distribution's pool).
+    pub ntp_servers: Option<Vec<HostName>>,
 }
 
 /// The Enterprise Linux 9 rebuild the hosts run.
@@ -264,6 +266,11 @@ pub struct PostgresSettings {
     pub users: Option<PgUsers>,
     /// Extra packages, such as `postgresql17-contrib` or extensions.
     pub extra_packages: Option<Vec<Token>>,
+    /// Megabytes of WAL a replication slot may hold back, above all the permanent
+    /// slot of a DR site (`max_slot_wal_keep_size`; default 16384). A slot past it is
+    /// invalidated and its DR site must be rebuilt, but the primary's disk does not fill.
+    #[schemars(range(min = 1024, max = 1073741823))]
+    pub max_slot_wal_keep_size_mb: Option<u32>,
 }
 
 /// Options for `initdb`.
@@ -377,6 +384,20 @@ pub struct PatroniSettings {
     pub namespace: Option<AbsPath>,
     /// Member tags.
     pub tags: Option<PatroniTags>,
+    /// Patroni's use of `/dev/watchdog` (softdog) to fence a primary whose Patroni hangs (default `automatic`).
+    pub watchdog: Option<WatchdogMode>,
+}
+
+/// Patroni's watchdog mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchdogMode {
+    /// No watchdog.
+    Off,
+    /// Use the watchdog when it can be opened, run without it otherwise.
+    Automatic,
+    /// Never lead without an active watchdog.
+    Required,
 }
 
 /// How Patroni is installed.
@@ -429,6 +450,18 @@ pub struct EtcdSettings {
     /// Peer port (default 2380).
     #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<u16>,
+    /// Hours of key history kept before periodic compaction (default 1).
+    #[schemars(range(min = 1, max = 8760))]
+    pub auto_compaction_retention_hours: Option<u32>,
+    /// Backend size quota in bytes (default 4294967296: 4 GiB; etcd suggests at most 8 GiB).
+    #[schemars(range(min = 104857600, max = 8589934592u64))]
+    pub quota_backend_bytes: Option<u64>,
+    /// Milliseconds between leader heartbeats (default 100).
+    #[schemars(range(min = 10, max = 10000))]
+    pub heartbeat_interval_ms: Option<u32>,
+    /// Milliseconds without a heartbeat before an election (default 1000; at least 5 heartbeats).
+    #[schemars(range(min = 50, max = 50000))]
+    pub election_timeout_ms: Option<u32>,
 }
 
 /// pgBackRest settings.
@@ -452,8 +485,13 @@ pub struct PgbackrestSettings {
     /// Seconds to wait for WAL to reach the archive (default 300).
     #[schemars(range(min = 1, max = 86400))]
     pub archive_timeout: Option<u32>,
-    /// Push WAL asynchronously through a spool directory (default `false`).
+    /// Push WAL asynchronously through a spool directory (default `true`), so that an
+    /// unreachable repository cannot stop a primary.
     pub archive_async: Option<bool>,
+    /// Megabytes of WAL the asynchronous archive queue may hold before pgBackRest drops
+    /// WAL rather than let pg_wal fill (`archive-push-queue-max`; default 8192).
+    #[schemars(range(min = 16, max = 1073741823))]
+    pub archive_push_queue_max_mb: Option<u32>,
     /// Backup schedule (cron, run only where the node is the leader).
     pub schedule: Option<BackupSchedule>,
 }
@@ -563,9 +601,18 @@ pub struct HaproxySettings {
     /// Global connection limit (default 1000).
     #[schemars(range(min = 1, max = 1000000))]
     pub maxconn: Option<u32>,
-    /// Connection limit per PostgreSQL server (default 100).
+    /// Connection limit per PostgreSQL server, summed over the site's HAProxies kept below
+    /// `max_connections - superuser_reserved_connections` (default: that bound, less 5 for
+    /// Patroni and monitoring, shared between the site's HAProxies).
     #[schemars(range(min = 1, max = 1000000))]
     pub server_maxconn: Option<u32>,
+    /// Bytes a replica may lag and still receive reads (`GET /replica?lag=`; default 16777216).
+    pub replica_max_lag_bytes: Option<u64>,
+    /// A virtual address keepalived moves between the site's HAProxies (two or more).
+    pub virtual_address: Option<Address>,
+    /// keepalived's virtual router id for `virtual_address` (default 51).
+    #[schemars(range(min = 1, max = 255))]
+    pub virtual_router_id: Option<u8>,
     /// Milliseconds between health checks (default 3000).
     #[schemars(range(min = 100, max = 3600000))]
     pub check_interval_ms: Option<u32>,
