@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Artifact, context::paths};
-use crate::load::{SecretValues, secret_label};
+use crate::load::SecretValues;
 use crate::model::{Cluster, Fleet};
 use crate::spec::v1::{Role, SecretRef};
 
@@ -17,10 +17,10 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
         let mut pgbackrest = Vec::new();
         let mut need =
             |var: String, r: &Option<SecretRef>, what: &str, dest: &mut Vec<String>| match r {
-                Some(r) => match values.values.get(&secret_label(r)) {
+                Some(r) => match values.values.get(&r.label()) {
                     Some(v) => dest.push(format!("{var}={v}\n")),
                     None => {
-                        missing.insert(format!("{} ({what}, {var})", secret_label(r)));
+                        missing.insert(format!("{} ({what}, {var})", r.label()));
                     }
                 },
                 None => {
