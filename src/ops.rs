@@ -118,7 +118,11 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
     let cluster_files: Vec<Vec<(String, render::Artifact)>> = {
         use rayon::prelude::*;
         runs.par_iter()
-            .map(|(c, plans_of)| render::cluster_artifacts(&roles, c, plans_of))
+            .map(|(c, plans_of)| {
+                let mut files = render::cluster_artifacts(&roles, c, plans_of)?;
+                files.extend(render::daytwo::dcs_artifacts(c, &inputs.mapping));
+                Ok::<_, Error>(files)
+            })
             .collect::<Result<_, _>>()?
     };
     for (path, a) in cluster_files.into_iter().flatten() {

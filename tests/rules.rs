@@ -258,6 +258,30 @@ cases! {
         "PG0220",
         (27, 96)
     );
+    pg0113_etcd_election => case(
+        "  patroni:\n    ttl: 30",
+        "  etcd: { heartbeat_interval_ms: 300 }\n  patroni:\n    ttl: 30",
+        "PG0113",
+        (10, 34)
+    );
+    pg0201_server_maxconn => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { server_maxconn: 97 } } }",
+        "PG0201",
+        (27, 103)
+    );
+    pg0202_virtual_address_single => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { virtual_address: 10.1.0.9 } } }",
+        "PG0202",
+        (27, 104)
+    );
+    pg0240_backup_schedule => case(
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]\n        schedule: { incr: '0 1 1 * 1' }",
+        "PG0240",
+        (20, 27)
+    );
     pg0230_pxe_without_artifacts => case(
         LB1,
         "roles: [haproxy], boot: { mac: '52:54:00:12:34:56' } }",
@@ -354,11 +378,11 @@ fn strict_turns_each_warning_into_an_error() {
         let d = check_case(name, c, true);
         assert_eq!(d.severity, Severity::Error, "case {name} with --strict");
     }
-    // The warnings are exactly these three.
+    // The warnings are exactly these four.
     let warnings: Vec<&str> = Code::ALL
         .iter()
         .filter(|c| c.severity() == Severity::Warning)
         .map(|c| c.as_str())
         .collect();
-    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181"]);
+    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181", "PG0202"]);
 }

@@ -16,7 +16,11 @@ pub fn etcd_timing(ctx: &Ctx) -> Vec<Diagnostic> {
             out.push(
                 Diagnostic::error(
                     Code::EtcdElection,
-                    &h.origin("etcd/election_timeout_ms"),
+                    // The value the user set: the timeout, else the heartbeat that outgrew it.
+                    h.origins
+                        .get("etcd/election_timeout_ms")
+                        .or(h.origins.get("etcd/heartbeat_interval_ms"))
+                        .unwrap_or(&h.pointer),
                     format!(
                         "`election_timeout_ms` is {} with `heartbeat_interval_ms` {}",
                         e.election_timeout_ms, e.heartbeat_interval_ms

@@ -423,6 +423,7 @@ pub fn host_context(
             "patroni": mp(&patroni_bin),
             "etcdctl": mp("/usr/bin/etcdctl"),
             "psql": mp(&format!("{}/psql", c.postgresql.bin_dir)),
+            "pgctl": mp(&format!("{}/pg_ctl", c.postgresql.bin_dir)),
             "libexec": mp(paths::LIBEXEC),
             "socket_dir": mp(paths::SOCKET_DIR),
             "data_dir": mp(&c.postgresql.data_dir),
