@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod daytwo;
 mod delivery;
 mod diagnostics;
 mod golden;

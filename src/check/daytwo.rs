@@ -44,7 +44,10 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
     for cluster in &ctx.fleet.clusters {
         for site in &cluster.sites {
             let proxies: Vec<_> = site.with_role(Role::Haproxy).collect();
-            let Some(budget) = site.with_role(Role::Pg).map(daytwo::client_connections).min()
+            let Some(budget) = site
+                .with_role(Role::Pg)
+                .map(daytwo::client_connections)
+                .min()
             else {
                 continue;
             };
@@ -52,7 +55,9 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
                 .iter()
                 .map(|h| daytwo::server_maxconn(site, h) as i64)
                 .sum();
-            if let Some(h) = proxies.iter().find(|h| h.config.haproxy.server_maxconn.is_some())
+            if let Some(h) = proxies
+                .iter()
+                .find(|h| h.config.haproxy.server_maxconn.is_some())
                 && total >= budget
             {
                 out.push(
@@ -71,7 +76,9 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
                 );
             }
             if proxies.len() < 2
-                && let Some(h) = proxies.iter().find(|h| h.config.haproxy.virtual_address.is_some())
+                && let Some(h) = proxies
+                    .iter()
+                    .find(|h| h.config.haproxy.virtual_address.is_some())
             {
                 out.push(
                     Diagnostic::error(
@@ -79,7 +86,9 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
                         &h.origin("haproxy/virtual_address"),
                         format!("site `{}` has one HAProxy host", site.name),
                     )
-                    .expected("two or more `haproxy` hosts for keepalived to move the address between"),
+                    .expected(
+                        "two or more `haproxy` hosts for keepalived to move the address between",
+                    ),
                 );
             }
         }
@@ -100,8 +109,9 @@ pub fn backup_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
                     continue;
                 }
                 out.push(
-                    Diagnostic::error(Code::BackupSchedule, &pointer, why)
-                        .expected("five cron fields within range, not both a day of month and a day of week"),
+                    Diagnostic::error(Code::BackupSchedule, &pointer, why).expected(
+                        "five cron fields within range, not both a day of month and a day of week",
+                    ),
                 );
             }
         }

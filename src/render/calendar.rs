@@ -40,11 +40,9 @@ fn expand(text: &str, name: &str, lo: u32, hi: u32) -> Result<Option<BTreeSet<u3
     for item in text.split(',') {
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("{name} `{text}`: step `{s}` is not a positive number"))?;
+                let step: u32 = s.parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("{name} `{text}`: step `{s}` is not a positive number")
+                })?;
                 (r, step)
             }
             None => (item, 1),
@@ -58,7 +56,9 @@ fn expand(text: &str, name: &str, lo: u32, hi: u32) -> Result<Option<BTreeSet<u3
             },
         };
         if first > last {
-            return Err(format!("{name} `{text}`: range {first}-{last} runs backwards"));
+            return Err(format!(
+                "{name} `{text}`: range {first}-{last} runs backwards"
+            ));
         }
         set.extend((first..=last).step_by(step as usize));
     }

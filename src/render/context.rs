@@ -265,7 +265,10 @@ pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
         // a DR site that is down invalidates its slot instead of filling pg_wal.
         (
             "max_slot_wal_keep_size",
-            json!(format!("{}MB", host.config.postgresql.max_slot_wal_keep_size_mb)),
+            json!(format!(
+                "{}MB",
+                host.config.postgresql.max_slot_wal_keep_size_mb
+            )),
         ),
     ] {
         p.insert(k.to_string(), v);

@@ -23,7 +23,8 @@ fn int_parameter(host: &Host, name: &str) -> Option<i64> {
 /// `max_connections - superuser_reserved_connections`: what ordinary clients may open.
 pub fn client_connections(host: &Host) -> i64 {
     int_parameter(host, "max_connections").unwrap_or(DEFAULT_MAX_CONNECTIONS)
-        - int_parameter(host, "superuser_reserved_connections").unwrap_or(DEFAULT_SUPERUSER_RESERVED)
+        - int_parameter(host, "superuser_reserved_connections")
+            .unwrap_or(DEFAULT_SUPERUSER_RESERVED)
 }
 
 /// HAProxy's per-server `maxconn` on `haproxy`: the spec's, else the client
