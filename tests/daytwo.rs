@@ -289,6 +289,18 @@ fn item5_haproxy_drops_privileges_bounds_lag_and_queues() {
     );
     let cfg = text(&two, "hosts/haproxy2/rootfs/etc/haproxy/haproxy.cfg");
     assert!(cfg.contains("maxconn 46 check"), "{cfg}");
+    assert!(
+        cfg.contains("    bind 172.31.10.49:5000\n")
+            && cfg.contains("    bind 172.31.10.49:5001\n"),
+        "{cfg}"
+    );
+    assert!(
+        text(
+            &two,
+            "hosts/haproxy2/rootfs/etc/sysctl.d/92-pgimg-keepalived.conf"
+        )
+        .contains("net.ipv4.ip_nonlocal_bind = 1")
+    );
     let first = text(&two, "hosts/haproxy/rootfs/etc/keepalived/keepalived.conf");
     let other = text(&two, "hosts/haproxy2/rootfs/etc/keepalived/keepalived.conf");
     assert!(first.contains("priority 150") && other.contains("priority 140"));

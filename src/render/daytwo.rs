@@ -46,6 +46,11 @@ pub fn server_maxconn(site: &Site, haproxy: &Host) -> u32 {
 /// restore), never write: the source's first repository, when it is S3 and so
 /// reachable from another region. A posix repository is storage of the
 /// source's own hosts, out of the DR site's reach.
+///
+/// Repository options in a stanza section apply to that stanza only: with
+/// pgBackRest 2.55.1, `--repo=2` is valid for the stanza whose section
+/// defines repo2 and rejected ("key '2' is not valid for 'repo' option")
+/// for any other; the conformance suite runs pgBackRest on the result.
 pub fn source_repo<'a>(cluster: &'a Cluster, site: &'a Site) -> Option<&'a BackupRepo> {
     if !site.is_dr() {
         return None;
@@ -98,8 +103,10 @@ pub fn host_context(
         .filter(|_| host.has(Role::Haproxy) && haproxies.len() >= 2)
         .map(|vip| {
             let index = haproxies.iter().position(|h| h.name == host.name).unwrap_or(0);
+            let vip = m.addr(vip);
             json!({
-                "virtual_address": m.addr(vip),
+                "bind": if vip.contains(':') { format!("ipv6@{vip}") } else { vip.clone() },
+                "virtual_address": vip,
                 "router_id": c.haproxy.virtual_router_id,
                 "interface": host.boot.interface.clone().unwrap_or_else(|| "eth0".into()),
                 // The first HAProxy of the site holds the address while it is healthy.

@@ -1,6 +1,8 @@
 //! End to end: the reference topology, started by `pgimg lab` from its
 //! rendered artifacts, fails over, switches over, keeps acknowledged writes,
-//! backs up and restores, and follows into its DR site; then a negative
+//! backs up and restores, rebuilds a replica from a backup older than the
+//! primary's WAL through the archive, and follows into its DR site, which
+//! backs up and archives on its own with the source's repository gone; then a negative
 //! control shows the DR check really depends on the permanent slot.
 //!
 //! Needs the real programs (scripts/install-test-deps, then
@@ -193,6 +195,35 @@ fn address(lab: &Lab, host: &str) -> String {
 }
 
 /// kill -9 of a member's Patroni and PostgreSQL.
+/// A directory made unreachable (mode 000) until dropped, also when a phase panics.
+struct Unreachable {
+    path: PathBuf,
+    mode: u32,
+}
+
+impl Unreachable {
+    fn new(path: PathBuf) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+        Unreachable { path, mode }
+    }
+}
+
+impl Drop for Unreachable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) =
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode))
+        {
+            eprintln!("restoring the mode of {}: {e}", self.path.display());
+        }
+    }
+}
+
 fn kill_member(lab: &Lab, host: &str) {
     let patroni = lab.running(host, "patroni").expect("patroni runs");
     let pm = lab.postmaster_pid(host).expect("postmaster runs");
@@ -840,13 +871,7 @@ fn main() {
                 lab.path(&leader_host(lab, "primary"), "/var/lib/pgbackrest"),
             )
             .expect("the source's repository");
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&source_repo)
-                .expect("repo")
-                .permissions()
-                .mode();
-            std::fs::set_permissions(&source_repo, std::fs::Permissions::from_mode(0o000))
-                .expect("chmod 000");
+            let unreachable = Unreachable::new(source_repo);
             let promoted_at = Instant::now();
             patronictl(
                 lab,
@@ -897,8 +922,7 @@ fn main() {
             sql(lab, &a, w, "SELECT pg_switch_wal()").expect("switch");
             pgbackrest_stanza(lab, &dr_leader, "dr_cluster", &["check"])
                 .unwrap_or_else(|e| panic!("the promoted DR site does not archive: {e}"));
-            std::fs::set_permissions(&source_repo, std::fs::Permissions::from_mode(mode))
-                .expect("chmod back");
+            drop(unreachable);
             println!(
                 "with the source's repository unreachable, the promoted DR site took its first backup ({backups}) {first_backup:.1} s after promotion and archives (pgbackrest check) at {:.1} s",
                 promoted_at.elapsed().as_secs_f64()
