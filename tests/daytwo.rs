@@ -259,9 +259,12 @@ fn item5_haproxy_drops_privileges_bounds_lag_and_queues() {
     }
     let unit = text(
         &tree,
-        "hosts/haproxy/rootfs/etc/systemd/system/haproxy.service",
+        "hosts/haproxy/rootfs/etc/systemd/system/haproxy.service.d/pgimg.conf",
     );
-    assert!(unit.contains("-f $CONFIG -f $PROCESS"));
+    assert!(
+        unit.contains("\nExecStart=\nExecStart=/usr/sbin/haproxy -Ws -f /etc/haproxy/haproxy.cfg -f /etc/haproxy/pgimg-process.cfg -p /run/haproxy.pid\n"),
+        "{unit}"
+    );
     let cfg = text(&tree, "hosts/haproxy/rootfs/etc/haproxy/haproxy.cfg");
     assert!(cfg.contains("option httpchk GET /replica?lag=16777216"));
     // max_connections 100 - superuser_reserved_connections 3 - headroom 5.

@@ -2,13 +2,16 @@
 
 mod support;
 
+mod architecture;
 mod cli;
 mod daytwo;
 mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
+mod incremental;
 mod no_panic;
+mod plan;
 mod repro;
 mod rules;
 mod schema_drift;

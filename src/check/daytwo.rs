@@ -3,8 +3,45 @@
 
 use super::Ctx;
 use crate::diag::{Code, Diagnostic};
-use crate::render::{calendar, daytwo};
-use crate::spec::v1::Role;
+use crate::model::{Host, Site};
+use crate::spec::calendar;
+use crate::spec::v1::{Role, ScalarValue};
+
+/// PostgreSQL's defaults for the two settings HAProxy's limit is derived from.
+const DEFAULT_MAX_CONNECTIONS: i64 = 100;
+const DEFAULT_SUPERUSER_RESERVED: i64 = 3;
+/// Connections kept for Patroni's own sessions and monitoring.
+const HEADROOM: i64 = 5;
+
+fn int_parameter(host: &Host, name: &str) -> Option<i64> {
+    match host.config.postgresql.parameters.get(name)? {
+        ScalarValue::Int(i) => Some(*i),
+        ScalarValue::Text(t) => t.0.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `max_connections - superuser_reserved_connections`: what ordinary clients may open.
+pub fn client_connections(host: &Host) -> i64 {
+    int_parameter(host, "max_connections").unwrap_or(DEFAULT_MAX_CONNECTIONS)
+        - int_parameter(host, "superuser_reserved_connections")
+            .unwrap_or(DEFAULT_SUPERUSER_RESERVED)
+}
+
+/// HAProxy's per-server `maxconn` on `haproxy`: the spec's, else the client
+/// budget of the site's first pg host less a headroom, shared by the site's HAProxies.
+pub fn server_maxconn(site: &Site, haproxy: &Host) -> u32 {
+    if let Some(n) = haproxy.config.haproxy.server_maxconn {
+        return n;
+    }
+    let budget = site
+        .with_role(Role::Pg)
+        .map(client_connections)
+        .min()
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS - DEFAULT_SUPERUSER_RESERVED);
+    let proxies = site.with_role(Role::Haproxy).count().max(1) as i64;
+    ((budget - HEADROOM) / proxies).max(1) as u32
+}
 
 /// etcd refuses to start when `election-timeout < 5 × heartbeat-interval`
 /// (`server/embed/config.go`, `Validate`, etcd-io/etcd v3.5 and v3.6).
@@ -44,17 +81,10 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
     for cluster in &ctx.fleet.clusters {
         for site in &cluster.sites {
             let proxies: Vec<_> = site.with_role(Role::Haproxy).collect();
-            let Some(budget) = site
-                .with_role(Role::Pg)
-                .map(daytwo::client_connections)
-                .min()
-            else {
+            let Some(budget) = site.with_role(Role::Pg).map(client_connections).min() else {
                 continue;
             };
-            let total: i64 = proxies
-                .iter()
-                .map(|h| daytwo::server_maxconn(site, h) as i64)
-                .sum();
+            let total: i64 = proxies.iter().map(|h| server_maxconn(site, h) as i64).sum();
             if let Some(h) = proxies
                 .iter()
                 .find(|h| h.config.haproxy.server_maxconn.is_some())

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::context::{
+use crate::model::{Cluster, Host, Site};
+use crate::plan::context::{
     Mapping, hostport, local_parameters, parameters, paths, pg_hba, source_endpoint, stanza,
     stanza as stanza_of,
 };
-use crate::model::{Cluster, Host, Site};
 use crate::spec::v1::{SyncMode, WatchdogMode};
 
 #[derive(Serialize)]
@@ -180,9 +180,9 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
         // turn, and Patroni adds target_session_attrs=read-write to a
         // multi-host standby connection (patroni/postgresql/config.py,
         // build_recovery_params).
-        let (host, port) = super::daytwo::source_entry_points(src, m)
+        let (host, port) = crate::plan::daytwo::source_entry_points(src, m)
             .unwrap_or_else(|| source_endpoint(src, m));
-        let restore_command = super::daytwo::source_repo(cluster, site).map(|_| {
+        let restore_command = crate::plan::daytwo::source_repo(cluster, site).map(|_| {
             format!(
                 "{pgbackrest} --config={pgbackrest_config} --stanza={} --repo={} archive-get %f \"%p\"",
                 stanza_of(src),

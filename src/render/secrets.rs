@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{Artifact, context::paths};
+use super::Artifact;
 use crate::load::SecretValues;
 use crate::model::{Cluster, Fleet};
+use crate::plan::context::paths;
 use crate::spec::v1::{Role, SecretRef};
 
 /// Secret files per host, and the references the hosts need that were not supplied.
@@ -62,8 +63,8 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
         // The site's own repositories, then the source's read-only one of a DR site (numbered after them).
         let repos = site
             .map(|s| {
-                let mut r = super::context::site_repos(cluster, s);
-                r.extend(super::daytwo::source_repo(cluster, s));
+                let mut r = crate::plan::context::site_repos(cluster, s);
+                r.extend(crate::plan::daytwo::source_repo(cluster, s));
                 r
             })
             .unwrap_or_default();

@@ -14,9 +14,22 @@ pub mod pxe;
 
 use crate::Error;
 use crate::model::Host;
-use crate::render::templates::Roles;
-use crate::render::{ArtifactTree, HostPlan};
+use crate::plan::HostPlan;
+use crate::plan::context::HostContext;
+use crate::render::templates::Templates;
 use crate::spec::v1::{Distro, PatroniInstall, Role, SelinuxMode};
+
+/// A host's context with the facts of one install format beside it
+/// (`{{ks.…}}` in the kickstart, `{{pxe.…}}` in the PXE entries).
+#[derive(serde::Serialize)]
+pub struct WithFacts<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ks: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pxe: Option<serde_json::Value>,
+}
 
 /// Where both install paths keep the overlay on the host.
 pub const OVERLAY_PATH: &str = "/var/lib/pgimg/overlay.tar.gz";
@@ -235,7 +248,7 @@ impl FirstBoot {
     }
 
     pub fn venv_commands() -> Vec<String> {
-        let venv = crate::render::context::paths::PATRONI_VENV;
+        let venv = crate::plan::context::paths::PATRONI_VENV;
         vec![
             format!("python3.12 -m venv {venv}"),
             format!(
@@ -245,17 +258,27 @@ impl FirstBoot {
     }
 }
 
-/// What one host's delivery formats contribute to the build.
+/// What one host's delivery formats contribute to the build: the files,
+/// and what the build should say about them.
 pub struct Delivered {
     pub files: Vec<(String, Vec<u8>)>,
     compressed: Option<String>,
     too_big: Option<String>,
-    no_mac: Option<String>,
+}
+
+impl Delivered {
+    /// Only what the notes need: the files have gone to the sink.
+    pub fn without_files(self) -> Delivered {
+        Delivered {
+            files: Vec::new(),
+            ..self
+        }
+    }
 }
 
 /// Renders one host's kickstart, user-data and PXE entries.
 pub fn render_host(
-    roles: &Roles,
+    templates: &Templates,
     host: &Host,
     plan: &HostPlan,
     overlay: &[u8],
@@ -265,11 +288,10 @@ pub fn render_host(
     let mut d = Delivered {
         files: vec![(
             format!("{base}/kickstart.ks"),
-            kickstart::render(roles, host, plan, overlay)?.into(),
+            kickstart::render(templates, host, plan, overlay)?.into(),
         )],
         compressed: None,
         too_big: None,
-        no_mac: None,
     };
     match cloudinit::render(host, plan, overlay) {
         Ok(cloudinit::UserData::Plain(bytes)) => d.files.push((format!("{base}/user-data"), bytes)),
@@ -279,35 +301,29 @@ pub fn render_host(
         }
         Err(e) => d.too_big = Some(e),
     }
-    if host.boot.mac.is_some() {
-        for (path, text) in pxe::render(roles, host, plan)? {
-            d.files.push((path, text.into()));
-        }
-    } else {
-        d.no_mac = Some(host.name.clone());
+    for (path, text) in pxe::render(templates, host, plan)? {
+        d.files.push((path, text.into()));
     }
     Ok(d)
 }
 
-/// Adds every host's delivery files to the tree, in fleet order, with the
-/// build's notes; fails, with nothing written, when a user-data cannot fit.
-pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), Error> {
-    let mut no_mac = Vec::new();
-    let mut compressed = Vec::new();
-    let mut too_big = Vec::new();
-    for d in delivered {
-        for (path, bytes) in d.files {
-            tree.add(path, bytes, 0o644);
-        }
-        compressed.extend(d.compressed);
-        too_big.extend(d.too_big);
-        no_mac.extend(d.no_mac);
-    }
+/// The build's notes about its hosts' install formats, in fleet order;
+/// fails, naming every host, when a user-data cannot fit.
+pub fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, Error> {
+    let too_big: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.too_big.as_deref())
+        .collect();
     if !too_big.is_empty() {
         return Err(Error::Delivery(too_big.join("\n")));
     }
+    let mut notes = Vec::new();
+    let compressed: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.compressed.as_deref())
+        .collect();
     if !compressed.is_empty() {
-        tree.notes.push(format!(
+        notes.push(format!(
             "user-data over {USER_DATA_LIMIT} bytes, delivered gzip-compressed (cloud-init unpacks it): {}",
             compressed.join(", ")
         ));
@@ -319,13 +335,13 @@ pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), 
         if no_mac.len() > SHOWN {
             names.push_str(&format!(" and {} more", no_mac.len() - SHOWN));
         }
-        tree.notes.push(format!(
+        notes.push(format!(
             "no PXE entries for {} host{} without `boot.mac`: {names}",
             no_mac.len(),
             if no_mac.len() == 1 { "" } else { "s" }
         ));
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Base64 (standard alphabet, padded) of `bytes`, wrapped at `width` characters (0: one line).
