@@ -162,6 +162,7 @@ pub fn repo_context(
         },
         key_auto: r.key_type == S3KeyType::Auto,
         cipher,
+        retention_time: r.retention_full_type == crate::spec::v1::RetentionType::Time,
         retention_full: r.retention_full,
         retention_diff: r.retention_diff,
     }
@@ -259,30 +260,21 @@ pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<Strin
     p
 }
 
-/// Cluster-wide PostgreSQL parameters: the reference guide's, then the spec's.
+/// Cluster-wide PostgreSQL parameters: the built-in ones (`spec::defaults`), then the spec's.
 pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
-    let mut p: BTreeMap<String, Value> = BTreeMap::new();
-    for (k, v) in [
-        ("hot_standby", json!("on")),
-        ("wal_level", json!("replica")),
-        ("wal_keep_size", json!("256MB")),
-        ("max_wal_senders", json!(10)),
-        ("max_replication_slots", json!(10)),
-        ("wal_log_hints", json!("on")),
-        ("archive_mode", json!("on")),
-        ("password_encryption", json!("scram-sha-256")),
-        // Bounds the WAL a slot holds back, above all a DR site's permanent slot:
-        // a DR site that is down invalidates its slot instead of filling pg_wal.
-        (
-            "max_slot_wal_keep_size",
-            json!(format!(
-                "{}MB",
-                host.config.postgresql.max_slot_wal_keep_size_mb
-            )),
-        ),
-    ] {
-        p.insert(k.to_string(), v);
-    }
+    let mut p: BTreeMap<String, Value> = crate::spec::defaults::PG_PARAMETERS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.json()))
+        .collect();
+    // Bounds the WAL a slot holds back, above all a DR site's permanent slot:
+    // a DR site that is down invalidates its slot instead of filling pg_wal.
+    p.insert(
+        "max_slot_wal_keep_size".to_string(),
+        json!(format!(
+            "{}MB",
+            host.config.postgresql.max_slot_wal_keep_size_mb
+        )),
+    );
     for (k, v) in &host.config.postgresql.parameters {
         let value = match v {
             crate::spec::v1::ScalarValue::Int(i) => json!(i),
@@ -506,6 +498,8 @@ pub struct RepoContext {
     pub uri_style: &'static str,
     pub key_auto: bool,
     pub cipher: bool,
+    /// `retention_full` counts days (pgBackRest `repo-retention-full-type=time`).
+    pub retention_time: bool,
     pub retention_full: u32,
     pub retention_diff: u32,
 }
