@@ -91,6 +91,16 @@ codes! {
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
     BackupSchedule = "PG0240", Error, "a backup schedule is not a cron schedule a systemd timer can run";
+    S3AutoOnBareMetal = "PG0300", Error, "S3 `key_type: auto` (EC2 instance role) on a site with bare-metal hosts";
+    UnsharedPosixRepository = "PG0301", Error, "a posix pgBackRest repository of a site with several members is not a shared mount";
+    InstallWithoutDisk = "PG0302", Error, "a host installs by default (`boot.install`) but names no disk to install on";
+    UnknownPackageVersion = "PG0303", Warning, "a pinned package version is not in pgimg's package catalog";
+    AddressOutsideSubnet = "PG0304", Error, "a host's address is outside its site's subnet";
+    GatewayOutsideSubnet = "PG0305", Error, "a gateway is outside its host's subnet";
+    UnknownTimeZone = "PG0306", Error, "a time zone is not in the tz database";
+    NoDnsForRepositories = "PG0307", Error, "a host with a static network has no DNS server but its repositories are host names";
+    MixedMajors = "PG0308", Error, "members of one Patroni cluster run different PostgreSQL majors";
+    HostLevelClusterSetting = "PG0309", Error, "a cluster-wide Patroni setting is set for a single host";
 }
 
 impl Code {

@@ -59,6 +59,16 @@ explanations! {
     "PG0220",
     "PG0230",
     "PG0240",
+    "PG0300",
+    "PG0301",
+    "PG0302",
+    "PG0303",
+    "PG0304",
+    "PG0305",
+    "PG0306",
+    "PG0307",
+    "PG0308",
+    "PG0309",
 }
 
 /// The long explanation of a code, if it has one.

@@ -137,11 +137,7 @@ fn item2_the_dr_site_writes_only_to_its_own_repositories() {
         "{first}"
     );
     // The source's shared S3 keys reach the DR hosts under the source repository's number.
-    let shared = build_variant(
-        "bucket: your-pgbackrest-bucket\n",
-        "bucket: your-pgbackrest-bucket\n            key_type: shared\n            key: { env: SRC_KEY }\n            key_secret: { env: SRC_SECRET }\n",
-    );
-    let notes = shared.notes.join("\n");
+    let notes = tree.notes.join("\n");
     assert!(notes.contains("PGBACKREST_REPO2_S3_KEY"), "{notes}");
     let runbook = text(&tree, "clusters/pg_cluster/dr-runbook-dr.md");
     assert!(
@@ -391,15 +387,12 @@ fn item8_host_tuning_and_timers() {
         "    timezone: UTC\n",
         "    timezone: UTC\n    ntp_servers: [ntp1.example.com, 172.31.0.3]\n",
     );
-    let pg = text(
-        &tree,
-        "hosts/pg1/rootfs/etc/sysctl.d/91-pgimg-postgresql.conf",
-    );
+    let pg = text(&tree, "hosts/pg1/rootfs/etc/sysctl.d/91-pgimg-db.conf");
     assert!(pg.contains("vm.overcommit_memory = 2"));
     assert!(
         !tree
             .files
-            .contains_key("hosts/haproxy/rootfs/etc/sysctl.d/91-pgimg-postgresql.conf")
+            .contains_key("hosts/haproxy/rootfs/etc/sysctl.d/91-pgimg-db.conf")
     );
     for host in ["pg1", "haproxy"] {
         let common = text(
@@ -416,15 +409,12 @@ fn item8_host_tuning_and_timers() {
         assert!(chrony.contains("server ntp1.example.com iburst\nserver 172.31.0.3 iburst\n"));
     }
     assert!(
-        text(
-            &tree,
-            "hosts/pg1/rootfs/etc/tuned/pgimg-postgresql/tuned.conf"
-        )
-        .contains("transparent_hugepages=never")
+        text(&tree, "hosts/pg1/rootfs/etc/tuned/pgimg-db/tuned.conf")
+            .contains("transparent_hugepages=never")
     );
     assert_eq!(
         text(&tree, "hosts/pg1/rootfs/etc/tuned/active_profile"),
-        "pgimg-postgresql\n"
+        "pgimg-db\n"
     );
     // Backups are timers over one templated service that reads the credentials file.
     let service = text(

@@ -7,6 +7,7 @@ mod cli;
 mod daytwo;
 mod delivery;
 mod diagnostics;
+mod firstboot;
 mod golden;
 mod guide_parity;
 mod incremental;
