@@ -65,6 +65,7 @@ codes! {
     NoEtcd = "PG0110", Error, "a site with `pg` hosts has no `etcd` member";
     EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
     SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
+    EtcdElection = "PG0113", Error, "etcd's `election_timeout_ms` is below 5 × `heartbeat_interval_ms`";
     PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
     PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
     PortCollision = "PG0130", Error, "two services of one host use the same port";
@@ -85,11 +86,14 @@ codes! {
     RemoteTrust = "PG0190", Error, "pg_hba `trust` on a non-local address";
     HbaAddress = "PG0191", Error, "a pg_hba row's address does not fit its type";
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
+    ServerMaxconn = "PG0201", Error, "HAProxy's `server_maxconn`, over all of a site's HAProxies, reaches PostgreSQL's `max_connections - superuser_reserved_connections`";
+    VirtualAddressSingle = "PG0202", Warning, "`haproxy.virtual_address` in a site with fewer than two HAProxies: nothing to fail over to";
     S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
     CronRange = "PG0219", Error, "a backup schedule has a cron field out of its range; cron would drop the line";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
+    BackupSchedule = "PG0240", Error, "a backup schedule is not a cron schedule a systemd timer can run";
     S3AutoOnBareMetal = "PG0300", Error, "S3 `key_type: auto` (EC2 instance role) on a site with bare-metal hosts";
     UnsharedPosixRepository = "PG0301", Error, "a posix pgBackRest repository of a site with several members is not a shared mount";
     InstallWithoutDisk = "PG0302", Error, "a host installs by default (`boot.install`) but names no disk to install on";

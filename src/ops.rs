@@ -364,6 +364,9 @@ pub fn build_into(
         for (path, a) in render::cluster_artifacts(&templates, &c.name, &files)? {
             rec.put(&path, &a.bytes, a.mode)?;
         }
+        for (path, a) in render::daytwo::dcs_artifacts(c, m) {
+            rec.put(&path, &a.bytes, a.mode)?;
+        }
         Ok::<_, Error>(())
     })?;
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);

@@ -5,6 +5,7 @@ mod support;
 mod architecture;
 mod cli;
 mod commands;
+mod daytwo;
 mod delivery;
 mod diagnostics;
 mod firstboot;

@@ -417,6 +417,30 @@ impl Drop for Server {
     }
 }
 
+/// `%XX` escapes decoded, as a web server maps a request path to a file.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn serve(root: &Path, stream: std::net::TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -439,7 +463,7 @@ fn serve(root: &Path, stream: std::net::TcpStream) {
         .or_else(|| target.strip_prefix("/pgimg"));
     let (code, body) = match rel {
         Some(rel) if !rel.contains("..") => {
-            let path = root.join(rel.replace("%20", " "));
+            let path = root.join(percent_decoded(rel));
             if path.is_dir() {
                 let mut names: Vec<String> = std::fs::read_dir(&path)
                     .unwrap()

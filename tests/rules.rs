@@ -271,6 +271,31 @@ cases! {
         "PG0220",
         (27, 96)
     );
+    pg0113_etcd_election => case(
+        "  patroni:\n    ttl: 30",
+        "  etcd: { heartbeat_interval_ms: 300 }\n  patroni:\n    ttl: 30",
+        "PG0113",
+        (10, 34)
+    );
+    pg0201_server_maxconn => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { server_maxconn: 97 } } }",
+        "PG0201",
+        (27, 103)
+    );
+    pg0202_virtual_address_single => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { virtual_address: 10.1.0.9 } } }",
+        "PG0202",
+        (27, 104)
+    );
+    pg0240_backup_schedule => case(
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n        schedule: { incr: '0 1 1 * 1' }",
+        "PG0240",
+        (20, 27)
+
+    );
     pg0300_s3_auto_on_bare_metal => case(
         "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n    sites:\n      - name: east\n        settings: { network: { gateway: 10.1.0.1, dns: [10.1.0.2] } }\n        hosts:\n          - { name: pg1, address: 10.1.0.11, roles: [pg, etcd] }",
         "repos: [{ type: s3, bucket: bk, region: eu-west-1, key_type: auto }]\n    sites:\n      - name: east\n        settings: { network: { gateway: 10.1.0.1, dns: [10.1.0.2] }, repos: { artifacts: 'http://boot.example.com/pgimg' } }\n        hosts:\n          - { name: pg1, address: 10.1.0.11, roles: [pg, etcd], boot: { mac: '52:54:00:12:34:56' } }",
@@ -422,7 +447,7 @@ fn strict_turns_each_warning_into_an_error() {
         .filter(|c| c.severity() == Severity::Warning)
         .map(|c| c.as_str())
         .collect();
-    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181", "PG0303"]);
+    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181", "PG0202", "PG0303"]);
 }
 
 /// PG0004: one mutation that causes far more problems than a parse reports

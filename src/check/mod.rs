@@ -5,6 +5,7 @@
 //! The runner turns pointers into line:column. Rules may assume the spec
 //! passed the schema, and nothing more.
 
+pub mod daytwo;
 mod firstboot;
 mod network;
 mod topology;
@@ -39,6 +40,21 @@ pub struct Rule {
 }
 
 pub const RULES: &[Rule] = &[
+    Rule {
+        name: "etcd timing",
+        codes: &[Code::EtcdElection],
+        run: daytwo::etcd_timing,
+    },
+    Rule {
+        name: "haproxy budget",
+        codes: &[Code::ServerMaxconn, Code::VirtualAddressSingle],
+        run: daytwo::haproxy_budget,
+    },
+    Rule {
+        name: "backup schedules",
+        codes: &[Code::BackupSchedule],
+        run: daytwo::backup_schedules,
+    },
     Rule {
         name: "host names",
         codes: &[Code::DuplicateHostName, Code::InvalidHostName],

@@ -84,20 +84,24 @@ fn cron_field_problem(field: &str, min: u32, max: u32) -> Option<String> {
     None
 }
 
+/// The first field of a cron schedule out of its range, if any.
+pub fn cron_problem(schedule: &str) -> Option<String> {
+    let fields: Vec<&str> = schedule.split(' ').collect();
+    CRON_FIELDS
+        .iter()
+        .zip(&fields)
+        .find_map(|((name, min, max), f)| {
+            cron_field_problem(f, *min, *max).map(|p| format!("{name}: {p}"))
+        })
+}
+
 /// Every field of every backup schedule is within its range.
 pub fn cron_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let b = &h.config.pgbackrest;
         for (kind, schedule) in [("full", &b.full), ("diff", &b.diff), ("incr", &b.incr)] {
-            let fields: Vec<&str> = schedule.split(' ').collect();
-            let problem = CRON_FIELDS
-                .iter()
-                .zip(&fields)
-                .find_map(|((name, min, max), f)| {
-                    cron_field_problem(f, *min, *max).map(|p| format!("{name}: {p}"))
-                });
-            if let Some(problem) = problem {
+            if let Some(problem) = cron_problem(schedule) {
                 out.push(
                     Diagnostic::error(
                         Code::CronRange,

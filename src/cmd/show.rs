@@ -147,6 +147,7 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     }
     put("os/limits/nofile", os.nofile.to_string());
     put("os/limits/nproc", os.nproc.to_string());
+    put("os/ntp_servers", list(&os.ntp_servers));
     let n = &c.network;
     put(
         "network/prefix",
@@ -169,6 +170,10 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("postgresql/major", pg.major.to_string());
     put("postgresql/version", opt(&pg.version));
     put("postgresql/port", pg.port.to_string());
+    put(
+        "postgresql/max_slot_wal_keep_size_mb",
+        pg.max_slot_wal_keep_size_mb.to_string(),
+    );
     put("postgresql/data_dir", pg.data_dir.clone());
     if pg.parameters.is_empty() {
         put("postgresql/parameters", "{}".into());
@@ -225,6 +230,7 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("patroni/restapi_port", p.restapi_port.to_string());
     put("patroni/use_pg_rewind", p.use_pg_rewind.to_string());
     put("patroni/use_slots", p.use_slots.to_string());
+    put("patroni/watchdog", enum_text(&p.watchdog));
     put("patroni/namespace", p.namespace.clone());
     put("patroni/tags/nofailover", p.nofailover.to_string());
     put("patroni/tags/noloadbalance", p.noloadbalance.to_string());
@@ -236,11 +242,31 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("etcd/client_port", e.client_port.to_string());
     put("etcd/peer_port", e.peer_port.to_string());
     put(
+        "etcd/auto_compaction_retention_hours",
+        e.auto_compaction_retention_hours.to_string(),
+    );
+    put(
+        "etcd/quota_backend_bytes",
+        e.quota_backend_bytes.to_string(),
+    );
+    put(
+        "etcd/heartbeat_interval_ms",
+        e.heartbeat_interval_ms.to_string(),
+    );
+    put(
+        "etcd/election_timeout_ms",
+        e.election_timeout_ms.to_string(),
+    );
+    put(
         "etcd/initial_cluster_state",
         if e.join_existing { "existing" } else { "new" }.to_string(),
     );
     let b = &c.pgbackrest;
     put("pgbackrest/version", opt(&b.version));
+    put(
+        "pgbackrest/archive_push_queue_max_mb",
+        b.archive_push_queue_max_mb.to_string(),
+    );
     put("pgbackrest/stanza", opt(&b.stanza));
     for (i, repo) in b.repos.iter().enumerate() {
         let at = |f: &str| format!("pgbackrest/repos/{i}/{f}");
@@ -279,11 +305,22 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("pgbackrest/schedule/diff", b.diff.clone());
     put("pgbackrest/schedule/incr", b.incr.clone());
     let h = &c.haproxy;
+    put(
+        "haproxy/replica_max_lag_bytes",
+        h.replica_max_lag_bytes.to_string(),
+    );
+    put("haproxy/virtual_address", opt(&h.virtual_address));
+    put("haproxy/virtual_router_id", h.virtual_router_id.to_string());
     put("haproxy/write_port", h.write_port.to_string());
     put("haproxy/read_port", h.read_port.to_string());
     put("haproxy/stats_port", h.stats_port.to_string());
     put("haproxy/maxconn", h.maxconn.to_string());
-    put("haproxy/server_maxconn", h.server_maxconn.to_string());
+    put(
+        "haproxy/server_maxconn",
+        h.server_maxconn
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "(derived)".into()),
+    );
     put("haproxy/check_interval_ms", h.check_interval_ms.to_string());
     put("haproxy/check_fall", h.check_fall.to_string());
     put("haproxy/check_rise", h.check_rise.to_string());

@@ -7,6 +7,7 @@
 //! knows a role by name. `render` turns a plan into bytes.
 
 pub mod context;
+pub mod daytwo;
 pub mod overlay;
 pub mod roles;
 pub mod storage;

@@ -7,6 +7,7 @@
 //! the install formats that carry them to a bare machine.
 
 pub mod artifact;
+pub mod daytwo;
 pub mod install;
 pub mod manifest;
 pub mod overlay;

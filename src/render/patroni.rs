@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::model::{Cluster, Host, Site};
 use crate::plan::context::{
     Mapping, hostport, local_parameters, parameters, paths, pg_hba, source_endpoint, stanza,
+    stanza as stanza_of,
 };
-use crate::spec::v1::SyncMode;
+use crate::spec::v1::{SyncMode, WatchdogMode};
 
 #[derive(Serialize)]
 pub struct PatroniConfig {
@@ -24,7 +25,31 @@ pub struct PatroniConfig {
     pub etcd3: Etcd3,
     pub bootstrap: Bootstrap,
     pub postgresql: Postgresql,
+    pub watchdog: Watchdog,
     pub tags: Tags,
+}
+
+/// Fencing: Patroni keeps `/dev/watchdog` (softdog, loaded by
+/// `modules-load.d`, owned by postgres through a udev rule) alive while it
+/// leads; a hung Patroni resets the host before its leader key expires.
+/// docs/watchdog.rst and docs/yaml_configuration.rst ("Watchdog") of patroni/patroni.
+#[derive(Serialize)]
+pub struct Watchdog {
+    pub mode: &'static str,
+    pub device: String,
+    pub safety_margin: i32,
+}
+
+/// Recovery settings of every member. Patroni strips recovery settings from
+/// `postgresql.auto.conf`, where pgBackRest's restore writes its
+/// `restore_command` (patroni/postgresql/config.py `_sanitize_auto_conf`;
+/// docs/releases.rst, 1.6.1: "one can still specify it in the
+/// `postgresql.recovery_conf.restore_command` section"), so it is set here:
+/// a replica restored from an old backup, or one that lost its slot, and
+/// pg_rewind's `--restore-target-wal` fetch WAL from the archive.
+#[derive(Serialize)]
+pub struct RecoveryConf {
+    pub restore_command: String,
 }
 
 #[derive(Serialize)]
@@ -76,6 +101,11 @@ pub struct StandbyCluster {
     pub port: u16,
     pub primary_slot_name: String,
     pub create_replica_methods: Vec<&'static str>,
+    /// WAL from the source's archive when streaming cannot serve it
+    /// (docs/dynamic_configuration.rst, `standby_cluster.restore_command`;
+    /// cascading replicas of the standby cluster use it too, docs/releases.rst 2.1.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_command: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +125,7 @@ pub struct Postgresql {
     pub authentication: Authentication,
     pub parameters: BTreeMap<String, Value>,
     pub pg_hba: Vec<String>,
+    pub recovery_conf: RecoveryConf,
     pub create_replica_methods: Vec<&'static str>,
     pub pgbackrest: PgbackrestMethod,
     pub basebackup: BTreeMap<String, String>,
@@ -142,13 +173,28 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
         .followers_of(site)
         .map(|f| (f.slot_name.clone(), Slot { kind: "physical" }))
         .collect();
+    let pgbackrest = p("/usr/bin/pgbackrest");
+    let pgbackrest_config = p(paths::PGBACKREST_CONFIG);
     let standby_cluster = cluster.source_of(site).map(|src| {
-        let (host, port) = source_endpoint(src, m);
+        // Every entry point of the source (each HAProxy): libpq tries them in
+        // turn, and Patroni adds target_session_attrs=read-write to a
+        // multi-host standby connection (patroni/postgresql/config.py,
+        // build_recovery_params).
+        let (host, port) = crate::plan::daytwo::source_entry_points(src, m)
+            .unwrap_or_else(|| source_endpoint(src, m));
+        let restore_command = crate::plan::daytwo::source_repo(cluster, site).map(|_| {
+            format!(
+                "{pgbackrest} --config={pgbackrest_config} --stanza={} --repo={} archive-get %f \"%p\"",
+                stanza_of(src),
+                c.pgbackrest.repos.len() + 1
+            )
+        });
         StandbyCluster {
             host,
             port,
             primary_slot_name: site.slot_name.clone(),
             create_replica_methods: vec!["basebackup"],
+            restore_command,
         }
     });
     let initdb = {
@@ -219,6 +265,11 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             // Local parameters that must hold on every member whatever the DCS says.
             parameters: local_parameters(site, host, m),
             pg_hba: pg_hba(cluster, site, host, m),
+            recovery_conf: RecoveryConf {
+                restore_command: format!(
+                    "{pgbackrest} --config={pgbackrest_config} --stanza={stanza} archive-get %f \"%p\""
+                ),
+            },
             create_replica_methods: vec!["pgbackrest", "basebackup"],
             pgbackrest: PgbackrestMethod {
                 command: format!(
@@ -238,6 +289,15 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             ]
             .into_iter()
             .collect(),
+        },
+        watchdog: Watchdog {
+            mode: match c.patroni.watchdog {
+                WatchdogMode::Off => "off",
+                WatchdogMode::Automatic => "automatic",
+                WatchdogMode::Required => "required",
+            },
+            device: p("/dev/watchdog"),
+            safety_margin: 5,
         },
         tags: Tags {
             nofailover: c.patroni.nofailover,

@@ -60,8 +60,13 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
             );
         }
         let site = cluster_site_of(cluster, &host.name);
+        // The site's own repositories, then the source's read-only one of a DR site (numbered after them).
         let repos = site
-            .map(|s| crate::plan::context::site_repos(cluster, s))
+            .map(|s| {
+                let mut r = crate::plan::context::site_repos(cluster, s);
+                r.extend(crate::plan::daytwo::source_repo(cluster, s));
+                r
+            })
             .unwrap_or_default();
         for (i, r) in repos.iter().enumerate() {
             let n = i + 1;

@@ -4,6 +4,7 @@
 //! module and a spec in an unknown version gets one clear message instead of
 //! a page of schema errors.
 
+pub mod calendar;
 pub mod defaults;
 pub mod redact;
 pub mod reference;
