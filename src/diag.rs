@@ -87,6 +87,11 @@ codes! {
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
+    SecretMissing = "PG0300", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
+    SecretEmpty = "PG0301", Error, "a secret the spec references is empty (`--require-secrets`, `--strict`)";
+    SecretUnreadable = "PG0302", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
+    SecretValue = "PG0303", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
+    SecretUnreferenced = "PG0304", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
 }
 
 impl Code {

@@ -18,6 +18,7 @@ pub mod load;
 pub mod model;
 pub mod render;
 pub mod schema;
+pub mod secrets;
 pub mod source;
 pub mod spec;
 pub mod write;
@@ -170,6 +171,9 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
             .collect::<Result<_, _>>()?
     };
     for (path, a) in cluster_files.into_iter().flatten() {
+        tree.files.insert(path, a);
+    }
+    for (path, a) in render::secrets::listings(fleet) {
         tree.files.insert(path, a);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);

@@ -76,7 +76,18 @@ fn run() -> ExitCode {
             roles,
             format,
             strict,
-        } => build(&spec, &out, roles.as_deref(), format, strict),
+            require_secrets,
+            secrets_env,
+        } => build(
+            &spec,
+            &out,
+            roles.as_deref(),
+            format,
+            strict,
+            require_secrets || strict,
+            secrets_env.as_deref(),
+        ),
+        Command::Secrets { action } => secrets(action),
         Command::Lab { action } => lab(action),
         Command::Schema => {
             print!("{}", pgimg::schema::generate_text());
@@ -107,6 +118,8 @@ fn build(
     roles: Option<&std::path::Path>,
     format: Format,
     strict: bool,
+    require_secrets: bool,
+    secrets_env: Option<&std::path::Path>,
 ) -> ExitCode {
     let source = match pgimg::load::spec(spec) {
         Ok(s) => s,
@@ -119,6 +132,21 @@ fn build(
             return ExitCode::from(1);
         }
     };
+    let reading = match pgimg::secrets::command::read_and_check(
+        &validated,
+        spec,
+        secrets_env,
+        require_secrets,
+    ) {
+        Ok((_, reading, diags)) if !diags.iter().any(Diagnostic::is_error) => reading,
+        Ok((_, _, mut diags)) => {
+            diags.extend(validated.warnings.iter().cloned());
+            diag::sort(&mut diags);
+            print_diags(&diags, Some(&source), format);
+            return ExitCode::from(1);
+        }
+        Err(e) => return fail(e),
+    };
     print_diags(&validated.warnings, Some(&source), format);
     let inputs = (|| {
         Ok::<_, pgimg::Error>(pgimg::BuildInputs {
@@ -126,7 +154,7 @@ fn build(
                 Some(dir) => pgimg::load::roles(dir)?,
                 None => pgimg::render::templates::RoleTree::embedded(),
             },
-            secrets: pgimg::load::secrets(&validated.fleet, &pgimg::load::spec_dir(spec))?,
+            secrets: reading.values,
             mapping: Default::default(),
         })
     })();
@@ -158,6 +186,55 @@ fn build(
         eprintln!("note: {note}");
     }
     ExitCode::SUCCESS
+}
+
+fn secrets(action: pgimg::cli::SecretsAction) -> ExitCode {
+    use pgimg::cli::SecretsAction;
+    let (SecretsAction::Init(a) | SecretsAction::Check(a)) = &action;
+    let source = match pgimg::load::spec(&a.spec) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let validated = match pgimg::validate(source.clone(), false) {
+        Ok(v) => v,
+        Err(d) => {
+            print_diags(&d, Some(&source), a.format);
+            return ExitCode::from(1);
+        }
+    };
+    match &action {
+        SecretsAction::Init(a) => {
+            let env_file = a
+                .secrets_env
+                .clone()
+                .unwrap_or_else(|| pgimg::secrets::command::default_env_file(&a.spec));
+            match pgimg::secrets::command::init(&validated, &a.spec, &env_file) {
+                Ok((text, complete)) => {
+                    print!("{text}");
+                    if complete {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+        SecretsAction::Check(a) => {
+            match pgimg::secrets::command::check(&validated, &a.spec, a.secrets_env.as_deref()) {
+                Ok((text, diags)) => {
+                    print!("{text}");
+                    print_diags(&diags, Some(&source), a.format);
+                    if diags.iter().any(Diagnostic::is_error) {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
 }
 
 fn lab(action: pgimg::cli::LabAction) -> ExitCode {

@@ -62,6 +62,15 @@ impl Secrets {
         .into_iter()
         .flatten()
     }
+
+    /// The references every cluster needs, and whether the spec gives each one.
+    pub fn required(&self) -> [(&'static str, bool); 3] {
+        [
+            ("superuser_password", self.superuser_password.is_some()),
+            ("replication_password", self.replication_password.is_some()),
+            ("rewind_password", self.rewind_password.is_some()),
+        ]
+    }
 }
 
 #[derive(Debug, Clone)]

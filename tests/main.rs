@@ -11,3 +11,4 @@ mod no_panic;
 mod repro;
 mod rules;
 mod schema_drift;
+mod secrets;

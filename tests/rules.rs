@@ -276,6 +276,11 @@ fn the_base_spec_validates_with_no_diagnostic() {
 fn every_code_has_its_own_case() {
     let mut missing = Vec::new();
     for code in Code::ALL {
+        // The secret codes judge the values a build reads, not the spec alone:
+        // their one-mutation cases are in tests/secrets.rs.
+        if crate::secrets::CODES.contains(&code.as_str()) {
+            continue;
+        }
         if !CASES.iter().any(|(_, c)| c.code == code.as_str()) {
             missing.push(code.as_str());
         }
