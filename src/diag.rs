@@ -287,3 +287,20 @@ pub fn code_table() -> String {
     }
     out
 }
+
+/// Raises warnings to errors, for `--strict`.
+pub fn make_strict(diags: &mut [Diagnostic]) {
+    for d in diags {
+        d.severity = Severity::Error;
+    }
+}
+
+/// The closest known word, if it is close enough to be a typo.
+pub fn did_you_mean(word: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(word, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+}

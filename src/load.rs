@@ -1,6 +1,9 @@
 //! The only reader: the spec, the role templates and the secrets the spec references.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::source::SourceFile;
@@ -25,14 +28,6 @@ pub fn spec_dir(path: &Path) -> PathBuf {
 #[derive(Debug, Clone, Default)]
 pub struct SecretValues {
     pub values: std::collections::BTreeMap<String, String>,
-}
-
-/// How a reference is shown to users: `env:NAME` or `file:PATH`, never the value.
-pub fn secret_label(r: &crate::spec::v1::SecretRef) -> String {
-    match r {
-        crate::spec::v1::SecretRef::Env(n) => format!("env:{n}"),
-        crate::spec::v1::SecretRef::File(f) => format!("file:{f}"),
-    }
 }
 
 /// Reads every secret the spec references: the values that are usable, and
@@ -132,8 +127,8 @@ pub fn read_env_file(path: &Path) -> Result<std::collections::BTreeMap<String, S
 }
 
 /// Reads a user's role tree (`--roles DIR`); the built-in kickstart templates stay.
-pub fn roles(dir: &Path) -> Result<crate::render::templates::RoleTree, Error> {
-    let mut tree = crate::render::templates::RoleTree::embedded();
+pub fn roles(dir: &Path) -> Result<RoleTree, Error> {
+    let mut tree = RoleTree::embedded();
     tree.files.retain(|p, _| p.starts_with("kickstart/"));
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry =
@@ -151,6 +146,40 @@ pub fn roles(dir: &Path) -> Result<crate::render::templates::RoleTree, Error> {
         }
     }
     Ok(tree)
+}
+
+// The role tree is an input like the spec: `build.rs` embeds `roles/` and
+// `kickstart/`, and `roles` above reads a user's replacement.
+include!(concat!(env!("OUT_DIR"), "/embedded_roles.rs"));
+
+/// The role tree: relative path → bytes.
+#[derive(Debug, Clone)]
+pub struct RoleTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl RoleTree {
+    /// The tree compiled into pgimg.
+    pub fn embedded() -> Self {
+        RoleTree {
+            files: EMBEDDED_ROLES
+                .iter()
+                .map(|(p, b)| (p.to_string(), b.to_vec()))
+                .collect(),
+        }
+    }
+
+    /// sha256 over every path and its bytes, for BUILDINFO.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (p, b) in &self.files {
+            h.update(p.as_bytes());
+            h.update([0]);
+            h.update((b.len() as u64).to_le_bytes());
+            h.update(b);
+        }
+        crate::render::manifest::hex(&h.finalize())
+    }
 }
 
 /// Random bytes from the kernel, for `pgimg secrets init`.

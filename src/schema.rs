@@ -8,7 +8,7 @@ use jsonschema::ValidationError;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::source::{SourceFile, SpanTable, child};
 
 /// Where editors find the published schema (the `$id`).
@@ -103,7 +103,7 @@ fn report(
         let span = if key {
             spans.key(p)
         } else {
-            crate::check::edit_span(spans, p)
+            spans.edit_span(p)
         };
         span.map(|s| (source.name.clone(), s))
     };
@@ -373,10 +373,10 @@ fn expected_of(root: &Value, node: &Value) -> String {
     if let Some(c) = choices(root, node) {
         return format!("one of {}", list(&c));
     }
-    if node.get("pattern").is_some() || node.get("maxLength").is_some() {
-        if let Some(d) = description(node) {
-            return d;
-        }
+    if (node.get("pattern").is_some() || node.get("maxLength").is_some())
+        && let Some(d) = description(node)
+    {
+        return d;
     }
     if let Some(branches) = node
         .get("oneOf")
@@ -432,14 +432,4 @@ fn list(items: &[String]) -> String {
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The closest known word, if it is close enough to be a typo.
-pub fn did_you_mean(word: &str, known: &[String]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| (strsim::jaro_winkler(word, k), k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k.clone())
 }

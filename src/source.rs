@@ -94,3 +94,22 @@ pub fn escape_token(token: &str) -> String {
 pub fn child(pointer: &str, token: impl std::fmt::Display) -> String {
     format!("{pointer}/{}", escape_token(&token.to_string()))
 }
+
+impl SpanTable {
+    /// Where a diagnostic about the node at `pointer` points: the node's value,
+    /// except for a block collection, whose value starts on the lines below its
+    /// key: that one is shown at its key (`hosts:`, not the first host). A node
+    /// the document does not have (a built-in default) is shown at its closest
+    /// ancestor that it has.
+    pub fn edit_span(&self, pointer: &str) -> Option<Span> {
+        let mut p = pointer;
+        while !self.contains(p) {
+            p = &p[..p.rfind('/')?];
+        }
+        let value = self.value(p)?;
+        match self.key(p) {
+            Some(k) if k.line < value.line => Some(k),
+            _ => Some(value),
+        }
+    }
+}

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::io::Read;
 
 use pgimg::diag::Code;
+use pgimg::load::RoleTree;
 use pgimg::render::ArtifactTree;
-use pgimg::render::templates::RoleTree;
 
 use crate::support;
 
@@ -21,9 +21,7 @@ fn inputs(roles: RoleTree, v: &pgimg::Validated) -> pgimg::BuildInputs {
     let mut secrets = pgimg::load::SecretValues::default();
     for c in &v.fleet.clusters {
         for r in c.secrets.refs() {
-            secrets
-                .values
-                .insert(pgimg::load::secret_label(r), SECRET.to_string());
+            secrets.values.insert(r.label(), SECRET.to_string());
         }
     }
     pgimg::BuildInputs {

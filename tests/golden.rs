@@ -55,7 +55,7 @@ pub fn build_example(name: &str) -> pgimg::render::ArtifactTree {
         validated.warnings
     );
     let inputs = pgimg::BuildInputs {
-        roles: pgimg::render::templates::RoleTree::embedded(),
+        roles: pgimg::load::RoleTree::embedded(),
         secrets: Default::default(),
         mapping: Default::default(),
     };

@@ -282,7 +282,7 @@ fn no_secret_in_any_public_artifact() {
         secrets.values.insert(label.to_string(), value.to_string());
     }
     let inputs = pgimg::BuildInputs {
-        roles: pgimg::render::templates::RoleTree::embedded(),
+        roles: pgimg::load::RoleTree::embedded(),
         secrets,
         mapping: Default::default(),
     };

@@ -178,7 +178,7 @@ fn the_contract_lists_every_secret_file_with_owner_mode_and_reader() {
     let tree = pgimg::build(
         &v,
         &pgimg::BuildInputs {
-            roles: pgimg::render::templates::RoleTree::embedded(),
+            roles: pgimg::load::RoleTree::embedded(),
             secrets: Default::default(),
             mapping: Default::default(),
         },

@@ -8,9 +8,9 @@
 mod network;
 mod topology;
 
-use crate::diag::{self, Code, Diagnostic, Severity};
+use crate::diag::{self, Code, Diagnostic};
 use crate::model::Fleet;
-use crate::source::{SourceFile, Span, SpanTable};
+use crate::source::{SourceFile, SpanTable};
 
 /// What every rule sees.
 pub struct Ctx<'a> {
@@ -119,37 +119,13 @@ pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnos
     let mut out: Vec<Diagnostic> = RULES
         .iter()
         .flat_map(|r| (r.run)(&ctx))
-        .map(|d| match edit_span(spans, &d.pointer) {
+        .map(|d| match spans.edit_span(&d.pointer) {
             Some(s) => d.with_span(source.name.clone(), s),
             None => d,
         })
         .collect();
     diag::sort(&mut out);
     out
-}
-
-/// Where a diagnostic about the node at `pointer` points: the node's value,
-/// except for a block collection, whose value starts on the lines below its
-/// key: that one is shown at its key (`hosts:`, not the first host). A node
-/// the document does not have (a built-in default) is shown at its closest
-/// ancestor that it has.
-pub fn edit_span(spans: &SpanTable, pointer: &str) -> Option<Span> {
-    let mut p = pointer;
-    while !spans.contains(p) {
-        p = &p[..p.rfind('/')?];
-    }
-    let value = spans.value(p)?;
-    match spans.key(p) {
-        Some(k) if k.line < value.line => Some(k),
-        _ => Some(value),
-    }
-}
-
-/// Raises warnings to errors, for `--strict`.
-pub fn make_strict(diags: &mut [Diagnostic]) {
-    for d in diags {
-        d.severity = Severity::Error;
-    }
 }
 
 /// A valid PostgreSQL identifier as pgimg writes it unquoted: lowercase.

@@ -276,7 +276,7 @@ pub fn standby_sites(ctx: &Ctx) -> Vec<Diagnostic> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-                if let Some(m) = crate::schema::did_you_mean(src_name, &names) {
+                if let Some(m) = crate::diag::did_you_mean(src_name, &names) {
                     d = d.help(format!("did you mean `{m}`?"));
                 }
                 out.push(d);

@@ -124,8 +124,8 @@ fn replace_addresses(text: &str, pairs: &BTreeMap<&str, &str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::RoleTree;
     use crate::load::SecretValues;
-    use crate::render::templates::RoleTree;
     use crate::source::SourceFile;
 
     fn build(mapping: Mapping) -> crate::render::ArtifactTree {

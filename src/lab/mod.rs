@@ -65,8 +65,7 @@ pub fn lab_secrets(fleet: &Fleet) -> BTreeMap<String, String> {
         ];
         for (r, v) in kinds {
             if let Some(r) = r {
-                out.entry(crate::load::secret_label(r))
-                    .or_insert_with(|| v.to_string());
+                out.entry(r.label()).or_insert_with(|| v.to_string());
             }
         }
         for s in &c.sites {
@@ -74,8 +73,7 @@ pub fn lab_secrets(fleet: &Fleet) -> BTreeMap<String, String> {
                 for r in &h.config.pgbackrest.repos {
                     for (k, v) in [(&r.key, "lab-s3-key"), (&r.key_secret, "lab-s3-key-secret")] {
                         if let Some(k) = k {
-                            out.entry(crate::load::secret_label(k))
-                                .or_insert_with(|| v.to_string());
+                            out.entry(k.label()).or_insert_with(|| v.to_string());
                         }
                     }
                 }
@@ -525,7 +523,7 @@ impl Lab {
         let inputs = crate::BuildInputs {
             roles: match &opts.roles {
                 Some(d) => crate::load::roles(d)?,
-                None => crate::render::templates::RoleTree::embedded(),
+                None => crate::load::RoleTree::embedded(),
             },
             secrets: crate::load::SecretValues {
                 values: secrets.clone(),
@@ -589,14 +587,14 @@ impl Lab {
             .secrets
             .superuser_password
             .as_ref()
-            .and_then(|r| secrets.get(&crate::load::secret_label(r)).cloned())
+            .and_then(|r| secrets.get(&r.label()).cloned())
             .unwrap_or_default();
         let mut tools_dir: Vec<PathBuf> = Vec::new();
         for t in [&patroni, &etcd, &pgbackrest, &haproxy] {
-            if let Some(d) = t.parent() {
-                if !tools_dir.iter().any(|x| x == d) {
-                    tools_dir.push(d.to_path_buf());
-                }
+            if let Some(d) = t.parent()
+                && !tools_dir.iter().any(|x| x == d)
+            {
+                tools_dir.push(d.to_path_buf());
             }
         }
         let mut lab = Lab {
@@ -658,10 +656,10 @@ impl Lab {
         }
         for (path, a) in &tree.files {
             if let Some(rest) = path.strip_prefix("secrets/") {
-                if let Some((host, abs)) = rest.split_once('/') {
-                    if cluster_hosts.contains(host) {
-                        write_file(&lab.path(host, &format!("/{abs}")), &a.bytes, 0o600)?;
-                    }
+                if let Some((host, abs)) = rest.split_once('/')
+                    && cluster_hosts.contains(host)
+                {
+                    write_file(&lab.path(host, &format!("/{abs}")), &a.bytes, 0o600)?;
                 }
             } else if let Some(rest) = path.strip_prefix(&format!("clusters/{}/", cluster.name)) {
                 write_file(&root.join("cluster").join(rest), &a.bytes, a.mode)?;

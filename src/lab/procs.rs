@@ -147,10 +147,11 @@ pub fn under_root(uid: u32, root: &Path) -> Vec<(u32, u64)> {
         if pid == me || owner(pid) != Some(uid) {
             continue;
         }
-        if let Some((state, start)) = stat(pid) {
-            if state != 'Z' && cmdline(pid).contains(&root) {
-                out.push((pid, start));
-            }
+        if let Some((state, start)) = stat(pid)
+            && state != 'Z'
+            && cmdline(pid).contains(&root)
+        {
+            out.push((pid, start));
         }
     }
     out

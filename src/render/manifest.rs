@@ -7,7 +7,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::ArtifactTree;
-use super::templates::hex;
 
 pub fn sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -137,4 +136,9 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
     tree.closures = closures;
     tree.add("manifest.json", json, 0o644);
     tree.add("SHA256SUMS", listing, 0o644);
+}
+
+/// Lowercase hexadecimal, as sha256sum prints digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

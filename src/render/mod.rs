@@ -4,7 +4,9 @@
 //! Hosts render in parallel; the tree is a sorted map, so the output does not
 //! depend on which thread finished first.
 
+pub mod artifact;
 pub mod context;
+pub mod install;
 pub mod manifest;
 pub mod overlay;
 pub mod patroni;
@@ -20,6 +22,7 @@ use serde_json::Value;
 use crate::Error;
 use crate::model::{Cluster, Fleet, Host, Site};
 use crate::spec::v1::Role;
+pub use artifact::{Artifact, ArtifactTree};
 use context::Mapping;
 use templates::{Guarded, Roles};
 
@@ -47,35 +50,6 @@ pub struct HostPlan {
     pub ports: BTreeSet<(u16, String, String)>,
     /// The host's template context, for the delivery formats.
     pub context: Value,
-}
-
-/// One output file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Artifact {
-    pub bytes: Vec<u8>,
-    pub mode: u32,
-}
-
-/// The whole build output: relative path → file. `secrets/` never enters the manifest.
-#[derive(Debug, Clone, Default)]
-pub struct ArtifactTree {
-    pub files: BTreeMap<String, Artifact>,
-    /// What the build should tell the user (never a secret value).
-    pub notes: Vec<String>,
-    /// Host name → closure hash.
-    pub closures: BTreeMap<String, String>,
-}
-
-impl ArtifactTree {
-    pub fn add(&mut self, path: impl Into<String>, bytes: impl Into<Vec<u8>>, mode: u32) {
-        self.files.insert(
-            path.into(),
-            Artifact {
-                bytes: bytes.into(),
-                mode,
-            },
-        );
-    }
 }
 
 pub fn parse_mode(s: &str) -> Result<u32, Error> {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Artifact, RootfsEntry};
-use crate::load::{SecretValues, secret_label};
+use crate::load::SecretValues;
 use crate::model::Fleet;
 use crate::secrets::contract;
 
@@ -19,7 +19,7 @@ pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>,
         let mut bundle: BTreeMap<String, RootfsEntry> = BTreeMap::new();
         let mut complete = true;
         for f in contract::host_files(cluster, site, host) {
-            match contract::file_bytes(&f, |r| values.values.get(&secret_label(r)).cloned()) {
+            match contract::file_bytes(&f, |r| values.values.get(&r.label()).cloned()) {
                 Ok(bytes) => {
                     files.push((
                         format!("secrets/{}{}", host.name, f.path),

@@ -12,45 +12,9 @@ use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::Error;
-
-include!(concat!(env!("OUT_DIR"), "/embedded_roles.rs"));
-
-/// The role tree: relative path → bytes.
-#[derive(Debug, Clone)]
-pub struct RoleTree {
-    pub files: BTreeMap<String, Vec<u8>>,
-}
-
-impl RoleTree {
-    /// The tree compiled into pgimg.
-    pub fn embedded() -> Self {
-        RoleTree {
-            files: EMBEDDED_ROLES
-                .iter()
-                .map(|(p, b)| (p.to_string(), b.to_vec()))
-                .collect(),
-        }
-    }
-
-    /// sha256 over every path and its bytes, for BUILDINFO.
-    pub fn digest(&self) -> String {
-        let mut h = Sha256::new();
-        for (p, b) in &self.files {
-            h.update(p.as_bytes());
-            h.update([0]);
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
-        }
-        hex(&h.finalize())
-    }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::load::RoleTree;
 
 /// One role's `role.yaml`. String fields are handlebars templates rendered with the host's context;
 /// `when`/`unless` name a dotted path into that context (`site.is_dr`) that must be truthy/falsy.

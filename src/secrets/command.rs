@@ -20,12 +20,10 @@ pub fn read_and_check(
     let reading = load::secret_values(&refs, &load::spec_dir(spec_path), env_file)?;
     let mut diags: Vec<Diagnostic> = diagnose(&v.fleet, &refs, &reading, require)
         .into_iter()
-        .map(
-            |d| match crate::check::edit_span(&v.parsed.spans, &d.pointer) {
-                Some(s) => d.with_span(v.parsed.source.name.clone(), s),
-                None => d,
-            },
-        )
+        .map(|d| match v.parsed.spans.edit_span(&d.pointer) {
+            Some(s) => d.with_span(v.parsed.source.name.clone(), s),
+            None => d,
+        })
         .collect();
     crate::diag::sort(&mut diags);
     Ok((refs, reading, diags))

@@ -12,7 +12,6 @@
 
 use std::fmt::Write as _;
 
-use crate::load::secret_label;
 use crate::model::{Cluster, Host, Site};
 use crate::render::context::{paths, site_repos};
 use crate::spec::v1::{Role, S3KeyType, SecretRef};
@@ -179,7 +178,7 @@ pub fn file_bytes(
             (Some(r), None) => match value(r) {
                 Some(v) => v,
                 None => {
-                    missing.push(format!("{} ({}, {})", secret_label(r), e.what, e.name));
+                    missing.push(format!("{} ({}, {})", r.label(), e.what, e.name));
                     continue;
                 }
             },
@@ -230,7 +229,7 @@ pub fn listing(host: &Host, files: &[SecretFile], delivery: &str) -> String {
         for e in &f.entries {
             let from = match (&e.source, e.fixed) {
                 (_, Some(_)) => "fixed (not a secret)".to_string(),
-                (Some(r), None) => secret_label(r),
+                (Some(r), None) => r.label(),
                 (None, None) => "MISSING: no reference in the spec".to_string(),
             };
             let _ = writeln!(out, "  {:<34} {:<40} {}", e.name, from, e.what);

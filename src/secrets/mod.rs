@@ -13,7 +13,6 @@ pub mod init;
 use std::collections::BTreeMap;
 
 use crate::diag::{Code, Diagnostic};
-use crate::load::secret_label;
 use crate::model::Fleet;
 use crate::source::child;
 use crate::spec::v1::{BackupRepo, SecretRef, Secrets, Settings, Spec};
@@ -40,7 +39,7 @@ pub enum Generate {
 
 impl Reference {
     pub fn label(&self) -> String {
-        secret_label(&self.secret)
+        self.secret.label()
     }
 }
 

@@ -603,6 +603,16 @@ pub enum SecretRef {
     File(FilePath),
 }
 
+impl SecretRef {
+    /// How a reference is shown to users: `env:NAME` or `file:PATH`, never the value.
+    pub fn label(&self) -> String {
+        match self {
+            SecretRef::Env(n) => format!("env:{n}"),
+            SecretRef::File(f) => format!("file:{f}"),
+        }
+    }
+}
+
 /// A scalar value for a run-time parameter or kernel setting.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]

@@ -80,17 +80,16 @@ fn parse_ip_run(run: &str) -> Option<IpAddr> {
     if let Ok(v4) = run.parse::<Ipv4Addr>() {
         return Some(IpAddr::V4(v4));
     }
-    if let Some((a, port)) = run.rsplit_once(':') {
-        if port.chars().all(|c| c.is_ascii_digit()) {
-            if let Ok(v4) = a.parse::<Ipv4Addr>() {
-                return Some(IpAddr::V4(v4));
-            }
-        }
+    if let Some((a, port)) = run.rsplit_once(':')
+        && port.chars().all(|c| c.is_ascii_digit())
+        && let Ok(v4) = a.parse::<Ipv4Addr>()
+    {
+        return Some(IpAddr::V4(v4));
     }
-    if run.matches(':').count() >= 2 {
-        if let Ok(v6) = run.parse::<Ipv6Addr>() {
-            return Some(IpAddr::V6(v6));
-        }
+    if run.matches(':').count() >= 2
+        && let Ok(v6) = run.parse::<Ipv6Addr>()
+    {
+        return Some(IpAddr::V6(v6));
     }
     None
 }

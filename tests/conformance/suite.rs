@@ -103,7 +103,7 @@ pub fn loopback_mapping(fleet: &pgimg::model::Fleet, net: u8, root: &Path) -> Ma
 
 fn build_into(
     v: &pgimg::Validated,
-    roles: &pgimg::render::templates::RoleTree,
+    roles: &pgimg::load::RoleTree,
     mapping: Mapping,
     out: &Path,
 ) -> Result<(), String> {
@@ -131,7 +131,7 @@ pub fn build_example(spec: &Path, index: usize, tmp: &Path) -> Result<Built, Str
                 .collect::<String>()
         )
     })?;
-    let roles = pgimg::render::templates::RoleTree::embedded();
+    let roles = pgimg::load::RoleTree::embedded();
     let real = tmp.join("real");
     build_into(&v, &roles, Mapping::default(), &real)?;
     let mut lo = Vec::new();

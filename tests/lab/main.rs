@@ -32,10 +32,10 @@ struct Guard(Option<Lab>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(lab) = self.0.take() {
-            if let Err(e) = lab.down() {
-                eprintln!("lab down: {e}");
-            }
+        if let Some(lab) = self.0.take()
+            && let Err(e) = lab.down()
+        {
+            eprintln!("lab down: {e}");
         }
     }
 }
