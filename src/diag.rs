@@ -63,6 +63,7 @@ codes! {
     NoEtcd = "PG0110", Error, "a site with `pg` hosts has no `etcd` member";
     EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
     SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
+    EtcdMajorityWithPatroni = "PG0113", Warning, "a bare majority of a site's etcd members share hosts with Patroni while another Patroni host has none: losing them loses quorum";
     PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
     PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
     PortCollision = "PG0130", Error, "two services of one host use the same port";
@@ -85,6 +86,7 @@ codes! {
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
     S3Incomplete = "PG0210", Error, "an S3 repository lacks a bucket, a region or its keys";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
+    S3WithoutCipher = "PG0212", Warning, "an S3 repository of a cluster without `backup_cipher_pass`: backups are not encrypted by pgBackRest";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
     SecretMissing = "PG0300", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
@@ -92,6 +94,7 @@ codes! {
     SecretUnreadable = "PG0302", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
     SecretValue = "PG0303", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
     SecretUnreferenced = "PG0304", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
+    RestApiOpen = "PG0310", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
 }
 
 impl Code {

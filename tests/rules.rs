@@ -175,6 +175,12 @@ cases! {
         "PG0112",
         (41, 9)
     );
+    pg0113_etcd_majority_with_patroni => case(
+        "- { name: n3, address: 10.3.0.13, roles: [etcd] }\n",
+        "- { name: n3, address: 10.3.0.13, roles: [etcd] }\n          - { name: n4, address: 10.3.0.14, roles: [pg] }\n",
+        "PG0113",
+        (41, 9)
+    );
     pg0120_patroni_timing => case("loop_wait: 10", "loop_wait: 11", "PG0120", (11, 10));
     pg0121_patroni_minimum => case("retry_timeout: 10", "retry_timeout: 2", "PG0121", (13, 20));
     pg0130_port_collision => case(
@@ -252,6 +258,12 @@ cases! {
         "PG0211",
         (19, 16)
     );
+    pg0212_s3_without_cipher => case(
+        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: s3, bucket: backups, region: eu-west-1 }]",
+        "PG0212",
+        (19, 17)
+    );
     pg0220_gateway_family => case(
         LB1,
         "roles: [haproxy], settings: { network: { gateway: 'fd00::1' } } }",
@@ -263,6 +275,12 @@ cases! {
         "roles: [haproxy], boot: { mac: '52:54:00:12:34:56' } }",
         "PG0230",
         (27, 77)
+    );
+    pg0310_restapi_open => case(
+        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n",
+        "",
+        "PG0310",
+        (16, 5)
     );
 }
 
@@ -359,11 +377,14 @@ fn strict_turns_each_warning_into_an_error() {
         let d = check_case(name, c, true);
         assert_eq!(d.severity, Severity::Error, "case {name} with --strict");
     }
-    // The warnings are exactly these three.
+    // The warnings are exactly these.
     let warnings: Vec<&str> = Code::ALL
         .iter()
         .filter(|c| c.severity() == Severity::Warning)
         .map(|c| c.as_str())
         .collect();
-    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181"]);
+    assert_eq!(
+        warnings,
+        ["PG0030", "PG0112", "PG0113", "PG0181", "PG0212", "PG0310"]
+    );
 }

@@ -19,9 +19,9 @@ const BASE: &str = "tests/errors/base.yml";
 
 /// The base spec with a secrets section of file references appended.
 fn base_with_secrets() -> String {
-    format!(
-        "{}secrets:\n  superuser_password: {{ file: s/superuser }}\n  replication_password: {{ file: s/replication }}\n  rewind_password: {{ file: s/rewind }}\n",
-        support::read(BASE)
+    support::read(BASE).replace(
+        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n",
+        "secrets:\n  superuser_password: { file: s/superuser }\n  replication_password: { file: s/replication }\n  rewind_password: { file: s/rewind }\n",
     )
 }
 

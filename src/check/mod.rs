@@ -6,6 +6,7 @@
 //! passed the schema, and nothing more.
 
 mod network;
+mod secure;
 mod topology;
 
 use crate::diag::{self, Code, Diagnostic};
@@ -110,6 +111,21 @@ pub const RULES: &[Rule] = &[
         name: "backup repositories",
         codes: &[Code::S3Incomplete, Code::NoRepository],
         run: topology::backup_repos,
+    },
+    Rule {
+        name: "etcd placement",
+        codes: &[Code::EtcdMajorityWithPatroni],
+        run: secure::etcd_placement,
+    },
+    Rule {
+        name: "repository cipher",
+        codes: &[Code::S3WithoutCipher],
+        run: secure::repository_cipher,
+    },
+    Rule {
+        name: "REST API authentication",
+        codes: &[Code::RestApiOpen],
+        run: secure::restapi_authentication,
     },
 ];
 
