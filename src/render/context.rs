@@ -520,5 +520,19 @@ pub fn host_context(
             "rise": c.haproxy.check_rise,
         },
         "source_date_epoch": fleet.source_date_epoch,
+        "secrets": secrets_context(cluster, site, host),
+    })
+}
+
+/// How a pg host fetches its secrets (`crate::secrets::contract`).
+fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> Value {
+    let d = &cluster.secrets.delivery;
+    let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
+    let files = crate::secrets::contract::host_files(cluster, site, host);
+    json!({
+        "fetch": fetch,
+        "ssm": fetch && d.ssm.is_some(),
+        "https": fetch && d.https.is_some(),
+        "conf": if fetch { crate::secrets::contract::source_conf(cluster, host, &files) } else { String::new() },
     })
 }

@@ -256,6 +256,26 @@ fn missing_words(r: &SecretRef) -> String {
 }
 
 /// How the host's secrets reach it, in words, for its `secrets.list`.
-pub fn delivery_words(_cluster: &crate::model::Cluster, _host: &crate::model::Host) -> String {
-    "copy secrets/<host>/ of the build output onto the host (same paths, owners and modes as listed), or serve secrets/<host>.tar.gz".to_string()
+pub fn delivery_words(cluster: &crate::model::Cluster, host: &crate::model::Host) -> String {
+    let d = &cluster.secrets.delivery;
+    let mut ways = Vec::new();
+    if d.ssm.is_some() {
+        ways.push(format!(
+            "cloud (user-data): pgimg-secrets.service reads SSM parameters under {} with the instance role",
+            contract::ssm_prefix(cluster)
+        ));
+    }
+    if let Some(h) = &d.https {
+        ways.push(format!(
+            "bare metal (kickstart): %post fetches {}/{}.tar.gz, checked against pgimg.secrets_sha256= on the installer's kernel command line (secrets/{}.tar.gz.sha256)",
+            h.url.as_str().trim_end_matches('/'),
+            host.name,
+            host.name
+        ));
+    }
+    if ways.is_empty() {
+        "none configured (`secrets.delivery`): copy secrets/<host>/ of the build output onto the host with the owners and modes listed".to_string()
+    } else {
+        ways.join("; ")
+    }
 }

@@ -591,6 +591,40 @@ pub struct Secrets {
     pub restapi_password: Option<SecretRef>,
     /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
     pub backup_cipher_pass: Option<SecretRef>,
+    /// How hosts get their secrets with no hand step (default: neither way; copy `secrets/<host>/` of the output yourself).
+    pub delivery: Option<SecretDelivery>,
+}
+
+/// Automatic delivery of each host's secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDelivery {
+    /// Cloud hosts (user-data): a first-boot unit reads each secret from AWS SSM Parameter Store with the instance role.
+    pub ssm: Option<SsmDelivery>,
+    /// Bare-metal hosts (kickstart): `%post` fetches `<url>/<host>.tar.gz` and checks it against the sha256 given as `pgimg.secrets_sha256=` on the installer's kernel command line.
+    pub https: Option<HttpsDelivery>,
+}
+
+/// Secrets from AWS SSM Parameter Store: one SecureString parameter per reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmDelivery {
+    /// Path under which the parameters live (default `/pgimg/<cluster>`): `env:NAME` is `<prefix>/NAME`, `file:PATH` is `<prefix>/PATH`.
+    pub prefix: Option<AbsPath>,
+    /// Region of the parameters (default: the instance's, from its metadata).
+    pub region: Option<Region>,
+    /// SSM endpoint (default `https://ssm.<region>.amazonaws.com`).
+    pub endpoint: Option<EndpointUrl>,
+    /// Instance metadata service (default `http://169.254.169.254`).
+    pub metadata_endpoint: Option<EndpointUrl>,
+}
+
+/// The host's secrets bundle over HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsDelivery {
+    /// Base URL serving `secrets/<host>.tar.gz` of the build output as `<url>/<host>.tar.gz`.
+    pub url: EndpointUrl,
 }
 
 /// A reference to a secret kept outside the spec.
