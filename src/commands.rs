@@ -124,8 +124,8 @@ fn secrets_command(action: SecretsAction, o: &mut Output) -> io::Result<ExitCode
             let env_file = a
                 .secrets_env
                 .clone()
-                .unwrap_or_else(|| crate::secrets::command::default_env_file(&a.spec));
-            match crate::secrets::command::init(&validated, &a.spec, &env_file) {
+                .unwrap_or_else(|| crate::secret_ops::default_env_file(&a.spec));
+            match crate::secret_ops::init(&validated, &a.spec, &env_file) {
                 Ok((text, complete)) => {
                     o.out.write_all(text.as_bytes())?;
                     Ok(if complete {
@@ -138,7 +138,7 @@ fn secrets_command(action: SecretsAction, o: &mut Output) -> io::Result<ExitCode
             }
         }
         SecretsAction::Check(a) => {
-            match crate::secrets::command::check(&validated, &a.spec, a.secrets_env.as_deref()) {
+            match crate::secret_ops::check(&validated, &a.spec, a.secrets_env.as_deref()) {
                 Ok((text, diags)) => {
                     if a.format == Format::Human {
                         o.out.write_all(text.as_bytes())?;

@@ -178,7 +178,7 @@ impl RoleTree {
             h.update((b.len() as u64).to_le_bytes());
             h.update(b);
         }
-        crate::render::manifest::hex(&h.finalize())
+        crate::digest::hex(&h.finalize())
     }
 }
 

@@ -288,10 +288,17 @@ impl Site {
         self.standby_of.is_some()
     }
 
-    /// The settings of the site as a whole: those of its first `pg` host, else its first host.
+    /// The host that speaks for the site as a whole (its settings, the
+    /// cluster files' view of it): its first `pg` host, else its first host.
+    pub fn representative(&self) -> Option<&Host> {
+        self.with_role(Role::Pg).next().or(self.hosts.first())
+    }
+
+    /// The settings of the site as a whole: those of its representative host.
     pub fn config(&self) -> &Config {
-        let h = self.with_role(Role::Pg).next().or(self.hosts.first());
-        &h.expect("a site has at least one host (schema: minItems 1)")
+        &self
+            .representative()
+            .expect("a site has at least one host (schema: minItems 1)")
             .config
     }
 }

@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use crate::diag::{self, Diagnostic};
+use crate::plan::context::Mapping;
+use crate::plan::roles::RoleDefs;
 use crate::source::SourceFile;
-use crate::{Error, check, load, model, render, spec};
+use crate::{Error, check, load, model, plan, render, spec};
 
 /// A spec that passed every check, resolved, with its warnings.
 pub struct Validated {
@@ -48,30 +50,23 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
 pub struct BuildInputs {
     pub roles: load::RoleTree,
     pub secrets: load::SecretValues,
-    pub mapping: render::context::Mapping,
+    pub mapping: Mapping,
 }
 
-/// One host after rendering: its slimmed plan, its files, its delivery formats.
-type RenderedHost = (
-    render::HostPlan,
-    Vec<(String, render::Artifact)>,
-    render::install::Delivered,
-);
+/// One host after rendering: its files and its install formats.
+struct RenderedHost {
+    files: Vec<(String, render::Artifact)>,
+    delivered: render::install::Delivered,
+}
 
-/// Renders every artifact of a validated spec. Pure: no file is read or written.
+/// Plans and renders every artifact of a validated spec. Pure: no file is
+/// read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
-    let roles = render::templates::Roles::compile(&inputs.roles)?;
+    let defs = RoleDefs::parse(&inputs.roles)?;
+    let templates = render::templates::Templates::compile(&inputs.roles)?;
     let fleet = &v.fleet;
+    let m = &inputs.mapping;
     let mut tree = render::ArtifactTree::default();
-    // The cluster artifacts read the context of one host per site; every other
-    // context can go as soon as its host is rendered, which bounds the memory.
-    let site_contexts: std::collections::BTreeSet<&str> = fleet
-        .clusters
-        .iter()
-        .flat_map(|c| c.sites.iter())
-        .filter_map(|s| s.with_role(spec::v1::Role::Pg).next().or(s.hosts.first()))
-        .map(|h| h.name.as_str())
-        .collect();
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
     // Each host is planned, rendered and delivered in one go, so that only a
     // thread's worth of plans is alive at a time, never the whole fleet's.
@@ -80,45 +75,36 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
         hosts
             .par_iter()
             .map(|(c, s, host)| {
-                let mut p = render::plan_host(&roles, fleet, c, s, host, &inputs.mapping)?;
-                let files = render::host_artifacts(&p, fleet.source_date_epoch);
-                // The rootfs now lives in the tree; nothing later reads it from the
-                // plan, and keeping both copies would double the build's memory.
-                p.rootfs.clear();
+                let p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+                let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
+                let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
+                drop(rootfs);
                 let overlay = files
                     .iter()
                     .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
                     .map(|(_, a)| a.bytes.as_slice())
                     .unwrap_or_default();
-                let delivered = render::install::render_host(&roles, host, &p, overlay)?;
-                if !site_contexts.contains(p.name.as_str()) {
-                    p.context = serde_json::Value::Null;
-                }
-                Ok::<_, Error>((p, files, delivered))
+                let delivered = render::install::render_host(&templates, host, &p, overlay)?;
+                Ok::<_, Error>(RenderedHost { files, delivered })
             })
             .collect::<Result<_, _>>()?
     };
     let mut delivered = Vec::with_capacity(per_host.len());
-    let mut plans = Vec::with_capacity(per_host.len());
-    for (p, files, d) in per_host {
-        for (path, a) in files {
+    for h in per_host {
+        for (path, a) in h.files {
             tree.files.insert(path, a);
         }
-        delivered.push(d);
-        plans.push(p);
-    }
-    // `plan` keeps fleet order, so each cluster's plans are one contiguous run.
-    let mut runs = Vec::with_capacity(fleet.clusters.len());
-    let mut start = 0;
-    for c in &fleet.clusters {
-        let n: usize = c.sites.iter().map(|s| s.hosts.len()).sum();
-        runs.push((c, &plans[start..start + n]));
-        start += n;
+        delivered.push(h.delivered);
     }
     let cluster_files: Vec<Vec<(String, render::Artifact)>> = {
         use rayon::prelude::*;
-        runs.par_iter()
-            .map(|(c, plans_of)| render::cluster_artifacts(&roles, c, plans_of))
+        fleet
+            .clusters
+            .par_iter()
+            .map(|c| {
+                let files = plan::plan_cluster(&defs, fleet, c, m)?;
+                render::cluster_artifacts(&templates, &c.name, &files)
+            })
             .collect::<Result<_, _>>()?
     };
     for (path, a) in cluster_files.into_iter().flatten() {
@@ -131,6 +117,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
     for (path, a) in secret_files {
         tree.files.insert(path, a);
     }
+    tree.missing_secrets = missing.iter().cloned().collect();
     if !missing.is_empty() {
         tree.notes.push(format!(
             "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",
@@ -138,11 +125,9 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
         ));
     }
     render::install::finish(delivered, &mut tree)?;
-    let hosts: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
-    // The plans' template contexts are the largest thing besides the output; the manifest needs neither.
-    drop(plans);
+    let host_names: Vec<String> = hosts.iter().map(|(_, _, h)| h.name.clone()).collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
-    render::manifest::finish(&mut tree, &hosts, &spec_sha, &inputs.roles.digest());
+    render::manifest::finish(&mut tree, &host_names, &spec_sha, &inputs.roles.digest());
     Ok(tree)
 }
 
@@ -180,7 +165,7 @@ pub fn real_inputs(
     require: bool,
 ) -> Result<BuildInputs, Failure> {
     let (_, reading, diags) =
-        crate::secrets::command::read_and_check(v, spec_path, secrets_env, require)?;
+        crate::secret_ops::read_and_check(v, spec_path, secrets_env, require)?;
     if diags.iter().any(Diagnostic::is_error) {
         let mut all = diags;
         all.extend(v.warnings.iter().cloned());

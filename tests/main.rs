@@ -2,12 +2,14 @@
 
 mod support;
 
+mod architecture;
 mod cli;
 mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
 mod no_panic;
+mod plan;
 mod repro;
 mod rules;
 mod schema_drift;

@@ -54,7 +54,7 @@ fn secret_diags(text: &str, dir: &Path) -> Vec<Diagnostic> {
     let v = pgimg::validate(SourceFile::new(BASE, text.to_string()), false)
         .unwrap_or_else(|d| panic!("the spec does not validate: {d:#?}"));
     let (_, _, diags) =
-        pgimg::secrets::command::read_and_check(&v, &dir.join("base.yml"), None, true).unwrap();
+        pgimg::secret_ops::read_and_check(&v, &dir.join("base.yml"), None, true).unwrap();
     diags
 }
 

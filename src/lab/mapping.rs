@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use crate::Error;
 use crate::model::Fleet;
-use crate::render::context::Mapping;
+use crate::plan::context::Mapping;
 
 /// Where loopback connections between lab hosts come from (see `Mapping::source`).
 pub const LOOPBACK_SOURCE: &str = "127.0.0.1";

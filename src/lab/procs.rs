@@ -66,12 +66,25 @@ pub fn alive(pid: u32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z')
 }
 
-pub fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+/// Sends the signal named like `kill -s` names it (`TERM`, `INT`, `KILL`,
+/// `HUP`); a process that is already gone is not an error.
+pub fn signal(pid: u32, sig: &str) -> Result<(), String> {
+    use rustix::process::{Pid, Signal, kill_process};
+    let signal = match sig {
+        "TERM" => Signal::TERM,
+        "INT" => Signal::INT,
+        "KILL" => Signal::KILL,
+        "HUP" => Signal::HUP,
+        other => return Err(format!("unknown signal `{other}`")),
+    };
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| format!("{pid} is not a process id"))?;
+    match kill_process(pid, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(format!("sending SIG{sig} to {pid:?}: {e}")),
+    }
 }
 
 /// Waits (bounded) until none of `pids` runs; returns those still running.
@@ -93,7 +106,8 @@ pub fn wait_gone(pids: &[(u32, u64)], timeout: Duration) -> Vec<u32> {
 /// Sends `sig`, waits up to `grace`, then SIGKILLs what is left (and waits again, bounded).
 pub fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
     for (pid, _) in pids {
-        signal(*pid, sig);
+        // A failure shows below: the process is still running and gets SIGKILL.
+        let _ = signal(*pid, sig);
     }
     let left = wait_gone(pids, grace);
     if left.is_empty() {
@@ -105,12 +119,12 @@ pub fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
         .copied()
         .collect();
     for (pid, _) in &rest {
-        eprintln!(
+        super::say(format_args!(
             "  pid {pid} ({}) still runs {} s after SIG{sig}: SIGKILL",
             cmdline(*pid).chars().take(80).collect::<String>(),
             grace.as_secs()
-        );
-        signal(*pid, "KILL");
+        ));
+        let _ = signal(*pid, "KILL");
     }
     wait_gone(&rest, Duration::from_secs(5))
 }

@@ -16,6 +16,8 @@ pub struct ArtifactTree {
     pub files: BTreeMap<String, Artifact>,
     /// What the build should tell the user (never a secret value).
     pub notes: Vec<String>,
+    /// The secret references the build had no value for (labels, never values).
+    pub missing_secrets: Vec<String>,
     /// Host name → closure hash.
     pub closures: BTreeMap<String, String>,
 }

@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::ArtifactTree;
+pub use crate::digest::{hex, sha256};
 
-pub fn sha256(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
+use super::ArtifactTree;
 
 /// Paths that never enter the manifest: secrets are delivered separately.
 pub fn is_public(path: &str) -> bool {
@@ -136,9 +134,4 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
     tree.closures = closures;
     tree.add("manifest.json", json, 0o644);
     tree.add("SHA256SUMS", listing, 0o644);
-}
-
-/// Lowercase hexadecimal, as sha256sum prints digests.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,14 +13,22 @@ use flate2::{Compression, GzBuilder};
 
 use super::RootfsEntry;
 
-/// Numeric ids for owner names, as EL9 assigns them to the system accounts;
-/// extraction as root maps by name anyway, these only matter without the name.
+/// Numeric ids for owner names. Extraction as root maps by name; the id is
+/// what a name-less extraction falls back to, so an account without a fixed
+/// id must never fall back to root.
 fn id_of(name: &str) -> u64 {
+    /// The kernel's overflow id (`nobody`): owns nothing that matters.
+    const UNMAPPED: u64 = 65534;
     match name {
         "root" => 0,
+        // The PGDG server RPM creates postgres with the id EL reserves for it
+        // (setup's uidgid: 26), haproxy's RPM uses its reserved 188.
         "postgres" => 26,
         "haproxy" => 188,
-        _ => 0,
+        // The etcd RPM creates its user with a dynamic system id
+        // (aiven/pgrpms rpm/redhat/main/extras/etcd/main/etcd-sysusers.conf:
+        // `u etcd - …`): the archive can only carry its name.
+        _ => UNMAPPED,
     }
 }
 

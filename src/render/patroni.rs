@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::context::{
+use crate::model::{Cluster, Host, Site};
+use crate::plan::context::{
     Mapping, hostport, local_parameters, parameters, paths, pg_hba, source_endpoint, stanza,
 };
-use crate::model::{Cluster, Host, Site};
 use crate::spec::v1::SyncMode;
 
 #[derive(Serialize)]

@@ -1,5 +1,5 @@
 //! The per-host secrets artifacts, laid out by the host's secrets contract
-//! (`crate::secrets::contract`): `secrets/<host>/<path on the host>` (mode
+//! (`crate::plan::secrets`): `secrets/<host>/<path on the host>` (mode
 //! 0600 in the output), `secrets/<host>.tar.gz` (the same files with their
 //! owners and modes on the host: the bundle bare-metal hosts fetch) and its
 //! `secrets/<host>.tar.gz.sha256`. None of them enters the manifest.
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Artifact, RootfsEntry};
 use crate::load::SecretValues;
 use crate::model::Fleet;
-use crate::secrets::contract;
+use crate::plan::secrets as contract;
 
 /// Secret files per host, and the references the hosts need that were not supplied.
 pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>, BTreeSet<String>) {
@@ -85,7 +85,7 @@ pub fn listings(fleet: &Fleet) -> Vec<(String, Artifact)> {
         .hosts()
         .map(|(cluster, site, host)| {
             let files = contract::host_files(cluster, site, host);
-            let delivery = crate::secrets::delivery_words(cluster, host);
+            let delivery = crate::plan::secrets::delivery_words(cluster, host);
             (
                 format!("hosts/{}/secrets.list", host.name),
                 Artifact {

@@ -6,8 +6,6 @@
 //! Values are read by `load::secret_values` and written by `write`; this
 //! module is pure and never sees a value except to check its shape.
 
-pub mod command;
-pub mod contract;
 pub mod init;
 
 use std::collections::BTreeMap;
@@ -252,30 +250,5 @@ fn missing_words(r: &SecretRef) -> String {
     match r {
         SecretRef::Env(n) => format!("environment variable `{n}` is not set"),
         SecretRef::File(f) => format!("file `{f}` does not exist"),
-    }
-}
-
-/// How the host's secrets reach it, in words, for its `secrets.list`.
-pub fn delivery_words(cluster: &crate::model::Cluster, host: &crate::model::Host) -> String {
-    let d = &cluster.secrets.delivery;
-    let mut ways = Vec::new();
-    if d.ssm.is_some() {
-        ways.push(format!(
-            "cloud (user-data): pgimg-secrets.service reads SSM parameters under {} with the instance role",
-            contract::ssm_prefix(cluster)
-        ));
-    }
-    if let Some(h) = &d.https {
-        ways.push(format!(
-            "bare metal (kickstart): %post fetches {}/{}.tar.gz, checked against pgimg.secrets_sha256= on the installer's kernel command line (secrets/{}.tar.gz.sha256)",
-            h.url.as_str().trim_end_matches('/'),
-            host.name,
-            host.name
-        ));
-    }
-    if ways.is_empty() {
-        "none configured (`secrets.delivery`): copy secrets/<host>/ of the build output onto the host with the owners and modes listed".to_string()
-    } else {
-        ways.join("; ")
     }
 }

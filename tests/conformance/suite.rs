@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use pgimg::render::context::Mapping;
+use pgimg::plan::context::Mapping;
 
 use crate::checks;
 

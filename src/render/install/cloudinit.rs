@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::{FirstBoot, Net, OVERLAY_PATH, USER_DATA_LIMIT};
 use crate::model::Host;
-use crate::render::HostPlan;
+use crate::plan::HostPlan;
 use crate::render::manifest::sha256;
 use crate::render::overlay::gzip;
 use crate::render::yaml::{quote, to_yaml};

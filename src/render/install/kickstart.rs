@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use super::{FirstBoot, Net, OVERLAY_PATH};
 use crate::Error;
 use crate::model::Host;
-use crate::render::HostPlan;
+use crate::plan::HostPlan;
 use crate::render::manifest::sha256;
-use crate::render::templates::Roles;
+use crate::render::templates::Templates;
 use crate::spec::v1::SelinuxMode;
 
 pub const TEMPLATE: &str = "kickstart/kickstart.ks.hbs";
@@ -95,16 +95,17 @@ pub fn data_mount(host: &Host) -> String {
 }
 
 pub fn render(
-    roles: &Roles,
+    templates: &Templates,
     host: &Host,
     plan: &HostPlan,
     overlay: &[u8],
 ) -> Result<String, Error> {
-    let mut ctx = plan.context.clone();
-    if let Value::Object(m) = &mut ctx {
-        m.insert("ks".into(), facts(host, plan, overlay));
-    }
-    roles
+    let ctx = super::WithFacts {
+        host: &plan.context,
+        ks: Some(facts(host, plan, overlay)),
+        pxe: None,
+    };
+    templates
         .registry
         .render(TEMPLATE, &ctx)
         .map_err(|e| Error::Template(format!("{TEMPLATE} for host {}: {e}", host.name)))

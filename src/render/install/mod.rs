@@ -14,9 +14,23 @@ pub mod pxe;
 
 use crate::Error;
 use crate::model::Host;
-use crate::render::templates::Roles;
-use crate::render::{ArtifactTree, HostPlan};
+use crate::plan::HostPlan;
+use crate::plan::context::HostContext;
+use crate::render::ArtifactTree;
+use crate::render::templates::Templates;
 use crate::spec::v1::{Distro, PatroniInstall, Role, SelinuxMode};
+
+/// A host's context with the facts of one install format beside it
+/// (`{{ks.…}}` in the kickstart, `{{pxe.…}}` in the PXE entries).
+#[derive(serde::Serialize)]
+pub struct WithFacts<'a> {
+    #[serde(flatten)]
+    pub host: &'a HostContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ks: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pxe: Option<serde_json::Value>,
+}
 
 /// Where both install paths keep the overlay on the host.
 pub const OVERLAY_PATH: &str = "/var/lib/pgimg/overlay.tar.gz";
@@ -235,7 +249,7 @@ impl FirstBoot {
     }
 
     pub fn venv_commands() -> Vec<String> {
-        let venv = crate::render::context::paths::PATRONI_VENV;
+        let venv = crate::plan::context::paths::PATRONI_VENV;
         vec![
             format!("python3.12 -m venv {venv}"),
             format!(
@@ -255,7 +269,7 @@ pub struct Delivered {
 
 /// Renders one host's kickstart, user-data and PXE entries.
 pub fn render_host(
-    roles: &Roles,
+    templates: &Templates,
     host: &Host,
     plan: &HostPlan,
     overlay: &[u8],
@@ -265,7 +279,7 @@ pub fn render_host(
     let mut d = Delivered {
         files: vec![(
             format!("{base}/kickstart.ks"),
-            kickstart::render(roles, host, plan, overlay)?.into(),
+            kickstart::render(templates, host, plan, overlay)?.into(),
         )],
         compressed: None,
         too_big: None,
@@ -280,7 +294,7 @@ pub fn render_host(
         Err(e) => d.too_big = Some(e),
     }
     if host.boot.mac.is_some() {
-        for (path, text) in pxe::render(roles, host, plan)? {
+        for (path, text) in pxe::render(templates, host, plan)? {
             d.files.push((path, text.into()));
         }
     } else {

@@ -7,13 +7,13 @@
 //! `<distro>-9/` of the TFTP root (copied from the install tree's
 //! `images/pxeboot/`).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Net;
 use crate::Error;
 use crate::model::Host;
-use crate::render::HostPlan;
-use crate::render::templates::Roles;
+use crate::plan::HostPlan;
+use crate::render::templates::Templates;
 use crate::spec::v1::Distro;
 
 pub const GRUB_TEMPLATE: &str = "kickstart/grub.cfg.hbs";
@@ -67,31 +67,32 @@ pub fn kernel_args(host: &Host) -> Result<String, Error> {
     Ok(args.join(" "))
 }
 
-fn context(host: &Host, plan: &HostPlan) -> Result<Value, Error> {
+fn context<'a>(host: &Host, plan: &'a HostPlan) -> Result<super::WithFacts<'a>, Error> {
     let d = host.config.os.distro;
-    let mut ctx = plan.context.clone();
-    if let Value::Object(m) = &mut ctx {
-        m.insert(
-            "pxe".into(),
-            json!({
-                "title": format!("Install {} 9 on {}", super::distro_name(d), super::fqdn(host)),
-                "dir": match d { Distro::Rocky => "rocky-9", Distro::Alma => "alma-9" },
-                "args": kernel_args(host)?,
-            }),
-        );
-    }
-    Ok(ctx)
+    Ok(super::WithFacts {
+        host: &plan.context,
+        ks: None,
+        pxe: Some(json!({
+            "title": format!("Install {} 9 on {}", super::distro_name(d), super::fqdn(host)),
+            "dir": match d { Distro::Rocky => "rocky-9", Distro::Alma => "alma-9" },
+            "args": kernel_args(host)?,
+        })),
+    })
 }
 
 /// The two entries of a host with a MAC: (path in the output, text).
-pub fn render(roles: &Roles, host: &Host, plan: &HostPlan) -> Result<Vec<(String, String)>, Error> {
+pub fn render(
+    templates: &Templates,
+    host: &Host,
+    plan: &HostPlan,
+) -> Result<Vec<(String, String)>, Error> {
     let Some(mac) = &host.boot.mac else {
         return Ok(Vec::new());
     };
     let name = format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"));
     let ctx = context(host, plan)?;
     let render = |t: &str| {
-        roles
+        templates
             .registry
             .render(t, &ctx)
             .map_err(|e| Error::Template(format!("{t} for host {}: {e}", host.name)))

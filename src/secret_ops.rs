@@ -1,12 +1,13 @@
 //! The `pgimg secrets` commands and the build's secrets gate: read (through
-//! `load`), diagnose, and for `init` create (through `write`).
+//! `load`), diagnose (`secrets`, pure), and for `init` create (through
+//! `write`). Orchestration, beside `ops`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::init::{self, Step};
-use super::{Problem, Reading, Reference, diagnose, references};
 use crate::diag::Diagnostic;
+use crate::secrets::init::{self, Step};
+use crate::secrets::{Problem, Reading, Reference, diagnose, references};
 use crate::{Error, Validated, load};
 
 /// Reads every secret of a validated spec and diagnoses it, with positions.

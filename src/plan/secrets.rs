@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::model::{Cluster, Host, Site};
-use crate::render::context::{paths, site_repos};
+use crate::plan::context::{paths, site_repos};
 use crate::spec::v1::{Role, S3KeyType, SecretRef};
 
 /// Where the check script's password lives: the home of `postgres` on EL9.
@@ -330,4 +330,29 @@ pub fn source_conf(cluster: &Cluster, host: &Host, files: &[SecretFile]) -> Stri
         }
     }
     out
+}
+
+/// How the host's secrets reach it, in words, for its `secrets.list`.
+pub fn delivery_words(cluster: &crate::model::Cluster, host: &crate::model::Host) -> String {
+    let d = &cluster.secrets.delivery;
+    let mut ways = Vec::new();
+    if d.ssm.is_some() {
+        ways.push(format!(
+            "cloud (user-data): pgimg-secrets.service reads SSM parameters under {} with the instance role",
+            ssm_prefix(cluster)
+        ));
+    }
+    if let Some(h) = &d.https {
+        ways.push(format!(
+            "bare metal (kickstart): %post fetches {}/{}.tar.gz, checked against pgimg.secrets_sha256= on the installer's kernel command line (secrets/{}.tar.gz.sha256)",
+            h.url.as_str().trim_end_matches('/'),
+            host.name,
+            host.name
+        ));
+    }
+    if ways.is_empty() {
+        "none configured (`secrets.delivery`): copy secrets/<host>/ of the build output onto the host with the owners and modes listed".to_string()
+    } else {
+        ways.join("; ")
+    }
 }

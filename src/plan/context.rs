@@ -1,0 +1,817 @@
+//! The facts each template sees: one typed context per host (`HostContext`),
+//! derived from the model with the build's address and path mapping applied.
+//! Templates see it serialized; a field a template needs and the context
+//! lacks is a compile error here, not a strict-mode failure at render time.
+//!
+//! Cross-site facts (the etcd members of a site, a DR site's source
+//! endpoint, the slots a source must keep, the replication rows of pg_hba)
+//! are derived here, once, never typed twice by the user.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::model::{BackupRepo, Cluster, Fleet, Host, Site, scalar_text};
+use crate::spec::v1::{
+    CompressType, Distro, HbaMethod, HbaType, PatroniInstall, RepoType, Role, S3KeyType,
+    SelinuxMode, UriStyle,
+};
+
+/// How a build maps the spec onto machines: a real build maps nothing; a lab
+/// build puts every host on its own loopback address and every absolute
+/// path under a per-host directory.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    pub addresses: BTreeMap<String, String>,
+    /// Each host's own stand-in for 127.0.0.1 (a lab gives every host its own loopback address).
+    pub localhost: BTreeMap<String, String>,
+    /// Directory under which each host gets `<root>/<host>`; `None` for a real build.
+    pub root: Option<String>,
+    /// The address a host's connections arrive from, when that is not its own
+    /// address: on one machine every loopback connection comes from the local
+    /// route's source (127.0.0.1), whichever loopback address the client
+    /// stands for. `None` (a real build): each host's own address.
+    pub source: Option<String>,
+}
+
+impl Mapping {
+    pub fn addr(&self, a: &str) -> String {
+        self.addresses
+            .get(a)
+            .cloned()
+            .unwrap_or_else(|| a.to_string())
+    }
+
+    /// The address connections from the host at spec address `a` arrive from.
+    pub fn source_of(&self, a: &str) -> String {
+        self.source.clone().unwrap_or_else(|| self.addr(a))
+    }
+
+    /// What 127.0.0.1 is on `host`.
+    pub fn localhost(&self, host: &str) -> String {
+        self.localhost
+            .get(host)
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
+    /// The prefix of a host's absolute paths: empty for a real build.
+    pub fn prefix(&self, host: &str) -> String {
+        match &self.root {
+            Some(r) => format!("{}/{host}", r.trim_end_matches('/')),
+            None => String::new(),
+        }
+    }
+
+    pub fn path(&self, host: &str, p: &str) -> String {
+        format!("{}{p}", self.prefix(host))
+    }
+}
+
+/// `host:port`, with brackets for IPv6.
+pub fn hostport(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+fn host_prefix(addr: &str) -> String {
+    if addr.contains(':') {
+        format!("{addr}/128")
+    } else {
+        format!("{addr}/32")
+    }
+}
+
+/// Where things live on a host, before mapping.
+pub mod paths {
+    pub const PATRONI_CONFIG: &str = "/etc/patroni/patroni.yml";
+    pub const PATRONI_ENV: &str = "/etc/patroni/patroni.env";
+    pub const PGBACKREST_ENV: &str = "/etc/pgbackrest/pgbackrest.env";
+    pub const PGBACKREST_CONFIG: &str = "/etc/pgbackrest/pgbackrest.conf";
+    pub const PATRONI_VENV: &str = "/opt/patroni";
+    pub const LIBEXEC: &str = "/usr/local/libexec/pgimg";
+    pub const SOCKET_DIR: &str = "/run/postgresql";
+    pub const POSTGRES_HOME: &str = "/var/lib/pgsql";
+    pub const PGBACKREST_BIN: &str = "/usr/bin/pgbackrest";
+    pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+}
+
+/// The stanza of a site: the spec's, else the site's scope.
+pub fn stanza(site: &Site) -> String {
+    site.config()
+        .pgbackrest
+        .stanza
+        .clone()
+        .unwrap_or_else(|| site.scope.clone())
+}
+
+/// The write endpoint a DR site follows: its source's HAProxy, else the source's pg hosts.
+pub fn source_endpoint(src: &Site, m: &Mapping) -> (String, u16) {
+    match src.with_role(Role::Haproxy).next() {
+        Some(h) => (m.addr(&h.address), h.config.haproxy.write_port),
+        None => {
+            let hosts: Vec<String> = src
+                .with_role(Role::Pg)
+                .map(|h| m.addr(&h.address))
+                .collect();
+            (hosts.join(","), src.config().postgresql.port)
+        }
+    }
+}
+
+/// The pgBackRest repositories of a site: a DR site's source's first, then its own.
+pub fn site_repos<'a>(cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
+    let own: Vec<&BackupRepo> = site.config().pgbackrest.repos.iter().collect();
+    match cluster.source_of(site) {
+        Some(src) if site.is_dr() => {
+            let mut all: Vec<&BackupRepo> = site_repos(cluster, src).into_iter().take(1).collect();
+            for r in own {
+                if !all.iter().any(|a| same_repo(a, r)) {
+                    all.push(r);
+                }
+            }
+            all
+        }
+        _ => own,
+    }
+}
+
+fn same_repo(a: &BackupRepo, b: &BackupRepo) -> bool {
+    a.kind == b.kind && a.path == b.path && a.bucket == b.bucket && a.region == b.region
+}
+
+fn repo_context(
+    i: usize,
+    r: &BackupRepo,
+    stanza: &str,
+    host: &str,
+    m: &Mapping,
+    cipher: bool,
+) -> RepoContext {
+    let path = match (r.kind, &r.path) {
+        (RepoType::S3, Some(p)) => p.clone(),
+        (RepoType::Posix, Some(p)) => m.path(host, p),
+        (RepoType::Posix, None) => m.path(host, "/var/lib/pgbackrest"),
+        (RepoType::S3, None) => format!("/pgbackrest/{stanza}"),
+    };
+    let region = r.region.clone().unwrap_or_default();
+    RepoContext {
+        n: i + 1,
+        s3: r.kind == RepoType::S3,
+        path,
+        bucket: r.bucket.clone(),
+        endpoint: r
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("s3.{region}.amazonaws.com")),
+        region,
+        uri_style: match r.uri_style {
+            UriStyle::Host => "host",
+            UriStyle::Path => "path",
+        },
+        key_auto: r.key_type == S3KeyType::Auto,
+        cipher,
+        retention_full: r.retention_full,
+        retention_diff: r.retention_diff,
+    }
+}
+
+fn compress(c: CompressType) -> &'static str {
+    match c {
+        CompressType::Lz4 => "lz4",
+        CompressType::Zst => "zst",
+        CompressType::Gz => "gz",
+        CompressType::Bz2 => "bz2",
+        CompressType::None => "none",
+    }
+}
+
+/// The pg_hba rows of a site: local, loopback, replication from exactly the
+/// hosts that stream from this site, the user's rows, then the catch-all.
+pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<String> {
+    let pg = &host.config.postgresql;
+    let mut rows = vec![
+        "local all all peer".to_string(),
+        format!(
+            "host all all {} scram-sha-256",
+            host_prefix(&m.localhost(&host.name))
+        ),
+        "host all all ::1/128 scram-sha-256".to_string(),
+    ];
+    let mut replicators: Vec<String> = Vec::new();
+    let mut push = |a: String| {
+        if !replicators.contains(&a) {
+            replicators.push(a);
+        }
+    };
+    for h in site.with_role(Role::Pg) {
+        push(m.source_of(&h.address));
+    }
+    for follower in cluster.followers_of(site) {
+        for h in follower.with_role(Role::Pg) {
+            push(m.source_of(&h.address));
+        }
+        // A DR site streams through this site's HAProxy, so the connection arrives from it.
+        for h in site.with_role(Role::Haproxy) {
+            push(m.source_of(&h.address));
+        }
+    }
+    for a in replicators {
+        rows.push(format!(
+            "host replication {} {} scram-sha-256",
+            pg.replication_user,
+            host_prefix(&a)
+        ));
+    }
+    for r in &pg.pg_hba {
+        let kind = match r.kind {
+            HbaType::Local => "local",
+            HbaType::Host => "host",
+            HbaType::Hostssl => "hostssl",
+            HbaType::Hostnossl => "hostnossl",
+        };
+        let method = match r.method {
+            HbaMethod::ScramSha256 => "scram-sha-256",
+            HbaMethod::Md5 => "md5",
+            HbaMethod::Peer => "peer",
+            HbaMethod::Cert => "cert",
+            HbaMethod::Reject => "reject",
+            HbaMethod::Trust => "trust",
+        };
+        match &r.address {
+            Some(a) => rows.push(format!("{kind} {} {} {} {method}", r.database, r.user, a)),
+            None => rows.push(format!("{kind} {} {} {method}", r.database, r.user)),
+        }
+    }
+    rows.push("host all all 0.0.0.0/0 scram-sha-256".to_string());
+    rows.push("host all all ::/0 scram-sha-256".to_string());
+    rows
+}
+
+/// Parameters that name paths of this host: they go to the member's local
+/// configuration, because the DCS copy is shared by every member.
+pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<String, Value> {
+    let stanza = stanza(site);
+    let pgbackrest = m.path(&host.name, paths::PGBACKREST_BIN);
+    let config = m.path(&host.name, paths::PGBACKREST_CONFIG);
+    let mut p = BTreeMap::new();
+    p.insert(
+        "archive_command".to_string(),
+        json!(format!(
+            "{pgbackrest} --config={config} --stanza={stanza} archive-push %p"
+        )),
+    );
+    p.insert(
+        "unix_socket_directories".to_string(),
+        json!(m.path(&host.name, paths::SOCKET_DIR)),
+    );
+    p
+}
+
+/// Cluster-wide PostgreSQL parameters: the reference guide's, then the spec's.
+pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
+    let mut p: BTreeMap<String, Value> = BTreeMap::new();
+    for (k, v) in [
+        ("hot_standby", json!("on")),
+        ("wal_level", json!("replica")),
+        ("wal_keep_size", json!("256MB")),
+        ("max_wal_senders", json!(10)),
+        ("max_replication_slots", json!(10)),
+        ("wal_log_hints", json!("on")),
+        ("archive_mode", json!("on")),
+        ("password_encryption", json!("scram-sha-256")),
+    ] {
+        p.insert(k.to_string(), v);
+    }
+    for (k, v) in &host.config.postgresql.parameters {
+        let value = match v {
+            crate::spec::v1::ScalarValue::Int(i) => json!(i),
+            other => json!(scalar_text(other, "on", "off")),
+        };
+        p.insert(k.clone(), value);
+    }
+    p
+}
+
+/// Everything a host's templates see. Field names are the template
+/// contract (`{{pg.port}}`, `{{site.etcd_endpoints}}`); `role.yaml` guards
+/// name its booleans (`host.is_pg`, `site.is_dr`, `patroni.pip`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HostContext {
+    /// The prefix of every absolute path: empty for a real build.
+    pub root: String,
+    pub pgimg_version: &'static str,
+    pub host: HostFacts,
+    pub paths: Paths,
+    pub cluster: ClusterFacts,
+    pub site: SiteFacts,
+    pub os: OsContext,
+    pub pg: PgContext,
+    pub patroni: PatroniContext,
+    pub etcd: EtcdContext,
+    pub pgbackrest: PgbackrestContext,
+    pub haproxy: HaproxyContext,
+    pub source_date_epoch: u64,
+    pub secrets: SecretsContext,
+}
+
+/// How a pg host fetches its secrets (`crate::plan::secrets`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsContext {
+    /// The host fetches its secrets itself (`secrets.delivery` is set).
+    pub fetch: bool,
+    /// From SSM Parameter Store, by `pgimg-secrets.service`.
+    pub ssm: bool,
+    /// As a bundle over HTTPS, by the kickstart's `%post`.
+    pub https: bool,
+    /// `/etc/pgimg/secrets.conf`: names and paths only.
+    pub conf: String,
+}
+
+fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> SecretsContext {
+    let d = &cluster.secrets.delivery;
+    let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
+    let files = crate::plan::secrets::host_files(cluster, site, host);
+    SecretsContext {
+        fetch,
+        ssm: fetch && d.ssm.is_some(),
+        https: fetch && d.https.is_some(),
+        conf: if fetch {
+            crate::plan::secrets::source_conf(cluster, host, &files)
+        } else {
+            String::new()
+        },
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostFacts {
+    pub name: String,
+    pub fqdn: String,
+    pub address: String,
+    pub member_name: String,
+    pub is_pg: bool,
+    pub is_etcd: bool,
+    pub is_haproxy: bool,
+    pub localhost: String,
+    /// HAProxy's `bind` form of the address (`ipv6@…` for IPv6).
+    pub address_any: String,
+}
+
+/// Paths on the host as the rendered files name them (mapped in a lab build).
+#[derive(Debug, Clone, Serialize)]
+pub struct Paths {
+    pub patroni_config: String,
+    pub patroni_env: String,
+    pub pgbackrest_config: String,
+    pub pgbackrest_env: String,
+    pub pgbackrest: String,
+    pub patronictl: String,
+    pub patroni: String,
+    pub etcdctl: String,
+    pub psql: String,
+    pub libexec: String,
+    pub socket_dir: String,
+    pub data_dir: String,
+}
+
+/// Another host of the cluster, as this host's files name it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberFacts {
+    pub name: String,
+    pub member_name: String,
+    pub address: String,
+    pub fqdn: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterFacts {
+    pub name: String,
+    /// Every host of every site: DR runbooks and checks name them.
+    pub hosts: Vec<MemberFacts>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteFacts {
+    pub name: String,
+    pub scope: String,
+    pub is_dr: bool,
+    pub source: Option<SourceFacts>,
+    pub slot_name: String,
+    pub stanza: String,
+    pub etcd_members: Vec<MemberFacts>,
+    pub etcd_initial_cluster: String,
+    pub etcd_endpoints: String,
+    pub dcs_url: Option<String>,
+    pub pg_hosts: Vec<MemberFacts>,
+    pub haproxy_servers: Vec<HaproxyServer>,
+    pub has_followers: bool,
+    pub haproxy: Option<SiteHaproxy>,
+}
+
+/// The site a DR site follows, and the endpoint it streams from.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceFacts {
+    pub name: String,
+    pub scope: String,
+    pub endpoint: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HaproxyServer {
+    pub name: String,
+    pub address: String,
+    pub check_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteHaproxy {
+    pub name: String,
+    pub address: String,
+    pub write_port: u16,
+    pub read_port: u16,
+    pub stats_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OsContext {
+    pub distro: &'static str,
+    pub timezone: String,
+    pub selinux: &'static str,
+    pub firewall: bool,
+    pub admin_user: String,
+    pub sysctl: Vec<Sysctl>,
+    pub nofile: u32,
+    pub nproc: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sysctl {
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgContext {
+    pub major: u32,
+    pub port: u16,
+    pub data_dir: String,
+    /// The directory that holds the data directory: the data disk's mount point.
+    pub data_parent: String,
+    pub bin_dir: String,
+    pub superuser: String,
+    pub replication_user: String,
+    pub packages: PgPackages,
+    pub extra_packages: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgPackages {
+    pub server: String,
+    pub contrib: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PatroniContext {
+    pub version: String,
+    /// Installed with pip into a venv (else the PGDG RPM).
+    pub pip: bool,
+    pub bin: String,
+    pub ctl: String,
+    pub venv: &'static str,
+    pub restapi_port: u16,
+    pub rest_url: String,
+    pub config: &'static str,
+    pub env: &'static str,
+    pub rpm: String,
+    pub rpm_etcd: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdContext {
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub token: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub listen_client_urls: String,
+    pub package: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PgbackrestContext {
+    pub package: String,
+    pub repos: Vec<RepoContext>,
+    pub compress_type: &'static str,
+    pub compress_level: u8,
+    pub process_max: u16,
+    pub archive_timeout: u32,
+    pub archive_async: bool,
+    pub cipher: bool,
+    pub schedule: BackupSchedule,
+}
+
+/// One pgBackRest repository as `pgbackrest.conf` numbers it (`repo<n>-…`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoContext {
+    pub n: usize,
+    pub s3: bool,
+    /// The repository path (mapped for posix repositories in a lab build).
+    pub path: String,
+    pub bucket: Option<String>,
+    pub endpoint: String,
+    pub region: String,
+    pub uri_style: &'static str,
+    pub key_auto: bool,
+    pub cipher: bool,
+    pub retention_full: u32,
+    pub retention_diff: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSchedule {
+    pub full: String,
+    pub diff: String,
+    pub incr: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HaproxyContext {
+    pub write_port: u16,
+    pub read_port: u16,
+    pub stats_port: u16,
+    pub maxconn: u32,
+    pub server_maxconn: u32,
+    /// The check interval with its unit, as haproxy.cfg takes it.
+    pub inter: String,
+    pub fall: u32,
+    pub rise: u32,
+}
+
+fn fqdn_of(h: &Host) -> String {
+    match &h.config.network.domain {
+        Some(d) => format!("{}.{d}", h.name),
+        None => h.name.clone(),
+    }
+}
+
+/// An installed package name, with `-<version>` when the spec pins one.
+fn package(name: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{name}-{v}"),
+        None => name.to_string(),
+    }
+}
+
+/// The context of one host.
+pub fn host_context(
+    fleet: &Fleet,
+    cluster: &Cluster,
+    site: &Site,
+    host: &Host,
+    m: &Mapping,
+) -> HostContext {
+    let c = &host.config;
+    let addr = m.addr(&host.address);
+    let stanza = stanza(site);
+    let member = |h: &Host| MemberFacts {
+        name: h.name.clone(),
+        member_name: h.member_name.clone(),
+        address: m.addr(&h.address),
+        fqdn: fqdn_of(h),
+    };
+    let initial_cluster: Vec<String> = site
+        .with_role(Role::Etcd)
+        .map(|h| {
+            format!(
+                "{}=http://{}",
+                h.name,
+                hostport(&m.addr(&h.address), h.config.etcd.peer_port)
+            )
+        })
+        .collect();
+    let etcd_endpoints: Vec<String> = site
+        .with_role(Role::Etcd)
+        .map(|h| {
+            format!(
+                "http://{}",
+                hostport(&m.addr(&h.address), h.config.etcd.client_port)
+            )
+        })
+        .collect();
+    let source = cluster.source_of(site).map(|src| {
+        let (endpoint, port) = source_endpoint(src, m);
+        SourceFacts {
+            name: src.name.clone(),
+            scope: src.scope.clone(),
+            endpoint,
+            port,
+        }
+    });
+    let cipher = cluster.secrets.backup_cipher_pass.is_some();
+    let repos: Vec<RepoContext> = site_repos(cluster, site)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| repo_context(i, r, &stanza, &host.name, m, cipher))
+        .collect();
+    let pip = c.patroni.install == PatroniInstall::Pip;
+    let (patroni_bin, patronictl_bin) = patroni_binaries(c.patroni.install);
+    let major = c.postgresql.major;
+    let local = m.localhost(&host.name);
+    let client_url = format!("http://{}", hostport(&addr, c.etcd.client_port));
+    let peer_url = format!("http://{}", hostport(&addr, c.etcd.peer_port));
+    let listen_client_urls = format!(
+        "{client_url},http://{}",
+        hostport(&local, c.etcd.client_port)
+    );
+    let mp = |p: &str| m.path(&host.name, p);
+    let data_parent = match c.postgresql.data_dir.rsplit_once('/') {
+        Some((parent, _)) if !parent.is_empty() => parent.to_string(),
+        _ => "/".to_string(),
+    };
+    let pg_version = c.postgresql.version.as_deref();
+    HostContext {
+        root: m.prefix(&host.name),
+        pgimg_version: env!("CARGO_PKG_VERSION"),
+        host: HostFacts {
+            name: host.name.clone(),
+            fqdn: fqdn_of(host),
+            address: addr.clone(),
+            member_name: host.member_name.clone(),
+            is_pg: host.has(Role::Pg),
+            is_etcd: host.has(Role::Etcd),
+            is_haproxy: host.has(Role::Haproxy),
+            localhost: local,
+            address_any: if addr.contains(':') {
+                format!("ipv6@{addr}")
+            } else {
+                addr.clone()
+            },
+        },
+        paths: Paths {
+            patroni_config: mp(paths::PATRONI_CONFIG),
+            patroni_env: mp(paths::PATRONI_ENV),
+            pgbackrest_config: mp(paths::PGBACKREST_CONFIG),
+            pgbackrest_env: mp(paths::PGBACKREST_ENV),
+            pgbackrest: mp(paths::PGBACKREST_BIN),
+            patronictl: mp(&patronictl_bin),
+            patroni: mp(&patroni_bin),
+            etcdctl: mp(paths::ETCDCTL_BIN),
+            psql: mp(&format!("{}/psql", c.postgresql.bin_dir)),
+            libexec: mp(paths::LIBEXEC),
+            socket_dir: mp(paths::SOCKET_DIR),
+            data_dir: mp(&c.postgresql.data_dir),
+        },
+        cluster: ClusterFacts {
+            name: cluster.name.clone(),
+            hosts: cluster
+                .sites
+                .iter()
+                .flat_map(|s| s.hosts.iter())
+                .map(member)
+                .collect(),
+        },
+        site: SiteFacts {
+            name: site.name.clone(),
+            scope: site.scope.clone(),
+            is_dr: site.is_dr(),
+            source,
+            slot_name: site.slot_name.clone(),
+            stanza,
+            etcd_members: site.with_role(Role::Etcd).map(member).collect(),
+            etcd_initial_cluster: initial_cluster.join(","),
+            etcd_endpoints: etcd_endpoints.join(","),
+            dcs_url: site.with_role(Role::Etcd).next().map(|h| {
+                format!(
+                    "etcd3://{}",
+                    hostport(&m.addr(&h.address), h.config.etcd.client_port)
+                )
+            }),
+            pg_hosts: site.with_role(Role::Pg).map(member).collect(),
+            haproxy_servers: site
+                .with_role(Role::Pg)
+                .map(|h| HaproxyServer {
+                    name: h.member_name.clone(),
+                    address: hostport(&m.addr(&h.address), h.config.postgresql.port),
+                    check_port: h.config.patroni.restapi_port,
+                })
+                .collect(),
+            has_followers: cluster.followers_of(site).next().is_some(),
+            haproxy: site.with_role(Role::Haproxy).next().map(|h| SiteHaproxy {
+                name: h.name.clone(),
+                address: m.addr(&h.address),
+                write_port: h.config.haproxy.write_port,
+                read_port: h.config.haproxy.read_port,
+                stats_port: h.config.haproxy.stats_port,
+            }),
+        },
+        os: OsContext {
+            distro: match c.os.distro {
+                Distro::Rocky => "rocky",
+                Distro::Alma => "alma",
+            },
+            timezone: c.os.timezone.clone(),
+            selinux: match c.os.selinux {
+                SelinuxMode::Enforcing => "enforcing",
+                SelinuxMode::Permissive => "permissive",
+                SelinuxMode::Disabled => "disabled",
+            },
+            firewall: c.os.firewall,
+            admin_user: c.os.admin_user.clone(),
+            sysctl: c
+                .os
+                .sysctl
+                .iter()
+                .map(|(k, v)| Sysctl {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            nofile: c.os.nofile,
+            nproc: c.os.nproc,
+        },
+        pg: PgContext {
+            major,
+            port: c.postgresql.port,
+            data_dir: c.postgresql.data_dir.clone(),
+            data_parent,
+            bin_dir: c.postgresql.bin_dir.clone(),
+            superuser: c.postgresql.superuser.clone(),
+            replication_user: c.postgresql.replication_user.clone(),
+            packages: PgPackages {
+                server: package(&format!("postgresql{major}-server"), pg_version),
+                contrib: package(&format!("postgresql{major}-contrib"), pg_version),
+            },
+            extra_packages: c.postgresql.extra_packages.clone(),
+        },
+        patroni: PatroniContext {
+            version: c.patroni.version.clone(),
+            pip,
+            bin: patroni_bin,
+            ctl: patronictl_bin,
+            venv: paths::PATRONI_VENV,
+            restapi_port: c.patroni.restapi_port,
+            rest_url: format!("http://{}", hostport(&addr, c.patroni.restapi_port)),
+            config: paths::PATRONI_CONFIG,
+            env: paths::PATRONI_ENV,
+            rpm: package("patroni", Some(&c.patroni.version)),
+            rpm_etcd: package("patroni-etcd", Some(&c.patroni.version)),
+        },
+        etcd: EtcdContext {
+            client_port: c.etcd.client_port,
+            peer_port: c.etcd.peer_port,
+            token: c
+                .etcd
+                .token
+                .clone()
+                .unwrap_or_else(|| format!("{}-etcd", site.scope)),
+            client_url,
+            peer_url,
+            listen_client_urls,
+            package: package("etcd", c.etcd.version.as_deref()),
+        },
+        pgbackrest: PgbackrestContext {
+            package: package("pgbackrest", c.pgbackrest.version.as_deref()),
+            repos,
+            compress_type: compress(c.pgbackrest.compress_type),
+            compress_level: c.pgbackrest.compress_level,
+            process_max: c.pgbackrest.process_max,
+            archive_timeout: c.pgbackrest.archive_timeout,
+            archive_async: c.pgbackrest.archive_async,
+            cipher,
+            schedule: BackupSchedule {
+                full: c.pgbackrest.full.clone(),
+                diff: c.pgbackrest.diff.clone(),
+                incr: c.pgbackrest.incr.clone(),
+            },
+        },
+        haproxy: HaproxyContext {
+            write_port: c.haproxy.write_port,
+            read_port: c.haproxy.read_port,
+            stats_port: c.haproxy.stats_port,
+            maxconn: c.haproxy.maxconn,
+            server_maxconn: c.haproxy.server_maxconn,
+            inter: format!("{}ms", c.haproxy.check_interval_ms),
+            fall: c.haproxy.check_fall,
+            rise: c.haproxy.check_rise,
+        },
+        source_date_epoch: fleet.source_date_epoch,
+        secrets: secrets_context(cluster, site, host),
+    }
+}
+
+/// Where Patroni and patronictl are installed: the pip venv or the RPM's `/usr/bin`.
+pub fn patroni_binaries(install: PatroniInstall) -> (String, String) {
+    match install {
+        PatroniInstall::Pip => (
+            format!("{}/bin/patroni", paths::PATRONI_VENV),
+            format!("{}/bin/patronictl", paths::PATRONI_VENV),
+        ),
+        PatroniInstall::Rpm => ("/usr/bin/patroni".into(), "/usr/bin/patronictl".into()),
+    }
+}
