@@ -13,7 +13,7 @@ use crate::cli::{Cli, Command, Format, LabAction, SecretsAction};
 use crate::diag::{self, Diagnostic};
 use crate::ops::{self, Failure};
 use crate::source::SourceFile;
-use crate::{Error, lab, render, schema, write};
+use crate::{Error, lab, schema};
 
 /// Where a command prints: stdout for results, stderr for diagnostics and notes.
 pub struct Output<'a> {
@@ -84,30 +84,34 @@ fn build(
         Err(f) => return failure(f, format, o),
     };
     print_diags(&validated.warnings, Some(&source), format, o)?;
-    let tree = match ops::build(&validated, &inputs).and_then(|t| write::write(&t, out).map(|()| t))
-    {
-        Ok(t) => t,
+    let report = match ops::build_to_dir(&validated, &inputs, out) {
+        Ok(r) => r,
         Err(e) => return error(&e, o),
     };
     let fleet = &validated.fleet;
-    let public = tree
-        .files
-        .keys()
-        .filter(|p| render::manifest::is_public(p))
-        .count();
+    let what = if !report.changed {
+        "up to date:"
+    } else if report.kept > 0 {
+        "rebuilt"
+    } else {
+        "built"
+    };
     writeln!(
         o.out,
-        "built {} cluster{}, {} host{}, {public} artifacts into {}",
+        "{what} {} cluster{}, {} host{} ({} rendered, {} unchanged), {} artifacts in {}",
         fleet.clusters.len(),
         plural(fleet.clusters.len()),
-        tree.closures.len(),
-        plural(tree.closures.len()),
+        report.closures.len(),
+        plural(report.closures.len()),
+        report.rendered,
+        report.kept,
+        report.artifacts,
         out.display()
     )?;
-    for (host, closure) in &tree.closures {
+    for (host, closure) in &report.closures {
         writeln!(o.out, "  {host:<24} {closure}")?;
     }
-    for note in &tree.notes {
+    for note in &report.notes {
         writeln!(o.err, "note: {note}")?;
     }
     Ok(ExitCode::SUCCESS)

@@ -13,3 +13,19 @@ pub fn sha256(bytes: &[u8]) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// An artifact as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sum {
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl Sum {
+    pub fn of(bytes: &[u8]) -> Sum {
+        Sum {
+            sha256: sha256(bytes),
+            size: bytes.len() as u64,
+        }
+    }
+}

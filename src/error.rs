@@ -19,6 +19,9 @@ pub enum Error {
     /// A delivery format cannot carry a host (such as user-data over EC2's size limit).
     #[error("{0}")]
     Delivery(String),
+    /// Something pgimg itself got wrong: a bug, never the user's input.
+    #[error("internal error (a bug in pgimg): {0}")]
+    Invariant(String),
 }
 
 impl Error {

@@ -182,6 +182,94 @@ impl RoleTree {
     }
 }
 
+/// The file that marks a directory as pgimg's output, so pgimg may replace
+/// it (written by `write`, read here).
+pub const OUTPUT_MARKER: &str = ".pgimg-output";
+
+/// What a build needs of the output it may replace: which hosts' inputs
+/// are unchanged (their fingerprints), the sums of what is there, and the
+/// secret files it holds, so that an unchanged host is kept unrendered and
+/// an unchanged build writes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct PreviousOutput {
+    pub dir: PathBuf,
+    pub manifest_sha256: String,
+    /// Host → fingerprint.
+    pub fingerprints: BTreeMap<String, String>,
+    /// Host → its artifacts (`hosts/<host>/…`).
+    pub host_artifacts: BTreeMap<String, Vec<String>>,
+    /// Every public artifact's sum.
+    pub sums: BTreeMap<String, crate::digest::Sum>,
+    /// `secrets/…` → bytes.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestFile {
+    pgimg_version: String,
+    hosts: BTreeMap<String, ManifestHost>,
+    artifacts: BTreeMap<String, ManifestArtifact>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestHost {
+    fingerprint: Option<String>,
+    artifacts: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestArtifact {
+    sha256: String,
+    size: u64,
+}
+
+/// Reads the previous output at `out`, if it is a pgimg output of this
+/// version with fingerprints. Anything unexpected means "no previous
+/// output": the build then renders everything, which is always correct.
+pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
+    if !out.join(OUTPUT_MARKER).is_file() {
+        return None;
+    }
+    let bytes = std::fs::read(out.join("manifest.json")).ok()?;
+    let m: ManifestFile = serde_json::from_slice(&bytes).ok()?;
+    if m.pgimg_version != env!("CARGO_PKG_VERSION") {
+        return None;
+    }
+    let mut prev = PreviousOutput {
+        dir: out.to_path_buf(),
+        manifest_sha256: crate::digest::sha256(&bytes),
+        ..Default::default()
+    };
+    for (host, h) in m.hosts {
+        prev.fingerprints.insert(host.clone(), h.fingerprint?);
+        prev.host_artifacts.insert(host, h.artifacts);
+    }
+    prev.sums = m
+        .artifacts
+        .into_iter()
+        .map(|(p, a)| {
+            (
+                p,
+                crate::digest::Sum {
+                    sha256: a.sha256,
+                    size: a.size,
+                },
+            )
+        })
+        .collect();
+    let secrets = out.join("secrets");
+    if secrets.is_dir() {
+        for e in walkdir::WalkDir::new(&secrets).sort_by_file_name() {
+            let e = e.ok()?;
+            if e.file_type().is_file() {
+                let rel = e.path().strip_prefix(out).ok()?.to_str()?.to_string();
+                prev.secrets.insert(rel, std::fs::read(e.path()).ok()?);
+            }
+        }
+    }
+    Some(prev)
+}
+
 /// Random bytes from the kernel, for `pgimg secrets init`.
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
     use std::io::Read;

@@ -1,11 +1,16 @@
 //! Operations: the pipeline's stages put in sequence, once, for every
 //! caller (the commands of `main`, the lab, tests). Nothing here prints.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::diag::{self, Diagnostic};
+use crate::digest::Sum;
+use crate::load::PreviousOutput;
 use crate::plan::context::Mapping;
 use crate::plan::roles::RoleDefs;
+use crate::render::artifact::Sink;
 use crate::source::SourceFile;
 use crate::{Error, check, load, model, plan, render, spec};
 
@@ -53,82 +58,324 @@ pub struct BuildInputs {
     pub mapping: Mapping,
 }
 
-/// One host after rendering: its files and its install formats.
-struct RenderedHost {
-    files: Vec<(String, render::Artifact)>,
-    delivered: render::install::Delivered,
+/// What a build did, besides the artifacts it put.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    /// What the build should tell the user (never a secret value).
+    pub notes: Vec<String>,
+    /// Secret references without a value (labels, never values).
+    pub missing_secrets: Vec<String>,
+    /// Host → closure hash.
+    pub closures: BTreeMap<String, String>,
+    /// Public artifacts of the output.
+    pub artifacts: usize,
+    /// Hosts rendered, and hosts kept from the previous output unrendered.
+    pub rendered: usize,
+    pub kept: usize,
+    /// False when the output already was exactly this build (nothing written).
+    pub changed: bool,
 }
 
-/// Plans and renders every artifact of a validated spec. Pure: no file is
-/// read or written.
+/// Puts every artifact into a sink, recording each one's sum for the manifest.
+struct Recorder<'a> {
+    sink: &'a dyn Sink,
+    sums: Mutex<BTreeMap<String, Sum>>,
+}
+
+impl Recorder<'_> {
+    fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
+        self.sink.put(path, bytes, mode)?;
+        self.record(path, Sum::of(bytes))
+    }
+
+    fn keep(&self, path: &str, sum: &Sum) -> Result<(), Error> {
+        self.sink.keep(path)?;
+        self.record(path, sum.clone())
+    }
+
+    fn record(&self, path: &str, sum: Sum) -> Result<(), Error> {
+        self.sums
+            .lock()
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .insert(path.to_string(), sum);
+        Ok(())
+    }
+}
+
+/// sha256 over everything a cluster's artifacts are computed from: the
+/// resolved cluster (every host, setting and secret reference), the role
+/// tree, the fleet's source date, the build's mapping and pgimg's version.
+/// A host's artifacts read facts of its whole cluster (/etc/hosts, pg_hba,
+/// etcd members, the DR source), so a host's fingerprint is its cluster's
+/// with its name: any change in a cluster renders all of its hosts again.
+fn fingerprints(fleet: &model::Fleet, inputs: &BuildInputs) -> BTreeMap<String, String> {
+    use rayon::prelude::*;
+    let base = crate::digest::sha256(
+        format!(
+            "pgimg {}\nroles {}\nsource_date_epoch {}\nmapping {:?}\n",
+            env!("CARGO_PKG_VERSION"),
+            inputs.roles.digest(),
+            fleet.source_date_epoch,
+            inputs.mapping
+        )
+        .as_bytes(),
+    );
+    fleet
+        .clusters
+        .par_iter()
+        .flat_map_iter(|c| {
+            let cluster = crate::digest::sha256(format!("{base}\n{c:?}").as_bytes());
+            c.sites
+                .iter()
+                .flat_map(|s| s.hosts.iter())
+                .map(move |h| {
+                    let fp = crate::digest::sha256(format!("{cluster}\n{}", h.name).as_bytes());
+                    (h.name.clone(), fp)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether every host of `c` is unchanged since the previous output.
+fn unchanged(
+    c: &model::Cluster,
+    fps: &BTreeMap<String, String>,
+    previous: Option<&PreviousOutput>,
+) -> bool {
+    let Some(prev) = previous else {
+        return false;
+    };
+    c.sites.iter().flat_map(|s| s.hosts.iter()).all(|h| {
+        prev.fingerprints.get(&h.name) == fps.get(&h.name)
+            && prev.host_artifacts.contains_key(&h.name)
+    })
+}
+
+/// Plans and renders every artifact of a validated spec in memory. Pure: no
+/// file is read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
+    let sink = Mutex::new(render::ArtifactTree::default());
+    let report = build_into(v, inputs, &sink, None)?;
+    let mut tree = sink
+        .into_inner()
+        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    tree.notes = report.notes;
+    tree.missing_secrets = report.missing_secrets;
+    tree.closures = report.closures;
+    Ok(tree)
+}
+
+/// Builds into the output directory `out`: artifacts stream to disk as
+/// hosts finish; hosts whose inputs did not change since the previous
+/// output are kept from it unrendered; an output that already is this
+/// build is left untouched. Atomic either way.
+pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<BuildReport, Error> {
+    let previous = load::previous_output(out);
+    if let Some(prev) = &previous
+        && let Some(report) = up_to_date(v, inputs, prev)?
+    {
+        return Ok(report);
+    }
+    let staging = crate::write::Staging::new(out, previous.as_ref())?;
+    let report = build_into(v, inputs, &staging, previous.as_ref())?;
+    staging.commit()?;
+    Ok(report)
+}
+
+/// The report of a build that would not change `prev` at all, if so: every
+/// host unchanged, the same secret files, the same manifest.
+fn up_to_date(
+    v: &Validated,
+    inputs: &BuildInputs,
+    prev: &PreviousOutput,
+) -> Result<Option<BuildReport>, Error> {
+    let fleet = &v.fleet;
+    let fps = fingerprints(fleet, inputs);
+    if fps.len() != prev.fingerprints.len()
+        || !fleet
+            .clusters
+            .iter()
+            .all(|c| unchanged(c, &fps, Some(prev)))
+    {
+        return Ok(None);
+    }
+    let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
+    let secrets: BTreeMap<String, Vec<u8>> = secret_files
+        .into_iter()
+        .map(|(p, a)| (p, a.bytes))
+        .collect();
+    if secrets != prev.secrets {
+        return Ok(None);
+    }
+    let mut sums = prev.sums.clone();
+    sums.remove("manifest.json");
+    sums.remove("SHA256SUMS");
+    for (p, b) in &secrets {
+        sums.insert(p.clone(), Sum::of(b));
+    }
+    let hosts: Vec<(String, String)> = fps.into_iter().collect();
+    let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
+    let finished = render::manifest::finish(&sums, &hosts, &spec_sha, &inputs.roles.digest());
+    if crate::digest::sha256(&finished.manifest) != prev.manifest_sha256 {
+        return Ok(None);
+    }
+    let no_mac: Vec<String> = fleet
+        .hosts()
+        .filter(|(_, _, h)| h.boot.mac.is_none())
+        .map(|(_, _, h)| h.name.clone())
+        .collect();
+    let mut notes = render::install::notes(&[], &no_mac)?;
+    let missing_secrets: Vec<String> = missing.into_iter().collect();
+    if let Some(n) = missing_note(&missing_secrets) {
+        notes.insert(0, n);
+    }
+    Ok(Some(BuildReport {
+        notes,
+        missing_secrets,
+        closures: finished.closures,
+        artifacts: sums
+            .keys()
+            .filter(|p| render::manifest::is_public(p))
+            .count()
+            + 2,
+        rendered: 0,
+        kept: hosts.len(),
+        changed: false,
+    }))
+}
+
+fn missing_note(missing: &[String]) -> Option<String> {
+    (!missing.is_empty()).then(|| {
+        format!(
+            "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",
+            missing
+                .iter()
+                .map(|m| format!("  - {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Plans and renders every artifact into `sink`, keeping the unchanged
+/// hosts and clusters of `previous` unrendered.
+pub fn build_into(
+    v: &Validated,
+    inputs: &BuildInputs,
+    sink: &dyn Sink,
+    previous: Option<&PreviousOutput>,
+) -> Result<BuildReport, Error> {
+    use rayon::prelude::*;
     let defs = RoleDefs::parse(&inputs.roles)?;
     let templates = render::templates::Templates::compile(&inputs.roles)?;
     let fleet = &v.fleet;
     let m = &inputs.mapping;
-    let mut tree = render::ArtifactTree::default();
+    let rec = Recorder {
+        sink,
+        sums: Mutex::new(BTreeMap::new()),
+    };
+    let fps = fingerprints(fleet, inputs);
+    let kept_clusters: BTreeSet<&str> = fleet
+        .clusters
+        .iter()
+        .filter(|c| unchanged(c, &fps, previous))
+        .map(|c| c.name.as_str())
+        .collect();
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
-    // Each host is planned, rendered and delivered in one go, so that only a
-    // thread's worth of plans is alive at a time, never the whole fleet's.
-    let per_host: Vec<RenderedHost> = {
-        use rayon::prelude::*;
-        hosts
-            .par_iter()
-            .map(|(c, s, host)| {
-                let p = plan::plan_host(&defs, fleet, c, s, host, m)?;
-                let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
-                let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
-                drop(rootfs);
-                let overlay = files
+    // Each host is planned, rendered and put in one go, so that only a
+    // thread's worth of artifacts is alive at a time, never the fleet's.
+    let delivered: Vec<Option<render::install::Delivered>> = hosts
+        .par_iter()
+        .map(|(c, s, host)| {
+            if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
+                let kept = prev.host_artifacts[&host.name]
                     .iter()
-                    .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
-                    .map(|(_, a)| a.bytes.as_slice())
-                    .unwrap_or_default();
-                let delivered = render::install::render_host(&templates, host, &p, overlay)?;
-                Ok::<_, Error>(RenderedHost { files, delivered })
-            })
-            .collect::<Result<_, _>>()?
-    };
-    let mut delivered = Vec::with_capacity(per_host.len());
-    for h in per_host {
-        for (path, a) in h.files {
-            tree.files.insert(path, a);
+                    .cloned()
+                    .chain(render::install::pxe::paths(host));
+                for path in kept {
+                    let sum = prev.sums.get(&path).ok_or_else(|| {
+                        Error::Invariant(format!("{path}: in the previous manifest without a sum"))
+                    })?;
+                    rec.keep(&path, sum)?;
+                }
+                return Ok(None);
+            }
+            let p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+            let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
+            let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
+            drop(rootfs);
+            let overlay = files
+                .iter()
+                .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
+                .map(|(_, a)| a.bytes.as_slice())
+                .unwrap_or_default();
+            let delivered = render::install::render_host(&templates, host, &p, overlay)?;
+            for (path, a) in &files {
+                rec.put(path, &a.bytes, a.mode)?;
+            }
+            for (path, bytes) in &delivered.files {
+                rec.put(path, bytes, 0o644)?;
+            }
+            let (path, a) = render::secrets::listing(c, s, host);
+            rec.put(&path, &a.bytes, a.mode)?;
+            Ok::<_, Error>(Some(delivered.without_files()))
+        })
+        .collect::<Result<_, _>>()?;
+    fleet.clusters.par_iter().try_for_each(|c| {
+        if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
+            let prefix = format!("clusters/{}/", c.name);
+            for (path, sum) in prev.sums.range(prefix.clone()..) {
+                if !path.starts_with(&prefix) {
+                    break;
+                }
+                rec.keep(path, sum)?;
+            }
+            return Ok(());
         }
-        delivered.push(h.delivered);
-    }
-    let cluster_files: Vec<Vec<(String, render::Artifact)>> = {
-        use rayon::prelude::*;
-        fleet
-            .clusters
-            .par_iter()
-            .map(|c| {
-                let files = plan::plan_cluster(&defs, fleet, c, m)?;
-                render::cluster_artifacts(&templates, &c.name, &files)
-            })
-            .collect::<Result<_, _>>()?
-    };
-    for (path, a) in cluster_files.into_iter().flatten() {
-        tree.files.insert(path, a);
-    }
-    for (path, a) in render::secrets::listings(fleet) {
-        tree.files.insert(path, a);
-    }
+        let files = plan::plan_cluster(&defs, fleet, c, m)?;
+        for (path, a) in render::cluster_artifacts(&templates, &c.name, &files)? {
+            rec.put(&path, &a.bytes, a.mode)?;
+        }
+        Ok::<_, Error>(())
+    })?;
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    for (path, a) in secret_files {
-        tree.files.insert(path, a);
+    for (path, a) in &secret_files {
+        rec.put(path, &a.bytes, a.mode)?;
     }
-    tree.missing_secrets = missing.iter().cloned().collect();
-    if !missing.is_empty() {
-        tree.notes.push(format!(
-            "secrets not supplied at build time; deliver them to the hosts before Patroni starts:\n{}",
-            missing.iter().map(|m| format!("  - {m}")).collect::<Vec<_>>().join("\n")
-        ));
+    let rendered: Vec<render::install::Delivered> = delivered.into_iter().flatten().collect();
+    let no_mac: Vec<String> = hosts
+        .iter()
+        .filter(|(_, _, h)| h.boot.mac.is_none())
+        .map(|(_, _, h)| h.name.clone())
+        .collect();
+    let mut notes = render::install::notes(&rendered, &no_mac)?;
+    let missing_secrets: Vec<String> = missing.into_iter().collect();
+    if let Some(n) = missing_note(&missing_secrets) {
+        notes.insert(0, n);
     }
-    render::install::finish(delivered, &mut tree)?;
-    let host_names: Vec<String> = hosts.iter().map(|(_, _, h)| h.name.clone()).collect();
+    let sums = rec
+        .sums
+        .into_inner()
+        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    let host_fps: Vec<(String, String)> = fps.into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
-    render::manifest::finish(&mut tree, &host_names, &spec_sha, &inputs.roles.digest());
-    Ok(tree)
+    let finished = render::manifest::finish(&sums, &host_fps, &spec_sha, &inputs.roles.digest());
+    sink.put("manifest.json", &finished.manifest, 0o644)?;
+    sink.put("SHA256SUMS", &finished.sha256sums, 0o644)?;
+    Ok(BuildReport {
+        notes,
+        missing_secrets,
+        closures: finished.closures,
+        artifacts: sums
+            .keys()
+            .filter(|p| render::manifest::is_public(p))
+            .count()
+            + 2,
+        rendered: rendered.len(),
+        kept: hosts.len() - rendered.len(),
+        changed: true,
+    })
 }
 
 /// Why a spec could not be built: it is wrong (diagnostics, exit 1), or the

@@ -1,18 +1,25 @@
-//! The only writer: an artifact tree → an output directory, atomically.
+//! The only writer: artifacts → an output directory, atomically.
 //!
-//! The tree is written to a temporary directory beside the target and then
-//! renamed into place, so a failed or interrupted build leaves the previous
-//! output as it was. Modes are set explicitly, so the umask plays no part.
+//! A build streams its artifacts into `Staging`, a temporary directory
+//! beside the target, as hosts finish (an unchanged file is hard-linked
+//! from the previous output instead of written again); `Staging::commit`
+//! then swaps it into place, so a reader never sees a half-updated tree and
+//! a failed or interrupted build leaves the previous output as it was.
+//! Modes are set explicitly, so the umask plays no part.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::Error;
-use crate::render::ArtifactTree;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
-/// The file that marks a directory as pgimg's output, so pgimg may replace it.
-pub const MARKER: &str = ".pgimg-output";
+use crate::Error;
+use crate::load::PreviousOutput;
+use crate::render::ArtifactTree;
+use crate::render::artifact::Sink;
+
+pub use crate::load::OUTPUT_MARKER as MARKER;
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), Error> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
@@ -54,77 +61,158 @@ fn sibling(out: &Path, tag: &str) -> PathBuf {
     parent.join(format!(".{name}.{tag}.{}", std::process::id()))
 }
 
-fn write_tree(dir: &Path, tree: &ArtifactTree) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-    set_mode(dir, 0o755)?;
-    // Directories first, parents before children (sorted order), then the
-    // files in parallel: a large fleet is tens of thousands of small files.
-    let mut dirs = std::collections::BTreeSet::new();
-    for rel in tree.files.keys() {
-        let mut p = Path::new(rel.as_str());
-        while let Some(parent) = p.parent() {
-            if parent.as_os_str().is_empty() || !dirs.insert(parent) {
-                break;
-            }
-            p = parent;
-        }
-    }
-    for rel in &dirs {
-        let path = dir.join(rel);
-        fs::create_dir(&path).map_err(|e| Error::io("creating", &path, e))?;
-        // Directories under secrets/ are private; everything else is public output.
-        let mode = if rel.starts_with("secrets") {
-            0o700
-        } else {
-            0o755
-        };
-        set_mode(&path, mode)?;
-    }
+/// Writes an in-memory tree to `out`, replacing a previous pgimg output atomically.
+pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
+    let staging = Staging::new(out, None)?;
     {
         use rayon::prelude::*;
         let files: Vec<(&String, &crate::render::Artifact)> = tree.files.iter().collect();
-        files.par_iter().try_for_each(|(rel, artifact)| {
-            let path = dir.join(rel);
-            fs::write(&path, &artifact.bytes).map_err(|e| Error::io("writing", &path, e))?;
-            set_mode(&path, artifact.mode)
-        })?;
+        files
+            .par_iter()
+            .try_for_each(|(rel, a)| staging.put(rel, &a.bytes, a.mode))?;
     }
-    let marker = dir.join(MARKER);
-    fs::write(
-        &marker,
-        "This directory is written by pgimg build and replaced as a whole on the next build.\n",
-    )
-    .map_err(|e| Error::io("writing", &marker, e))?;
-    set_mode(&marker, 0o644)
+    staging.commit()
 }
 
-/// Writes the tree to `out`, replacing a previous pgimg output atomically.
-pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
-    check_target(out)?;
-    let tmp = sibling(out, "tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing stale", &tmp, e))?;
-    }
-    if let Err(e) = write_tree(&tmp, tree) {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let old = sibling(out, "old");
-    let had_old = out.exists();
-    if had_old {
-        fs::rename(out, &old).map_err(|e| Error::io("moving aside", out, e))?;
-    }
-    if let Err(e) = fs::rename(&tmp, out) {
-        if had_old {
-            let _ = fs::rename(&old, out);
+/// An output being written: a temporary directory beside the target that
+/// artifacts stream into, swapped into place by `commit`. Dropped without
+/// a commit, it removes itself.
+pub struct Staging<'a> {
+    out: PathBuf,
+    tmp: PathBuf,
+    previous: Option<&'a PreviousOutput>,
+    created: Mutex<BTreeSet<PathBuf>>,
+    committed: bool,
+}
+
+impl<'a> Staging<'a> {
+    /// Starts an output at `out`, refusing a directory that is not pgimg's.
+    pub fn new(out: &Path, previous: Option<&'a PreviousOutput>) -> Result<Self, Error> {
+        check_target(out)?;
+        let tmp = sibling(out, "tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing stale", &tmp, e))?;
         }
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(Error::io("moving into place", out, e));
+        fs::create_dir_all(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
+        set_mode(&tmp, 0o755)?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            tmp,
+            previous,
+            created: Mutex::new(BTreeSet::new()),
+            committed: false,
+        })
     }
-    if had_old {
-        fs::remove_dir_all(&old).map_err(|e| Error::io("removing previous output", &old, e))?;
+
+    /// Creates the parents of `rel` once each: private under `secrets/`.
+    fn parents(&self, rel: &str) -> Result<PathBuf, Error> {
+        let path = self.tmp.join(rel);
+        let mut missing = Vec::new();
+        {
+            let created = self
+                .created
+                .lock()
+                .map_err(|_| Error::Invariant("a writing thread panicked".into()))?;
+            let mut p = Path::new(rel).parent();
+            while let Some(dir) = p {
+                if dir.as_os_str().is_empty() || created.contains(dir) {
+                    break;
+                }
+                missing.push(dir.to_path_buf());
+                p = dir.parent();
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            let full = self.tmp.join(&dir);
+            match fs::create_dir(&full) {
+                Ok(()) => {
+                    let mode = if dir.starts_with("secrets") {
+                        0o700
+                    } else {
+                        0o755
+                    };
+                    set_mode(&full, mode)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("creating", &full, e)),
+            }
+            self.created
+                .lock()
+                .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
+                .insert(dir);
+        }
+        Ok(path)
     }
-    Ok(())
+
+    /// Swaps the staged output into place and removes the previous one.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let marker = self.tmp.join(MARKER);
+        fs::write(
+            &marker,
+            "This directory is written by pgimg build and replaced as a whole on the next build.\n",
+        )
+        .map_err(|e| Error::io("writing", &marker, e))?;
+        set_mode(&marker, 0o644)?;
+        let old = sibling(&self.out, "old");
+        let had_old = self.out.exists();
+        if had_old {
+            fs::rename(&self.out, &old).map_err(|e| Error::io("moving aside", &self.out, e))?;
+        }
+        if let Err(e) = fs::rename(&self.tmp, &self.out) {
+            if had_old {
+                let _ = fs::rename(&old, &self.out);
+            }
+            return Err(Error::io("moving into place", &self.out, e));
+        }
+        self.committed = true;
+        if had_old {
+            fs::remove_dir_all(&old).map_err(|e| Error::io("removing previous output", &old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+impl Sink for Staging<'_> {
+    fn put(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
+        let path = self.parents(rel)?;
+        // Bytes the previous output already has are linked, not written: a
+        // rebuild then writes only what changed.
+        if let Some(prev) = self.previous
+            && (prev
+                .secrets
+                .get(rel)
+                .is_some_and(|old| old.as_slice() == bytes)
+                || prev.sums.get(rel).is_some_and(|sum| {
+                    sum.size == bytes.len() as u64 && sum.sha256 == crate::digest::sha256(bytes)
+                }))
+        {
+            let old = prev.dir.join(rel);
+            if fs::metadata(&old).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode)
+                && fs::hard_link(&old, &path).is_ok()
+            {
+                return Ok(());
+            }
+        }
+        fs::write(&path, bytes).map_err(|e| Error::io("writing", &path, e))?;
+        set_mode(&path, mode)
+    }
+
+    fn keep(&self, rel: &str) -> Result<(), Error> {
+        let prev = self
+            .previous
+            .ok_or_else(|| Error::Invariant(format!("{rel}: kept without a previous output")))?;
+        let path = self.parents(rel)?;
+        let old = prev.dir.join(rel);
+        fs::hard_link(&old, &path).map_err(|e| Error::io("linking the previous", &old, e))
+    }
 }
 
 /// Creates a secret file with mode 0600 (its directory 0700 if it is new);

@@ -8,6 +8,7 @@ mod delivery;
 mod diagnostics;
 mod golden;
 mod guide_parity;
+mod incremental;
 mod no_panic;
 mod plan;
 mod repro;

@@ -2,6 +2,9 @@
 //! build tells the user. `write` is its only consumer that touches disk.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::Error;
 
 /// One output file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,3 +36,30 @@ impl ArtifactTree {
         );
     }
 }
+
+/// Where a build puts each artifact as soon as it is rendered: the whole
+/// tree in memory (`Mutex<ArtifactTree>`, for tests and comparisons), or
+/// files in the output's staging directory (`write::Staging`), so that a
+/// large fleet's output never has to be held at once.
+pub trait Sink: Sync {
+    fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error>;
+
+    /// Takes `path` as the previous output has it, without rendering it
+    /// again. Only a sink that was given a previous output is asked to.
+    fn keep(&self, path: &str) -> Result<(), Error> {
+        Err(Error::Invariant(format!(
+            "{path}: this sink has no previous output to keep from"
+        )))
+    }
+}
+
+impl Sink for Mutex<ArtifactTree> {
+    fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
+        self.lock()
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .add(path, bytes, mode);
+        Ok(())
+    }
+}
+
+pub use crate::digest::Sum;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 pub use crate::digest::{hex, sha256};
 
-use super::ArtifactTree;
+use super::artifact::Sum;
 
 /// Paths that never enter the manifest: secrets are delivered separately.
 pub fn is_public(path: &str) -> bool {
@@ -34,17 +34,20 @@ struct Inputs<'a> {
 #[derive(Serialize)]
 struct HostEntry<'a> {
     closure: String,
+    /// sha256 over everything the host's artifacts are computed from: an
+    /// unchanged fingerprint lets the next build keep them unrendered.
+    fingerprint: &'a str,
     artifacts: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
 struct ArtifactEntry<'a> {
     sha256: &'a str,
-    size: usize,
+    size: u64,
 }
 
 /// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
-fn closure<'a>(sums: &BTreeMap<&'a str, String>, host: &str) -> (String, Vec<&'a str>) {
+fn closure<'a>(sums: &'a BTreeMap<String, Sum>, host: &str) -> (String, Vec<&'a str>) {
     let prefix = format!("hosts/{host}/");
     let mut h = Sha256::new();
     let mut paths = Vec::new();
@@ -55,49 +58,50 @@ fn closure<'a>(sums: &BTreeMap<&'a str, String>, host: &str) -> (String, Vec<&'a
         ))
         .take_while(|(p, _)| p.starts_with(&prefix))
     {
-        h.update(format!("{sum}  {path}\n").as_bytes());
-        paths.push(*path);
+        h.update(format!("{}  {path}\n", sum.sha256).as_bytes());
+        paths.push(path.as_str());
     }
     (hex(&h.finalize()), paths)
 }
 
-/// Adds `manifest.json` and `SHA256SUMS` to the tree and fills in the closures.
-pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, roles_sha256: &str) {
-    // Every artifact is hashed once, in parallel; closures, the manifest and
-    // SHA256SUMS all read these sums.
-    let sums: BTreeMap<&str, String> = {
-        use rayon::prelude::*;
-        let files: Vec<(&String, &super::Artifact)> = tree.files.iter().collect();
-        files
-            .par_iter()
-            .map(|(p, a)| (p.as_str(), sha256(&a.bytes)))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
-    };
+/// What closes a build: `manifest.json`, `SHA256SUMS` and the hosts' closures.
+pub struct Finished {
+    pub manifest: Vec<u8>,
+    pub sha256sums: Vec<u8>,
+    pub closures: BTreeMap<String, String>,
+}
+
+/// Computes `manifest.json` and `SHA256SUMS` from the sums of every artifact
+/// (secrets included: they are filtered out here) and each host's fingerprint.
+pub fn finish(
+    sums: &BTreeMap<String, Sum>,
+    hosts: &[(String, String)],
+    spec_sha256: &str,
+    roles_sha256: &str,
+) -> Finished {
     let mut host_entries = BTreeMap::new();
     let mut closures = BTreeMap::new();
-    for h in hosts {
-        let (c, paths) = closure(&sums, h);
+    for (h, fingerprint) in hosts {
+        let (c, paths) = closure(sums, h);
         closures.insert(h.clone(), c.clone());
         host_entries.insert(
             h.as_str(),
             HostEntry {
                 closure: c,
+                fingerprint,
                 artifacts: paths,
             },
         );
     }
-    let artifacts = tree
-        .files
+    let artifacts = sums
         .iter()
         .filter(|(p, _)| is_public(p))
-        .map(|(p, a)| {
+        .map(|(p, s)| {
             (
                 p.as_str(),
                 ArtifactEntry {
-                    sha256: sums[p.as_str()].as_str(),
-                    size: a.bytes.len(),
+                    sha256: s.sha256.as_str(),
+                    size: s.size,
                 },
             )
         })
@@ -113,25 +117,27 @@ pub fn finish(tree: &mut ArtifactTree, hosts: &[String], spec_sha256: &str, role
     };
     // Sized up front: growing a multi-megabyte buffer by doubling would hold
     // two copies at once at the build's peak.
-    let mut json = Vec::with_capacity(256 * tree.files.len() + 4096);
-    let _ = serde_json::to_writer_pretty(&mut json, &manifest);
+    let mut json = Vec::with_capacity(256 * sums.len() + 4096);
+    serde_json::to_writer_pretty(&mut json, &manifest).expect("the manifest serializes");
     json.push(b'\n');
     // SHA256SUMS lists manifest.json too, in its sorted place.
     let manifest_sum = sha256(&json);
     let mut manifest_line = Some(format!("{manifest_sum}  manifest.json\n"));
     let mut listing = String::with_capacity(112 * sums.len() + 112);
     for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
-        if *p > "manifest.json"
+        if p.as_str() > "manifest.json"
             && let Some(line) = manifest_line.take()
         {
             listing.push_str(&line);
         }
-        listing.push_str(&format!("{sum}  {p}\n"));
+        listing.push_str(&format!("{}  {p}\n", sum.sha256));
     }
     if let Some(line) = manifest_line {
         listing.push_str(&line);
     }
-    tree.closures = closures;
-    tree.add("manifest.json", json, 0o644);
-    tree.add("SHA256SUMS", listing, 0o644);
+    Finished {
+        manifest: json,
+        sha256sums: listing.into_bytes(),
+        closures,
+    }
 }

@@ -79,20 +79,19 @@ fn add_file(
     );
 }
 
-/// `hosts/<host>/secrets.list` of every host: the contract, names only.
-pub fn listings(fleet: &Fleet) -> Vec<(String, Artifact)> {
-    fleet
-        .hosts()
-        .map(|(cluster, site, host)| {
-            let files = contract::host_files(cluster, site, host);
-            let delivery = crate::plan::secrets::delivery_words(cluster, host);
-            (
-                format!("hosts/{}/secrets.list", host.name),
-                Artifact {
-                    bytes: contract::listing(host, &files, &delivery).into_bytes(),
-                    mode: 0o644,
-                },
-            )
-        })
-        .collect()
+/// `hosts/<host>/secrets.list`: the host's contract, names only.
+pub fn listing(
+    cluster: &crate::model::Cluster,
+    site: &crate::model::Site,
+    host: &crate::model::Host,
+) -> (String, Artifact) {
+    let files = contract::host_files(cluster, site, host);
+    let delivery = contract::delivery_words(cluster, host);
+    (
+        format!("hosts/{}/secrets.list", host.name),
+        Artifact {
+            bytes: contract::listing(host, &files, &delivery).into_bytes(),
+            mode: 0o644,
+        },
+    )
 }

@@ -16,7 +16,6 @@ use crate::Error;
 use crate::model::Host;
 use crate::plan::HostPlan;
 use crate::plan::context::HostContext;
-use crate::render::ArtifactTree;
 use crate::render::templates::Templates;
 use crate::spec::v1::{Distro, PatroniInstall, Role, SelinuxMode};
 
@@ -259,12 +258,22 @@ impl FirstBoot {
     }
 }
 
-/// What one host's delivery formats contribute to the build.
+/// What one host's delivery formats contribute to the build: the files,
+/// and what the build should say about them.
 pub struct Delivered {
     pub files: Vec<(String, Vec<u8>)>,
     compressed: Option<String>,
     too_big: Option<String>,
-    no_mac: Option<String>,
+}
+
+impl Delivered {
+    /// Only what the notes need: the files have gone to the sink.
+    pub fn without_files(self) -> Delivered {
+        Delivered {
+            files: Vec::new(),
+            ..self
+        }
+    }
 }
 
 /// Renders one host's kickstart, user-data and PXE entries.
@@ -283,7 +292,6 @@ pub fn render_host(
         )],
         compressed: None,
         too_big: None,
-        no_mac: None,
     };
     match cloudinit::render(host, plan, overlay) {
         Ok(cloudinit::UserData::Plain(bytes)) => d.files.push((format!("{base}/user-data"), bytes)),
@@ -293,35 +301,29 @@ pub fn render_host(
         }
         Err(e) => d.too_big = Some(e),
     }
-    if host.boot.mac.is_some() {
-        for (path, text) in pxe::render(templates, host, plan)? {
-            d.files.push((path, text.into()));
-        }
-    } else {
-        d.no_mac = Some(host.name.clone());
+    for (path, text) in pxe::render(templates, host, plan)? {
+        d.files.push((path, text.into()));
     }
     Ok(d)
 }
 
-/// Adds every host's delivery files to the tree, in fleet order, with the
-/// build's notes; fails, with nothing written, when a user-data cannot fit.
-pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), Error> {
-    let mut no_mac = Vec::new();
-    let mut compressed = Vec::new();
-    let mut too_big = Vec::new();
-    for d in delivered {
-        for (path, bytes) in d.files {
-            tree.add(path, bytes, 0o644);
-        }
-        compressed.extend(d.compressed);
-        too_big.extend(d.too_big);
-        no_mac.extend(d.no_mac);
-    }
+/// The build's notes about its hosts' install formats, in fleet order;
+/// fails, naming every host, when a user-data cannot fit.
+pub fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, Error> {
+    let too_big: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.too_big.as_deref())
+        .collect();
     if !too_big.is_empty() {
         return Err(Error::Delivery(too_big.join("\n")));
     }
+    let mut notes = Vec::new();
+    let compressed: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.compressed.as_deref())
+        .collect();
     if !compressed.is_empty() {
-        tree.notes.push(format!(
+        notes.push(format!(
             "user-data over {USER_DATA_LIMIT} bytes, delivered gzip-compressed (cloud-init unpacks it): {}",
             compressed.join(", ")
         ));
@@ -333,13 +335,13 @@ pub fn finish(delivered: Vec<Delivered>, tree: &mut ArtifactTree) -> Result<(), 
         if no_mac.len() > SHOWN {
             names.push_str(&format!(" and {} more", no_mac.len() - SHOWN));
         }
-        tree.notes.push(format!(
+        notes.push(format!(
             "no PXE entries for {} host{} without `boot.mac`: {names}",
             no_mac.len(),
             if no_mac.len() == 1 { "" } else { "s" }
         ));
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// Base64 (standard alphabet, padded) of `bytes`, wrapped at `width` characters (0: one line).

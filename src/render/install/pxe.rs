@@ -86,10 +86,10 @@ pub fn render(
     host: &Host,
     plan: &HostPlan,
 ) -> Result<Vec<(String, String)>, Error> {
-    let Some(mac) = &host.boot.mac else {
-        return Ok(Vec::new());
+    let [grub, pxelinux] = match paths(host).as_slice() {
+        [g, p] => [g.clone(), p.clone()],
+        _ => return Ok(Vec::new()),
     };
-    let name = format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"));
     let ctx = context(host, plan)?;
     let render = |t: &str| {
         templates
@@ -98,10 +98,20 @@ pub fn render(
             .map_err(|e| Error::Template(format!("{t} for host {}: {e}", host.name)))
     };
     Ok(vec![
-        (format!("pxe/grub.cfg-{name}"), render(GRUB_TEMPLATE)?),
-        (
-            format!("pxe/pxelinux.cfg/{name}"),
-            render(PXELINUX_TEMPLATE)?,
-        ),
+        (grub, render(GRUB_TEMPLATE)?),
+        (pxelinux, render(PXELINUX_TEMPLATE)?),
     ])
+}
+
+/// Where a host's two entries go in the output (none without a MAC): the
+/// names the firmware asks the TFTP server for.
+pub fn paths(host: &Host) -> Vec<String> {
+    let Some(mac) = &host.boot.mac else {
+        return Vec::new();
+    };
+    let name = format!("01-{}", mac.to_ascii_lowercase().replace(':', "-"));
+    vec![
+        format!("pxe/grub.cfg-{name}"),
+        format!("pxe/pxelinux.cfg/{name}"),
+    ]
 }
