@@ -1,12 +1,14 @@
 //! Build-time benchmark: `cargo run --release --example bench [SIZES…]`.
 //!
-//! Generates fleets of 10, 100, 1,000 and 10,000 hosts (clusters of three
-//! PostgreSQL + etcd hosts and one HAProxy each), then runs the release
-//! `pgimg build` on each as a child process, into a tmpfs when there is one:
-//! a cold build into a fresh directory, then a rebuild that replaces it.
-//! Prints the median of a few runs: wall time, the CPU time of the pgimg
-//! process (steadier than wall time on a busy machine), the cost per host,
-//! and the peak resident set (reported by pgimg itself at exit).
+//! Generates fleets of 12, 100, 1,000, 10,000 and 30,000 hosts (clusters of
+//! three PostgreSQL + etcd hosts and one HAProxy each), then runs the
+//! release `pgimg build` on each as a child process, into a tmpfs
+//! (`/dev/shm`) and onto disk (the system's temporary directory): a cold
+//! build into a fresh directory, a no-op rebuild of the same spec, and a
+//! rebuild after one host's setting changed. Prints the median of a few
+//! runs: wall time, the CPU time of the cold build (steadier than wall time
+//! on a busy machine), and the peak resident set of all of them (reported
+//! by pgimg itself at exit).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
 
-fn spec(hosts: usize) -> String {
+/// The fleet of `hosts` hosts; `changed` gives its first host one more setting.
+fn spec(hosts: usize, changed: bool) -> String {
     let clusters = hosts.div_ceil(4);
     let mut s = String::from(
         "version: 1\n\
@@ -34,8 +37,13 @@ fn spec(hosts: usize) -> String {
             "  - name: c{c}\n    sites:\n      - name: main\n        hosts:\n"
         ));
         for h in 1..=3 {
+            let extra = if changed && c == 0 && h == 1 {
+                ", settings: { os: { limits: { nofile: 200000 } } }"
+            } else {
+                ""
+            };
             s.push_str(&format!(
-                "          - {{ name: c{c}-pg{h}, address: {net}.{}, roles: [pg, etcd] }}\n",
+                "          - {{ name: c{c}-pg{h}, address: {net}.{}, roles: [pg, etcd]{extra} }}\n",
                 10 + h
             ));
         }
@@ -124,7 +132,7 @@ fn main() {
             .map(|a| a.parse().expect("sizes are host counts"))
             .collect();
         if args.is_empty() {
-            vec![10, 100, 1_000, 10_000]
+            vec![12, 100, 1_000, 10_000, 30_000]
         } else {
             args
         }
@@ -140,51 +148,63 @@ fn main() {
         .and_then(Path::parent)
         .expect("target/release/examples")
         .join("pgimg");
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let root: PathBuf = base.join(format!("pgimg-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&root).expect("creating the benchmark directory");
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "pgimg build, median of {RUNS} runs, into {} ({} CPUs)\n",
-        base.display(),
+        "pgimg build, median of {RUNS} runs, {} CPUs ({cpu_model})\n",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "| hosts | cold build | rebuild | cold, per host | CPU (user+sys), cold | CPU per host | peak RSS |"
+        "| target | hosts | cold build | no-op rebuild | one host changed | CPU (user+sys), cold | CPU per host | peak RSS |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in &sizes {
-        let text = spec(n);
-        let hosts = n.div_ceil(4) * 4;
-        let spec_path = root.join(format!("fleet-{hosts}.yml"));
-        std::fs::write(&spec_path, text).expect("writing the spec");
-        let out = root.join(format!("out-{hosts}"));
-        let (mut cold, mut rebuild, mut cpu, mut peak) = (Vec::new(), Vec::new(), Vec::new(), 0);
-        for _ in 0..RUNS {
-            let _ = std::fs::remove_dir_all(&out);
-            let r = build(&pgimg, &spec_path, &out);
-            cold.push(r.wall);
-            cpu.push(r.cpu);
-            peak = peak.max(r.peak_kib);
-            let r = build(&pgimg, &spec_path, &out);
-            rebuild.push(r.wall);
-            peak = peak.max(r.peak_kib);
-        }
-        let (cold, rebuild, cpu) = (median(cold), median(rebuild), median(cpu));
-        println!(
-            "| {hosts} | {:.0} ms | {:.0} ms | {:.3} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
-            ms(cold),
-            ms(rebuild),
-            ms(cold) / hosts as f64,
-            ms(cpu),
-            ms(cpu) / hosts as f64,
-            peak as f64 / 1024.0
-        );
-        let _ = std::fs::remove_dir_all(&out);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut targets: Vec<(&str, PathBuf)> = Vec::new();
+    if Path::new("/dev/shm").is_dir() {
+        targets.push(("tmpfs", PathBuf::from("/dev/shm")));
     }
-    let _ = std::fs::remove_dir_all(&root);
+    targets.push(("disk", std::env::temp_dir()));
+    for (kind, base) in &targets {
+        let root: PathBuf = base.join(format!("pgimg-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("creating the benchmark directory");
+        for &n in &sizes {
+            let hosts = n.div_ceil(4) * 4;
+            let spec_path = root.join(format!("fleet-{hosts}.yml"));
+            let out = root.join(format!("out-{hosts}"));
+            let (mut cold, mut noop, mut one, mut cpu, mut peak) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
+            for _ in 0..RUNS {
+                let _ = std::fs::remove_dir_all(&out);
+                std::fs::write(&spec_path, spec(n, false)).expect("writing the spec");
+                let r = build(&pgimg, &spec_path, &out);
+                cold.push(r.wall);
+                cpu.push(r.cpu);
+                peak = peak.max(r.peak_kib);
+                let r = build(&pgimg, &spec_path, &out);
+                noop.push(r.wall);
+                peak = peak.max(r.peak_kib);
+                std::fs::write(&spec_path, spec(n, true)).expect("writing the spec");
+                let r = build(&pgimg, &spec_path, &out);
+                one.push(r.wall);
+                peak = peak.max(r.peak_kib);
+            }
+            let (cold, noop, one, cpu) = (median(cold), median(noop), median(one), median(cpu));
+            println!(
+                "| {kind} | {hosts} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
+                ms(cold),
+                ms(noop),
+                ms(one),
+                ms(cpu),
+                ms(cpu) / hosts as f64,
+                peak as f64 / 1024.0
+            );
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }

@@ -192,7 +192,10 @@ fn explain(code: Option<&str>, o: &mut Output) -> io::Result<ExitCode> {
     match code {
         None => o.out.write_all(diag::code_table().as_bytes())?,
         Some(c) => match diag::Code::parse(&c.to_ascii_uppercase()) {
-            Some(code) => writeln!(o.out, "{}: {}", code.as_str(), code.doc())?,
+            Some(code) => match crate::explain::text(code) {
+                Some(text) => o.out.write_all(text.as_bytes())?,
+                None => writeln!(o.out, "{}: {}", code.as_str(), code.doc())?,
+            },
             None => {
                 writeln!(
                     o.err,

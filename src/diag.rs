@@ -84,7 +84,7 @@ codes! {
     RemoteTrust = "PG0190", Error, "pg_hba `trust` on a non-local address";
     HbaAddress = "PG0191", Error, "a pg_hba row's address does not fit its type";
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
-    S3Incomplete = "PG0210", Error, "an S3 repository lacks a bucket, a region or its keys";
+    S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
     S3WithoutCipher = "PG0212", Warning, "an S3 repository of a cluster without `backup_cipher_pass`: backups are not encrypted by pgBackRest";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
@@ -118,6 +118,8 @@ pub struct Diagnostic {
     /// What was expected, shown under the caret.
     pub expected: Option<String>,
     pub help: Option<String>,
+    /// The hosts a setting found wrong applies to, when it is a host's setting.
+    pub hosts: Vec<String>,
 }
 
 impl Diagnostic {
@@ -131,7 +133,14 @@ impl Diagnostic {
             message: message.into(),
             expected: None,
             help: None,
+            hosts: Vec::new(),
         }
+    }
+
+    /// Names the host whose effective setting is wrong.
+    pub fn for_host(mut self, host: &str) -> Self {
+        self.hosts = vec![host.to_string()];
+        self
     }
 
     pub fn with_span(mut self, file: String, span: Span) -> Self {
@@ -166,10 +175,18 @@ impl Diagnostic {
     }
 }
 
-/// Sorts by file, line, column and code, and drops exact repeats.
+/// Sorts by file, line, column and code, and drops exact repeats. A number
+/// out of its schema range (PG0014) yields to a semantic diagnostic about
+/// the same node, which says more (`ttl` 0: Patroni's minimum is 20).
 pub fn sort(diags: &mut Vec<Diagnostic>) {
     diags.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     diags.dedup();
+    let semantic: Vec<String> = diags
+        .iter()
+        .filter(|d| d.code.as_str() >= "PG0100")
+        .map(|d| d.pointer.clone())
+        .collect();
+    diags.retain(|d| d.code != Code::OutOfRange || !semantic.contains(&d.pointer));
 }
 
 /// True for the pointer of a slot that holds a secret reference (`secrets.*`,
@@ -259,6 +276,9 @@ struct JsonDiagnostic<'a> {
     message: &'a str,
     expected: Option<&'a str>,
     help: Option<&'a str>,
+    /// The hosts a setting found wrong applies to; left out when none is named.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    hosts: &'a [String],
 }
 
 /// Renders one diagnostic as a single JSON line.
@@ -274,6 +294,7 @@ pub fn render_json(d: &Diagnostic) -> String {
         message: &d.message,
         expected: d.expected.as_deref(),
         help: d.help.as_deref(),
+        hosts: &d.hosts,
     };
     serde_json::to_string(&j).unwrap_or_default()
 }

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod diag;
 pub mod digest;
 pub mod error;
+pub mod explain;
 pub mod lab;
 pub mod load;
 pub mod model;

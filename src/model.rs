@@ -4,7 +4,7 @@
 //! as JSON trees (a mapping merges key by key, anything else replaces), so
 //! that each resolved leaf remembers the pointer of the layer that set it and
 //! a semantic check can point at the line the user wrote. Built-in defaults
-//! (those of the reference guide) are filled in afterwards.
+//! (the table in `spec::defaults`) are filled in afterwards.
 //!
 //! Invariant: nothing here derives `Deserialize` or `Serialize`, and every
 //! collection is ordered.
@@ -15,16 +15,13 @@ use serde_json::Value;
 
 use crate::source::child;
 use crate::spec::v1::{
-    self, CompressType, Distro, HbaRule, PatroniInstall, RepoType, Role, S3KeyType, ScalarValue,
-    SecretRef, SelinuxMode, SyncMode, UriStyle,
+    self, CompressType, Distro, HbaRule, PatroniInstall, RepoType, RetentionType, Role, S3KeyType,
+    ScalarValue, SecretRef, SelinuxMode, SyncMode, UriStyle,
 };
 
-/// The default versions pgimg pins, those of the reference stack.
-pub mod defaults {
-    pub const PG_MAJOR: u32 = 17;
-    pub const PATRONI_VERSION: &str = "4.1.5";
-    pub const PGDG_URL: &str = "https://download.postgresql.org/pub/repos/yum";
-}
+/// The built-in defaults, re-exported where the model applies them.
+pub use crate::spec::defaults;
+use crate::spec::defaults as d;
 
 #[derive(Debug, Clone)]
 pub struct Fleet {
@@ -233,6 +230,7 @@ pub struct BackupRepo {
     pub key_type: S3KeyType,
     pub key: Option<SecretRef>,
     pub key_secret: Option<SecretRef>,
+    pub retention_full_type: RetentionType,
     pub retention_full: u32,
     pub retention_diff: u32,
     /// Pointer of this repository in the spec.
@@ -477,7 +475,7 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
         })
         .collect();
     Fleet {
-        source_date_epoch: spec.source_date_epoch.unwrap_or(0),
+        source_date_epoch: spec.source_date_epoch.unwrap_or(d::SOURCE_DATE_EPOCH),
         clusters,
     }
 }
@@ -524,27 +522,11 @@ pub fn scalar_text(v: &ScalarValue, truthy: &str, falsy: &str) -> String {
     }
 }
 
-/// Kernel tuning of the reference guide (section 1.3).
 fn default_sysctl() -> BTreeMap<String, String> {
-    [
-        ("kernel.shmall", "2097152"),
-        ("kernel.shmmax", "134217728"),
-        ("kernel.shmmni", "4096"),
-        ("vm.overcommit_memory", "2"),
-        ("vm.overcommit_ratio", "80"),
-        ("net.core.somaxconn", "65535"),
-        ("net.ipv4.tcp_max_syn_backlog", "65535"),
-        ("net.core.netdev_max_backlog", "10000"),
-        ("net.ipv4.tcp_keepalive_time", "300"),
-        ("net.ipv4.tcp_keepalive_intvl", "30"),
-        ("net.ipv4.tcp_keepalive_probes", "10"),
-        // The guide's 65536 would lower EL9's system-wide default (2^63-1) to one
-        // process's own open-file limit; pgimg keeps the system-wide limit ample.
-        ("fs.file-max", "2097152"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    d::SYSCTL
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, String>) -> Config {
@@ -561,7 +543,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
     for (k, v) in os.sysctl.unwrap_or_default() {
         sysctl.insert(k.0, scalar_text(&v, "1", "0"));
     }
-    let major = pg.major.unwrap_or(defaults::PG_MAJOR);
+    let major = pg.major.unwrap_or(d::PG_MAJOR);
     let initdb = pg.initdb.unwrap_or_default();
     let users = pg.users.unwrap_or_default();
     let tags = pat.tags.unwrap_or_default();
@@ -583,6 +565,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 key_type: None,
                 key: None,
                 key_secret: None,
+                retention_full_type: None,
                 retention_full: None,
                 retention_diff: None,
             }]
@@ -595,24 +578,34 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             bucket: r.bucket.map(|b| b.0),
             endpoint: r.endpoint.map(|e| e.0),
             region: r.region.map(|r| r.0),
-            uri_style: r.uri_style.unwrap_or(UriStyle::Host),
-            key_type: r.key_type.unwrap_or(S3KeyType::Auto),
+            uri_style: r.uri_style.unwrap_or(d::REPO_URI_STYLE),
+            key_type: r.key_type.unwrap_or(d::REPO_KEY_TYPE),
             key: r.key,
             key_secret: r.key_secret,
-            retention_full: r.retention_full.unwrap_or(4),
-            retention_diff: r.retention_diff.unwrap_or(14),
+            retention_full_type: r.retention_full_type.unwrap_or(d::REPO_RETENTION_FULL_TYPE),
+            retention_full: r.retention_full.unwrap_or(d::REPO_RETENTION_FULL),
+            retention_diff: r.retention_diff.unwrap_or(d::REPO_RETENTION_DIFF),
             pointer: child(&repos_pointer, i),
         })
         .collect();
     Config {
         os: Os {
-            distro: os.distro.unwrap_or(Distro::Rocky),
-            timezone: os.timezone.map(|t| t.0).unwrap_or_else(|| "UTC".into()),
-            lang: os.lang.map(|t| t.0).unwrap_or_else(|| "en_US.UTF-8".into()),
-            keyboard: os.keyboard.map(|t| t.0).unwrap_or_else(|| "us".into()),
-            selinux: os.selinux.unwrap_or(SelinuxMode::Enforcing),
-            firewall: os.firewall.unwrap_or(true),
-            admin_user: os.admin_user.map(|t| t.0).unwrap_or_else(|| "admin".into()),
+            distro: os.distro.unwrap_or(d::OS_DISTRO),
+            timezone: os
+                .timezone
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_TIMEZONE.into()),
+            lang: os.lang.map(|t| t.0).unwrap_or_else(|| d::OS_LANG.into()),
+            keyboard: os
+                .keyboard
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_KEYBOARD.into()),
+            selinux: os.selinux.unwrap_or(d::OS_SELINUX),
+            firewall: os.firewall.unwrap_or(d::OS_FIREWALL),
+            admin_user: os
+                .admin_user
+                .map(|t| t.0)
+                .unwrap_or_else(|| d::OS_ADMIN_USER.into()),
             ssh_keys: os
                 .ssh_keys
                 .unwrap_or_default()
@@ -620,8 +613,8 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .map(|k| k.0)
                 .collect(),
             sysctl,
-            nofile: limits.nofile.unwrap_or(65536),
-            nproc: limits.nproc.unwrap_or(16384),
+            nofile: limits.nofile.unwrap_or(d::LIMIT_NOFILE),
+            nproc: limits.nproc.unwrap_or(d::LIMIT_NPROC),
         },
         network: Network {
             prefix: net.prefix,
@@ -640,7 +633,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             pgdg: repos
                 .pgdg
                 .map(|u| u.0.trim_end_matches('/').to_string())
-                .unwrap_or_else(|| defaults::PGDG_URL.into()),
+                .unwrap_or_else(|| d::PGDG_URL.into()),
             installer: repos.installer.map(|u| u.0),
             artifacts: repos
                 .artifacts
@@ -649,10 +642,11 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
         postgresql: Postgres {
             major,
             version: pg.version.map(|v| v.0),
-            port: pg.port.unwrap_or(5432),
+            port: pg.port.unwrap_or(d::PG_PORT),
             data_dir: pg
                 .data_dir
                 .map(|d| d.0)
+                // `spec::defaults::DERIVED`, `PostgresSettings.data_dir`.
                 .unwrap_or_else(|| format!("/var/lib/pgsql/{major}/data")),
             bin_dir: format!("/usr/pgsql-{major}/bin"),
             parameters: pg
@@ -664,26 +658,26 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             encoding: initdb
                 .encoding
                 .map(|e| e.0)
-                .unwrap_or_else(|| "UTF8".into()),
+                .unwrap_or_else(|| d::INITDB_ENCODING.into()),
             locale: initdb
                 .locale
                 .map(|l| l.0)
-                .unwrap_or_else(|| "en_US.UTF-8".into()),
-            data_checksums: initdb.data_checksums.unwrap_or(true),
+                .unwrap_or_else(|| d::INITDB_LOCALE.into()),
+            data_checksums: initdb.data_checksums.unwrap_or(d::INITDB_DATA_CHECKSUMS),
             pg_hba: pg.pg_hba.unwrap_or_default(),
-            allow_remote_trust: pg.allow_remote_trust.unwrap_or(false),
+            allow_remote_trust: pg.allow_remote_trust.unwrap_or(d::PG_ALLOW_REMOTE_TRUST),
             superuser: users
                 .superuser
                 .map(|u| u.0)
-                .unwrap_or_else(|| "postgres".into()),
+                .unwrap_or_else(|| d::PG_SUPERUSER.into()),
             replication_user: users
                 .replication
                 .map(|u| u.0)
-                .unwrap_or_else(|| "replicator".into()),
+                .unwrap_or_else(|| d::PG_REPLICATION_USER.into()),
             rewind_user: users
                 .rewind
                 .map(|u| u.0)
-                .unwrap_or_else(|| "rewind_user".into()),
+                .unwrap_or_else(|| d::PG_REWIND_USER.into()),
             extra_packages: pg
                 .extra_packages
                 .unwrap_or_default()
@@ -695,64 +689,72 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             version: pat
                 .version
                 .map(|v| v.0)
-                .unwrap_or_else(|| defaults::PATRONI_VERSION.into()),
-            install: pat.install.unwrap_or(PatroniInstall::Pip),
-            ttl: pat.ttl.unwrap_or(30),
-            loop_wait: pat.loop_wait.unwrap_or(10),
-            retry_timeout: pat.retry_timeout.unwrap_or(10),
-            maximum_lag_on_failover: pat.maximum_lag_on_failover.unwrap_or(1_048_576),
-            synchronous_mode: pat.synchronous_mode.unwrap_or(SyncMode::Off),
-            synchronous_mode_strict: pat.synchronous_mode_strict.unwrap_or(false),
-            synchronous_node_count: pat.synchronous_node_count.unwrap_or(1),
-            restapi_port: pat.restapi_port.unwrap_or(8008),
-            use_pg_rewind: pat.use_pg_rewind.unwrap_or(true),
-            use_slots: pat.use_slots.unwrap_or(true),
+                .unwrap_or_else(|| d::PATRONI_VERSION.into()),
+            install: pat.install.unwrap_or(d::PATRONI_INSTALL),
+            ttl: pat.ttl.unwrap_or(d::PATRONI_TTL),
+            loop_wait: pat.loop_wait.unwrap_or(d::PATRONI_LOOP_WAIT),
+            retry_timeout: pat.retry_timeout.unwrap_or(d::PATRONI_RETRY_TIMEOUT),
+            maximum_lag_on_failover: pat
+                .maximum_lag_on_failover
+                .unwrap_or(d::PATRONI_MAXIMUM_LAG_ON_FAILOVER),
+            synchronous_mode: pat.synchronous_mode.unwrap_or(d::PATRONI_SYNCHRONOUS_MODE),
+            synchronous_mode_strict: pat
+                .synchronous_mode_strict
+                .unwrap_or(d::PATRONI_SYNCHRONOUS_MODE_STRICT),
+            synchronous_node_count: pat
+                .synchronous_node_count
+                .unwrap_or(d::PATRONI_SYNCHRONOUS_NODE_COUNT),
+            restapi_port: pat.restapi_port.unwrap_or(d::PATRONI_RESTAPI_PORT),
+            use_pg_rewind: pat.use_pg_rewind.unwrap_or(d::PATRONI_USE_PG_REWIND),
+            use_slots: pat.use_slots.unwrap_or(d::PATRONI_USE_SLOTS),
             namespace: pat
                 .namespace
                 .map(|n| n.0)
-                .unwrap_or_else(|| "/service/".into()),
-            nofailover: tags.nofailover.unwrap_or(false),
-            noloadbalance: tags.noloadbalance.unwrap_or(false),
-            clonefrom: tags.clonefrom.unwrap_or(false),
-            nosync: tags.nosync.unwrap_or(false),
+                .unwrap_or_else(|| d::PATRONI_NAMESPACE.into()),
+            nofailover: tags.nofailover.unwrap_or(d::TAG_NOFAILOVER),
+            noloadbalance: tags.noloadbalance.unwrap_or(d::TAG_NOLOADBALANCE),
+            clonefrom: tags.clonefrom.unwrap_or(d::TAG_CLONEFROM),
+            nosync: tags.nosync.unwrap_or(d::TAG_NOSYNC),
         },
         etcd: Etcd {
             version: etcd.version.map(|v| v.0),
             token: etcd.token.map(|t| t.0),
-            client_port: etcd.client_port.unwrap_or(2379),
-            peer_port: etcd.peer_port.unwrap_or(2380),
+            client_port: etcd.client_port.unwrap_or(d::ETCD_CLIENT_PORT),
+            peer_port: etcd.peer_port.unwrap_or(d::ETCD_PEER_PORT),
         },
         pgbackrest: Pgbackrest {
             version: br.version.map(|v| v.0),
             stanza: br.stanza.map(|s| s.0),
             repos: backup_repos,
-            compress_type: br.compress_type.unwrap_or(CompressType::Lz4),
-            compress_level: br.compress_level.unwrap_or(3),
-            process_max: br.process_max.unwrap_or(4),
-            archive_timeout: br.archive_timeout.unwrap_or(300),
-            archive_async: br.archive_async.unwrap_or(false),
+            compress_type: br.compress_type.unwrap_or(d::BACKREST_COMPRESS_TYPE),
+            compress_level: br.compress_level.unwrap_or(d::BACKREST_COMPRESS_LEVEL),
+            process_max: br.process_max.unwrap_or(d::BACKREST_PROCESS_MAX),
+            archive_timeout: br.archive_timeout.unwrap_or(d::BACKREST_ARCHIVE_TIMEOUT),
+            archive_async: br.archive_async.unwrap_or(d::BACKREST_ARCHIVE_ASYNC),
             full: schedule
                 .full
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 1 * * 0".into()),
+                .unwrap_or_else(|| d::SCHEDULE_FULL.into()),
             diff: schedule
                 .diff
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 1 * * 1-6".into()),
+                .unwrap_or_else(|| d::SCHEDULE_DIFF.into()),
             incr: schedule
                 .incr
                 .map(|c| c.0)
-                .unwrap_or_else(|| "0 */4 * * *".into()),
+                .unwrap_or_else(|| d::SCHEDULE_INCR.into()),
         },
         haproxy: Haproxy {
-            write_port: hap.write_port.unwrap_or(5000),
-            read_port: hap.read_port.unwrap_or(5001),
-            stats_port: hap.stats_port.unwrap_or(7000),
-            maxconn: hap.maxconn.unwrap_or(1000),
-            server_maxconn: hap.server_maxconn.unwrap_or(100),
-            check_interval_ms: hap.check_interval_ms.unwrap_or(3000),
-            check_fall: hap.check_fall.unwrap_or(3),
-            check_rise: hap.check_rise.unwrap_or(2),
+            write_port: hap.write_port.unwrap_or(d::HAPROXY_WRITE_PORT),
+            read_port: hap.read_port.unwrap_or(d::HAPROXY_READ_PORT),
+            stats_port: hap.stats_port.unwrap_or(d::HAPROXY_STATS_PORT),
+            maxconn: hap.maxconn.unwrap_or(d::HAPROXY_MAXCONN),
+            server_maxconn: hap.server_maxconn.unwrap_or(d::HAPROXY_SERVER_MAXCONN),
+            check_interval_ms: hap
+                .check_interval_ms
+                .unwrap_or(d::HAPROXY_CHECK_INTERVAL_MS),
+            check_fall: hap.check_fall.unwrap_or(d::HAPROXY_CHECK_FALL),
+            check_rise: hap.check_rise.unwrap_or(d::HAPROXY_CHECK_RISE),
         },
     }
 }

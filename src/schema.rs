@@ -14,15 +14,122 @@ use crate::source::{SourceFile, SpanTable, child};
 /// Where editors find the published schema (the `$id`).
 pub const SCHEMA_ID: &str = "https://pgimg.dev/schema/v1/pgimg.schema.json";
 
-/// The schema as a JSON value, generated from the Rust types.
+/// The schema as a JSON value, generated from the Rust types and the
+/// defaults table, in a form other validators accept (Ajv's strict mode):
+/// no `null` where a key may simply be left out, no non-standard `format`,
+/// `ipv4`/`ipv6` formats on addresses, a `default` on every field that has one.
 pub fn generate() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let schema = generator.into_root_schema_for::<crate::spec::v1::Spec>();
     let mut value = schema.to_value();
+    standardize(&mut value);
+    if let Some(address) = value.pointer_mut("/$defs/Address")
+        && let Value::Object(map) = address
+    {
+        // Annotations, as `format` is in draft 2020-12 by default: pgimg checks
+        // addresses semantically (PG0103), so one bad address does not hide the
+        // other problems of a spec behind the schema stage.
+        map.insert(
+            "anyOf".into(),
+            serde_json::json!([
+                {"type": "string", "format": "ipv4"},
+                {"type": "string", "format": "ipv6"}
+            ]),
+        );
+    }
+    apply_defaults(&mut value);
     if let Value::Object(map) = &mut value {
         map.insert("$id".into(), Value::String(SCHEMA_ID.into()));
     }
     value
+}
+
+/// Drops what schemars writes for Rust's sake and editors misread: the
+/// `null` of an `Option` (a key left out is the same, and editors would offer
+/// `null` as a completion) and the `uint32`-style formats no standard defines.
+fn standardize(node: &mut Value) {
+    match node {
+        Value::Object(map) => {
+            if let Some(Value::Array(kinds)) = map.get_mut("type") {
+                kinds.retain(|k| k != "null");
+                if kinds.len() == 1 {
+                    let only = kinds[0].clone();
+                    map.insert("type".into(), only);
+                }
+            }
+            let numeric_format = map.get("format").and_then(Value::as_str).is_some_and(|f| {
+                matches!(
+                    f,
+                    "int8"
+                        | "int16"
+                        | "int32"
+                        | "int64"
+                        | "uint8"
+                        | "uint16"
+                        | "uint32"
+                        | "uint64"
+                        | "uint"
+                        | "int"
+                        | "float"
+                        | "double"
+                )
+            });
+            if numeric_format {
+                map.remove("format");
+            }
+            for key in ["anyOf", "oneOf"] {
+                let Some(Value::Array(branches)) = map.get_mut(key) else {
+                    continue;
+                };
+                branches.retain(|b| b.get("type").and_then(Value::as_str) != Some("null"));
+                if branches.len() == 1 {
+                    let only = branches.remove(0);
+                    map.remove(key);
+                    if let Value::Object(inner) = only {
+                        for (k, v) in inner {
+                            map.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                standardize(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(standardize),
+        _ => {}
+    }
+}
+
+/// Writes each row of `spec::defaults` into its field: the `default`
+/// keyword for a fixed value, and a last sentence of the description.
+fn apply_defaults(root: &mut Value) {
+    for entry in crate::spec::defaults::table() {
+        let (def, property) = entry.def_and_property();
+        let owner = if def == "Spec" {
+            format!("/properties/{property}")
+        } else {
+            format!("/$defs/{def}/properties/{property}")
+        };
+        let Some(Value::Object(field)) = root.pointer_mut(&owner) else {
+            panic!(
+                "spec::defaults names `{}`, which the schema does not have",
+                entry.field
+            );
+        };
+        if let crate::spec::defaults::DefaultValue::Fixed(value) = &entry.value {
+            field.insert("default".into(), value());
+        }
+        let described = field
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        field.insert(
+            "description".into(),
+            Value::String(format!("{described} Default: {}.", entry.shown())),
+        );
+    }
 }
 
 /// The schema as committed: pretty JSON with a final newline.
@@ -41,22 +148,66 @@ fn schema() -> &'static (Value, Option<jsonschema::Validator>) {
     })
 }
 
+/// The schema's verdict on a document.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Violations that stop the pipeline: the document does not fit the spec's types.
+    pub errors: Vec<Diagnostic>,
+    /// Violations the model can still carry (a number out of its range, a key
+    /// required only under a condition): reported together with the semantic
+    /// checks, so that one of them does not hide every other problem.
+    pub deferred: Vec<Diagnostic>,
+}
+
 /// Validates a document; each violation becomes a diagnostic at its node.
-pub fn validate(instance: &Value, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
+pub fn validate(instance: &Value, spans: &SpanTable, source: &SourceFile) -> Report {
     let (root, validator) = schema();
     let Some(validator) = validator else {
-        return vec![Diagnostic::error(
-            Code::SchemaOther,
-            "",
-            "internal error: the built-in schema does not compile",
-        )];
+        return Report {
+            errors: vec![Diagnostic::error(
+                Code::SchemaOther,
+                "",
+                "internal error: the built-in schema does not compile",
+            )],
+            deferred: Vec::new(),
+        };
     };
-    let mut out = Vec::new();
+    let mut out = Report::default();
     for err in validator.iter_errors(instance) {
-        report(&err, root, spans, source, &mut out);
+        let target = if is_deferrable(&err) {
+            &mut out.deferred
+        } else {
+            &mut out.errors
+        };
+        report(&err, root, spans, source, target);
     }
     out
 }
+
+/// True for a violation after which the document still deserializes into
+/// the spec's types with a meaning the semantic checks can work on.
+fn is_deferrable(err: &ValidationError<'_>) -> bool {
+    match err.kind() {
+        ValidationErrorKind::Minimum { .. }
+        | ValidationErrorKind::Maximum { .. }
+        | ValidationErrorKind::ExclusiveMinimum { .. }
+        | ValidationErrorKind::ExclusiveMaximum { .. } => true,
+        ValidationErrorKind::Required { .. } => err.schema_path().as_str().contains("/then/"),
+        _ => false,
+    }
+}
+
+/// Keys people write for a setting pgimg spells differently, with what to write instead.
+const KEY_HINTS: &[(&str, &str)] = &[
+    (
+        "retention_days",
+        "for time-based retention write `retention_full_type: time` and the days in `retention_full`",
+    ),
+    (
+        "retention_full_days",
+        "for time-based retention write `retention_full_type: time` and the days in `retention_full`",
+    ),
+];
 
 /// The errors of the one branch of an `anyOf`/`oneOf` that fits the value's
 /// type, if exactly one does: for `Option<T>` (`anyOf: [T, null]`) or an
@@ -124,9 +275,11 @@ fn report(
             for key in unexpected {
                 let p = child(&pointer, key);
                 let mut d = Diagnostic::error(Code::UnknownKey, &p, format!("unknown key `{key}`"));
-                d = match did_you_mean(key, &allowed) {
-                    Some(s) => d.expected(format!("a known key; did you mean `{s}`?")),
-                    None => d.expected(format!("one of {}", list(&allowed))),
+                let hint = KEY_HINTS.iter().find(|(k, _)| k == key).map(|(_, h)| *h);
+                d = match (hint, did_you_mean(key, &allowed)) {
+                    (Some(h), _) => d.expected(format!("one of {}", list(&allowed))).help(h),
+                    (None, Some(s)) => d.expected(format!("a known key; did you mean `{s}`?")),
+                    (None, None) => d.expected(format!("one of {}", list(&allowed))),
                 };
                 push(d, &p, true);
             }

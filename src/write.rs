@@ -74,6 +74,50 @@ pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
     staging.commit()
 }
 
+/// Cleans up after builds that were killed: their staging directories
+/// (`.<out>.tmp.<pid>`) go, and a previous output that one of them had
+/// moved aside (`.<out>.old.<pid>`) comes back when nothing replaced it.
+/// Only directories of processes that no longer run are touched.
+fn recover(out: &Path) -> Result<(), Error> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return Ok(());
+    };
+    let mut stale: Vec<(String, PathBuf)> = Vec::new();
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file.strip_prefix(&format!(".{name}.")) else {
+            continue;
+        };
+        let Some((tag, pid)) = rest.split_once('.') else {
+            continue;
+        };
+        let running = pid
+            .parse::<u32>()
+            .is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if matches!(tag, "tmp" | "old") && !running {
+            stale.push((tag.to_string(), e.path()));
+        }
+    }
+    stale.sort();
+    for (tag, path) in stale {
+        if tag == "old" && !out.exists() {
+            fs::rename(&path, out)
+                .map_err(|e| Error::io("restoring the previous output", &path, e))?;
+        } else {
+            fs::remove_dir_all(&path).map_err(|e| Error::io("removing stale", &path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// An output being written: a temporary directory beside the target that
 /// artifacts stream into, swapped into place by `commit`. Dropped without
 /// a commit, it removes itself.
@@ -88,6 +132,7 @@ pub struct Staging<'a> {
 impl<'a> Staging<'a> {
     /// Starts an output at `out`, refusing a directory that is not pgimg's.
     pub fn new(out: &Path, previous: Option<&'a PreviousOutput>) -> Result<Self, Error> {
+        recover(out)?;
         check_target(out)?;
         let tmp = sibling(out, "tmp");
         if tmp.exists() {
@@ -201,8 +246,16 @@ impl Sink for Staging<'_> {
                 return Ok(());
             }
         }
-        fs::write(&path, bytes).map_err(|e| Error::io("writing", &path, e))?;
-        set_mode(&path, mode)
+        // One open, one write and an fchmod: tens of thousands of small
+        // files make the path lookups of a separate chmod count.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("creating", &path, e))?;
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io("writing", &path, e))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting mode of", &path, e))
     }
 
     fn keep(&self, rel: &str) -> Result<(), Error> {

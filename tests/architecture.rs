@@ -16,6 +16,7 @@ const RANKS: &[(&str, u32)] = &[
     ("digest", 0),
     ("source", 1),
     ("diag", 2),
+    ("explain", 2),
     ("spec", 4),
     ("schema", 4),
     ("model", 5),

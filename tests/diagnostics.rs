@@ -268,3 +268,73 @@ fn the_code_table_in_the_docs_is_current() {
         assert!(doc.contains(&format!("| {} |", code.as_str())));
     }
 }
+
+#[test]
+fn every_code_has_a_long_explanation_with_prose_and_an_example() {
+    let dir = support::root().join("docs/explain");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("docs/explain")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let embedded: Vec<String> = pgimg::explain::codes().map(|c| format!("{c}.md")).collect();
+    assert_eq!(
+        files, embedded,
+        "docs/explain/ and the list in src/explain.rs differ"
+    );
+    for code in pgimg::diag::Code::ALL {
+        let text = pgimg::explain::text(*code).unwrap_or_else(|| {
+            panic!("{} has no docs/explain/{}.md", code.as_str(), code.as_str())
+        });
+        assert!(
+            text.starts_with(&format!("# {}: ", code.as_str())),
+            "{}: the text starts with `# CODE: title`",
+            code.as_str()
+        );
+        assert!(
+            text.contains("```yaml\n"),
+            "{}: the text has an example",
+            code.as_str()
+        );
+        let prose = text.split("```").next().unwrap_or_default();
+        assert!(
+            prose.split_whitespace().count() >= 25,
+            "{}: the explanation is too short to explain anything",
+            code.as_str()
+        );
+    }
+}
+
+#[test]
+fn range_errors_do_not_hide_the_semantic_checks() {
+    let base = support::read("tests/errors/base.yml");
+    // A range error and a rule about the same value: the rule's says more and stays alone.
+    let text = base.replace("    ttl: 30", "    ttl: 0");
+    let codes: Vec<&str> = support::diagnostics("spec.yml", &text, false)
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect();
+    assert_eq!(codes, ["PG0120", "PG0121"]);
+    // A range error beside a semantic error elsewhere: both are reported.
+    let text = base
+        .replace("    port: 5432", "    port: 5432\n    major: 13")
+        .replace("    major: 17\n", "")
+        .replace(
+            "    retry_timeout: 10",
+            "    retry_timeout: 10\n    synchronous_node_count: 0",
+        );
+    let codes: Vec<&str> = support::diagnostics("spec.yml", &text, false)
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect();
+    assert_eq!(codes, ["PG0170", "PG0014"]);
+    // A number too large for its type is the range error, not an internal one.
+    let text = base.replace(
+        "  patroni:",
+        "  pgbackrest: { compress_level: 300 }\n  patroni:",
+    );
+    let d = support::diagnostics("spec.yml", &text, false);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].code.as_str(), "PG0014");
+}

@@ -248,7 +248,7 @@ cases! {
     );
     pg0210_s3_incomplete => case(
         "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
-        "repos: [{ type: s3, bucket: backups }]",
+        "repos: [{ type: s3, bucket: backups, region: eu-west-1, key_type: shared }]",
         "PG0210",
         (19, 17)
     );

@@ -16,6 +16,18 @@ use crate::source::{SourceFile, SpanTable};
 /// What every rule sees.
 pub struct Ctx<'a> {
     pub fleet: &'a Fleet,
+    pub spans: &'a SpanTable,
+    pub source: &'a SourceFile,
+}
+
+impl Ctx<'_> {
+    /// `file:line` of the node at `pointer`, for "first used at" notes.
+    pub fn place(&self, pointer: &str) -> String {
+        match self.spans.edit_span(pointer) {
+            Some(s) => format!("{}:{}", self.source.name, s.line),
+            None => format!("`{pointer}`"),
+        }
+    }
 }
 
 pub struct Rule {
@@ -131,16 +143,56 @@ pub const RULES: &[Rule] = &[
 
 /// Runs every rule; the result is sorted, deduplicated and positioned.
 pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
-    let ctx = Ctx { fleet };
-    let mut out: Vec<Diagnostic> = RULES
-        .iter()
-        .flat_map(|r| (r.run)(&ctx))
+    let ctx = Ctx {
+        fleet,
+        spans,
+        source,
+    };
+    let found: Vec<Diagnostic> = RULES.iter().flat_map(|r| (r.run)(&ctx)).collect();
+    let mut out: Vec<Diagnostic> = once_per_setting(found)
+        .into_iter()
         .map(|d| match spans.edit_span(&d.pointer) {
             Some(s) => d.with_span(source.name.clone(), s),
             None => d,
         })
         .collect();
     diag::sort(&mut out);
+    out
+}
+
+/// One mistake set at the fleet, cluster or site level is wrong for every
+/// host below it: it is reported once, at the line to edit, naming the hosts.
+fn once_per_setting(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for d in found {
+        let same = out.iter_mut().find(|o| {
+            !d.hosts.is_empty() && !o.hosts.is_empty() && o.code == d.code && o.pointer == d.pointer
+        });
+        match same {
+            Some(first) => {
+                for h in d.hosts {
+                    if !first.hosts.contains(&h) {
+                        first.hosts.push(h);
+                    }
+                }
+            }
+            None => out.push(d),
+        }
+    }
+    for d in &mut out {
+        if d.hosts.len() > 1 {
+            let names: Vec<String> = d.hosts.iter().map(|h| format!("`{h}`")).collect();
+            let note = format!(
+                "this setting applies to {} hosts: {}",
+                d.hosts.len(),
+                names.join(", ")
+            );
+            d.help = Some(match d.help.take() {
+                Some(h) => format!("{h}; {note}"),
+                None => note,
+            });
+        }
+    }
     out
 }
 

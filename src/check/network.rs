@@ -23,7 +23,7 @@ pub fn is_rfc1123(name: &str) -> bool {
 
 pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen: BTreeMap<String, (String, &str)> = BTreeMap::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let p = format!("{}/name", h.pointer);
         if !is_rfc1123(&h.name) {
@@ -33,7 +33,7 @@ pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
             );
         }
         let key = h.name.to_ascii_lowercase();
-        if let Some(first) = seen.get(&key) {
+        if let Some((first, by)) = seen.get(&key) {
             out.push(
                 Diagnostic::error(
                     Code::DuplicateHostName,
@@ -41,10 +41,10 @@ pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
                     format!("duplicate host name `{}`", h.name),
                 )
                 .expected("a name no other host of the fleet has")
-                .help(format!("first used at `{first}`")),
+                .help(format!("first used at {} by host `{by}`", ctx.place(first))),
             );
         } else {
-            seen.insert(key, p);
+            seen.insert(key, (p, &h.name));
         }
     }
     out
@@ -52,7 +52,7 @@ pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
 
 pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut seen: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut seen: BTreeMap<IpAddr, (String, &str)> = BTreeMap::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let all = std::iter::once((format!("{}/address", h.pointer), &h.address)).chain(
             h.extra_addresses
@@ -87,7 +87,7 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
                             .expected("a unicast address"),
                         );
                     }
-                    if let Some(first) = seen.get(&ip) {
+                    if let Some((first, by)) = seen.get(&ip) {
                         out.push(
                             Diagnostic::error(
                                 Code::DuplicateAddress,
@@ -95,10 +95,10 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
                                 format!("duplicate address `{a}`"),
                             )
                             .expected("an address no other host of the fleet has")
-                            .help(format!("first used at `{first}`")),
+                            .help(format!("first used at {} by host `{by}`", ctx.place(first))),
                         );
                     } else {
-                        seen.insert(ip, p);
+                        seen.insert(ip, (p, &h.name));
                     }
                 }
             }
@@ -128,7 +128,8 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
                         &p,
                         format!("invalid IP address `{a}`"),
                     )
-                    .expected("an IPv4 or IPv6 address"),
+                    .expected("an IPv4 or IPv6 address")
+                    .for_host(&h.name),
                 ),
                 Ok(ip)
                     if path == "network/gateway" && family.is_some_and(|v4| v4 != ip.is_ipv4()) =>
@@ -142,7 +143,8 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
                                 h.name, h.address
                             ),
                         )
-                        .expected("a gateway of the host's address family"),
+                        .expected("a gateway of the host's address family")
+                        .for_host(&h.name),
                     )
                 }
                 Ok(_) => {}
@@ -191,7 +193,8 @@ pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
                             h.name
                         ),
                     )
-                    .expected("a port no other service of this host uses"),
+                    .expected("a port no other service of this host uses")
+                    .for_host(&h.name),
                 );
             }
         }
@@ -221,7 +224,8 @@ pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
                         &format!("{p}/address"),
                         "a `local` row takes no address",
                     )
-                    .expected("no `address` for `type: local`"),
+                    .expected("no `address` for `type: local`")
+                    .for_host(&h.name),
                 ),
                 (HbaType::Local, None) => {}
                 (_, None) => out.push(
@@ -230,7 +234,8 @@ pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
                         &p,
                         format!("a `{}` row needs an address", kind_name(rule.kind)),
                     )
-                    .expected("an `address` such as `10.0.0.0/8`"),
+                    .expected("an `address` such as `10.0.0.0/8`")
+                    .for_host(&h.name),
                 ),
                 (_, Some(a)) => {
                     if parse_cidr(&a.0).is_none() {
@@ -240,7 +245,8 @@ pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
                                 &format!("{p}/address"),
                                 format!("invalid address `{a}`"),
                             )
-                            .expected("an IPv4 or IPv6 address with a prefix length that fits it"),
+                            .expected("an IPv4 or IPv6 address with a prefix length that fits it")
+                            .for_host(&h.name),
                         );
                     }
                 }
@@ -264,7 +270,8 @@ pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
                         ),
                     )
                     .expected("`scram-sha-256`, or `trust` only for `local` or loopback rows")
-                    .help("set `postgresql.allow_remote_trust: true` to accept this deliberately"),
+                    .help("set `postgresql.allow_remote_trust: true` to accept this deliberately")
+                    .for_host(&h.name),
                 );
             }
         }

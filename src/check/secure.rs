@@ -3,7 +3,7 @@
 use super::Ctx;
 use crate::diag::{Code, Diagnostic};
 use crate::source::child;
-use crate::spec::v1::{RepoType, Role};
+use crate::spec::v1::{RepoType, Role, S3KeyType};
 
 /// Three (or more) etcd members of which a bare majority share hosts with
 /// Patroni, while another Patroni host has none: losing those hosts loses the
@@ -47,6 +47,10 @@ pub fn repository_cipher(ctx: &Ctx) -> Vec<Diagnostic> {
             .repos
             .iter()
             .filter(|r| r.kind == RepoType::S3 && r.bucket.is_some() && r.region.is_some())
+            // An incomplete repository is PG0210's; one problem at a time.
+            .filter(|r| {
+                r.key_type != S3KeyType::Shared || (r.key.is_some() && r.key_secret.is_some())
+            })
         {
             out.push(
                 Diagnostic::error(

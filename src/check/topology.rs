@@ -24,7 +24,7 @@ pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
             );
         }
         let mut sites = BTreeSet::new();
-        let mut members: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut members: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
         for s in &c.sites {
             if !sites.insert(s.name.as_str()) {
                 out.push(
@@ -52,7 +52,9 @@ pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
                         )
                         .expected("a scope no other site of the fleet uses")
                         .help(format!(
-                            "first used at `{first}`; set `scope` on one of the sites"
+                            "first used at {} by site `{}`; set `scope` on one of the sites",
+                            ctx.place(first),
+                            first_site.name
                         )),
                     );
                 }
@@ -73,10 +75,10 @@ pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
                             format!("Patroni member name `{}` is used twice in cluster `{}` and its DR sites", h.member_name, c.name),
                         )
                         .expected("a member name unique across the cluster and its DR sites")
-                        .help(format!("first used at `{first}`; a DR member named like a source member can silently satisfy synchronous replication")),
+                        .help(format!("first used at {} by host `{}`; a DR member named like a source member can silently satisfy synchronous replication", ctx.place(first.0), first.1)),
                     );
                 } else {
-                    members.insert(&h.member_name, &h.pointer);
+                    members.insert(&h.member_name, (&h.pointer, &h.name));
                 }
             }
         }
@@ -148,7 +150,8 @@ pub fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
                     )
                     .expected(format!(
                         "at least {min}: Patroni rejects a smaller `{name}`"
-                    )),
+                    ))
+                    .for_host(&h.name),
                 );
             }
         }
@@ -180,7 +183,8 @@ pub fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
                     "`loop_wait + 2 * retry_timeout <= ttl`, e.g. ttl {}",
                     p.loop_wait + 2 * p.retry_timeout
                 ))
-                .help("otherwise a leader can lose its key while it is still retrying"),
+                .help("otherwise a leader can lose its key while it is still retrying")
+                .for_host(&h.name),
             );
         }
     }
@@ -357,19 +361,23 @@ pub fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
                     (&pg.rewind_user, "postgresql/users/rewind", "role name"),
                 ] {
                     if !is_pg_identifier(v) {
-                        out.push(bad(&h.origin(path), what, v));
+                        out.push(bad(&h.origin(path), what, v).for_host(&h.name));
                     }
                 }
                 if let Some(st) = &h.config.pgbackrest.stanza
                     && !is_pg_identifier(st)
                 {
-                    out.push(bad(&h.origin("pgbackrest/stanza"), "stanza name", st));
+                    out.push(
+                        bad(&h.origin("pgbackrest/stanza"), "stanza name", st).for_host(&h.name),
+                    );
                 }
                 let base = h.origin("postgresql/pg_hba");
                 for (i, r) in pg.pg_hba.iter().enumerate() {
                     for (v, field) in [(&r.database.0, "database"), (&r.user.0, "user")] {
                         if !is_pg_identifier(v) {
-                            out.push(bad(&format!("{base}/{i}/{field}"), field, v));
+                            out.push(
+                                bad(&format!("{base}/{i}/{field}"), field, v).for_host(&h.name),
+                            );
                         }
                     }
                 }
@@ -382,14 +390,22 @@ pub fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
 pub fn major(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .hosts()
-        .filter(|(_, _, h)| h.has(Role::Pg) && !(14..=18).contains(&h.config.postgresql.major))
+        .filter(|(_, _, h)| {
+            h.has(Role::Pg)
+                && !crate::spec::defaults::PG_MAJORS.contains(&h.config.postgresql.major)
+        })
         .map(|(_, _, h)| {
             Diagnostic::error(
                 Code::UnsupportedMajor,
                 &h.origin("postgresql/major"),
                 format!("PostgreSQL {} is not supported", h.config.postgresql.major),
             )
-            .expected("a major version from 14 to 18")
+            .expected(format!(
+                "a major version from {} to {}",
+                crate::spec::defaults::PG_MAJORS.start(),
+                crate::spec::defaults::PG_MAJORS.end()
+            ))
+            .for_host(&h.name)
         })
         .collect()
 }
@@ -474,32 +490,20 @@ pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
                     &h.origin("pgbackrest/repos"),
                     "pgBackRest has no repository",
                 )
-                .expected("at least one repository"),
+                .expected("at least one repository")
+                .for_host(&h.name),
             );
         }
+        // A missing `bucket` or `region` is the schema's (`if type: s3 then required`).
         for r in &br.repos {
             if r.kind != RepoType::S3 {
                 continue;
             }
-            for (missing, key) in [
-                (r.bucket.is_none(), "bucket"),
-                (r.region.is_none(), "region"),
-            ] {
-                if missing {
-                    out.push(
-                        Diagnostic::error(
-                            Code::S3Incomplete,
-                            &r.pointer,
-                            format!("S3 repository without `{key}`"),
-                        )
-                        .expected(format!("`{key}` for `type: s3`")),
-                    );
-                }
-            }
             if r.key_type == S3KeyType::Shared && (r.key.is_none() || r.key_secret.is_none()) {
                 out.push(
                     Diagnostic::error(Code::S3Incomplete, &r.pointer, "S3 repository with `key_type: shared` but no `key` and `key_secret` references")
-                        .expected("`key` and `key_secret` secret references, or `key_type: auto` on EC2"),
+                        .expected("`key` and `key_secret` secret references, or `key_type: auto` on EC2")
+                        .for_host(&h.name),
                 );
             }
         }

@@ -175,6 +175,7 @@ fn repo_context(
         },
         key_auto: r.key_type == S3KeyType::Auto,
         cipher,
+        retention_time: r.retention_full_type == crate::spec::v1::RetentionType::Time,
         retention_full: r.retention_full,
         retention_diff: r.retention_diff,
     }
@@ -272,21 +273,12 @@ pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<Strin
     p
 }
 
-/// Cluster-wide PostgreSQL parameters: the reference guide's, then the spec's.
+/// Cluster-wide PostgreSQL parameters: the built-in ones (`spec::defaults`), then the spec's.
 pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
-    let mut p: BTreeMap<String, Value> = BTreeMap::new();
-    for (k, v) in [
-        ("hot_standby", json!("on")),
-        ("wal_level", json!("replica")),
-        ("wal_keep_size", json!("256MB")),
-        ("max_wal_senders", json!(10)),
-        ("max_replication_slots", json!(10)),
-        ("wal_log_hints", json!("on")),
-        ("archive_mode", json!("on")),
-        ("password_encryption", json!("scram-sha-256")),
-    ] {
-        p.insert(k.to_string(), v);
-    }
+    let mut p: BTreeMap<String, Value> = crate::spec::defaults::PG_PARAMETERS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.json()))
+        .collect();
     for (k, v) in &host.config.postgresql.parameters {
         let value = match v {
             crate::spec::v1::ScalarValue::Int(i) => json!(i),
@@ -529,6 +521,8 @@ pub struct RepoContext {
     pub uri_style: &'static str,
     pub key_auto: bool,
     pub cipher: bool,
+    /// `retention_full` counts days (pgBackRest `repo-retention-full-type=time`).
+    pub retention_time: bool,
     pub retention_full: u32,
     pub retention_diff: u32,
 }

@@ -4,6 +4,8 @@
 //! module and a spec in an unknown version gets one clear message instead of
 //! a page of schema errors.
 
+pub mod defaults;
+pub mod reference;
 pub mod scalar;
 pub mod v1;
 pub mod yaml;
@@ -19,7 +21,9 @@ pub struct Parsed {
     pub spec: v1::Spec,
     pub spans: SpanTable,
     pub source: SourceFile,
-    /// Warnings found while parsing (YAML 1.1 booleans).
+    /// Diagnostics that do not stop the pipeline: warnings (YAML 1.1
+    /// booleans) and the schema's deferred errors (`schema::Report::deferred`),
+    /// reported with the semantic checks' findings.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -42,8 +46,14 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
         .help("this pgimg reads spec version 1");
         return Err(vec![at(d, "/version")]);
     }
-    let mut diags = schema::validate(&doc.value, &doc.spans, &source);
-    let errored: Vec<String> = diags.iter().map(|d| d.pointer.clone()).collect();
+    let report = schema::validate(&doc.value, &doc.spans, &source);
+    let mut diags = report.errors;
+    let deferred = report.deferred;
+    let errored: Vec<String> = diags
+        .iter()
+        .chain(&deferred)
+        .map(|d| d.pointer.clone())
+        .collect();
     for (pointer, word) in &doc.yaml11_booleans {
         if errored.iter().any(|p| p == pointer) {
             continue;
@@ -62,16 +72,27 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
         .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
         let mut all = errors;
+        all.extend(deferred);
         all.extend(warnings);
         return Err(all);
     }
     match serde_json::from_value::<v1::Spec>(doc.value) {
-        Ok(spec) => Ok(Parsed {
-            spec,
-            spans: doc.spans,
-            source,
-            warnings,
-        }),
+        Ok(spec) => {
+            let mut carried = deferred;
+            carried.extend(warnings);
+            Ok(Parsed {
+                spec,
+                spans: doc.spans,
+                source,
+                warnings: carried,
+            })
+        }
+        // A number too large for its Rust type: the range errors say so.
+        Err(_) if !deferred.is_empty() => {
+            let mut all = deferred;
+            all.extend(warnings);
+            Err(all)
+        }
         Err(e) => {
             let mut all = warnings;
             all.push(

@@ -104,7 +104,7 @@ constrained_string!(
     Ident,
     "^[A-Za-z0-9_$-]+$",
     128,
-    "a PostgreSQL identifier: lowercase letters, digits and `_`, starting with a letter or `_`"
+    "letters, digits, `_`, `$` and `-`; where pgimg writes it unquoted (roles, slots, stanzas) it must be a lowercase identifier (PG0160)"
 );
 
 constrained_string!(

@@ -20,7 +20,7 @@ pub struct Spec {
     /// Version of the spec language; this pgimg reads version 1.
     #[schemars(range(min = 1, max = 1))]
     pub version: u32,
-    /// Seconds since the Unix epoch used as the modification time of every archived file (default 0).
+    /// Seconds since the Unix epoch used as the modification time of every archived file.
     pub source_date_epoch: Option<u64>,
     /// Settings for every cluster, site and host of the fleet, unless overridden closer to the host.
     pub defaults: Option<Settings>,
@@ -52,11 +52,11 @@ pub struct Cluster {
 pub struct Site {
     /// Name of the site, unique within the cluster.
     pub name: Name,
-    /// Patroni scope of the site (default: the cluster's name for the primary site, `<cluster>_<site>` for a DR site).
+    /// Patroni scope of the site.
     pub scope: Option<Name>,
     /// Makes this site a DR site: a Patroni standby cluster that follows the named site of the same cluster.
     pub standby_of: Option<Name>,
-    /// Name of the permanent physical replication slot that this DR site holds on its source (default `standby_<site>`).
+    /// Name of the permanent physical replication slot that this DR site holds on its source.
     pub slot_name: Option<Ident>,
     /// Settings for this site's hosts, over the cluster's.
     pub settings: Option<Settings>,
@@ -75,7 +75,7 @@ pub struct Host {
     pub address: Address,
     /// Further addresses of the host (for uniqueness checks and `/etc/hosts`).
     pub extra_addresses: Option<Vec<Address>>,
-    /// Patroni member name (default: the host name); unique across a cluster and its DR sites.
+    /// Patroni member name; unique across a cluster and its DR sites.
     pub member_name: Option<HostName>,
     /// What the host runs.
     #[schemars(length(min = 1))]
@@ -106,7 +106,7 @@ pub enum Role {
 pub struct Boot {
     /// MAC address of the boot interface; hosts with a MAC get PXE entries.
     pub mac: Option<Mac>,
-    /// Name of the network interface that carries the host's address (default: the one with `mac`, else the first).
+    /// Name of the network interface that carries the host's address.
     pub interface: Option<Interface>,
     /// Disk layout for the installer.
     pub disk: Option<DiskLayout>,
@@ -116,11 +116,11 @@ pub struct Boot {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiskLayout {
-    /// The disk the operating system is installed on (default: the installer's choice).
+    /// The disk the operating system is installed on.
     pub os_disk: Option<Disk>,
     /// A dedicated disk for the PostgreSQL data directory, mounted at its parent.
     pub data_disk: Option<Disk>,
-    /// Size in GiB of the data volume (default: the whole data disk, or automatic partitioning when no data disk).
+    /// Size in GiB of the data volume.
     #[schemars(range(min = 1, max = 1048576))]
     pub data_size_gib: Option<u32>,
 }
@@ -151,23 +151,23 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OsSettings {
-    /// The distribution (default `rocky`).
+    /// The distribution.
     pub distro: Option<Distro>,
-    /// Time zone (default `UTC`).
+    /// Time zone.
     pub timezone: Option<TimeZone>,
-    /// System language (default `en_US.UTF-8`).
+    /// System language.
     pub lang: Option<Locale>,
-    /// Keyboard layout (default `us`).
+    /// Keyboard layout.
     pub keyboard: Option<Keyboard>,
-    /// SELinux mode (default `enforcing`).
+    /// SELinux mode.
     pub selinux: Option<SelinuxMode>,
-    /// Whether firewalld runs with exactly the ports the host's roles need (default `true`).
+    /// Whether firewalld runs with exactly the ports the host's roles need.
     pub firewall: Option<bool>,
-    /// Name of the administrator account that gets the SSH keys and sudo (default `admin`).
+    /// Name of the administrator account that gets the SSH keys and sudo.
     pub admin_user: Option<Ident>,
     /// SSH public keys of the administrator account.
     pub ssh_keys: Option<Vec<SshKey>>,
-    /// Kernel parameters written to `/etc/sysctl.d/`, over the built-in tuning.
+    /// Kernel parameters written to `/etc/sysctl.d/`, merged key by key over the built-in tuning.
     pub sysctl: Option<BTreeMap<SysctlName, ScalarValue>>,
     /// Process limits of the `postgres` user.
     pub limits: Option<LimitSettings>,
@@ -199,10 +199,10 @@ pub enum SelinuxMode {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
-    /// Open files (soft and hard; default 65536).
+    /// Open files (soft and hard limit).
     #[schemars(range(min = 1024, max = 1048576))]
     pub nofile: Option<u32>,
-    /// Processes (soft and hard; default 16384).
+    /// Processes (soft and hard limit).
     #[schemars(range(min = 256, max = 4194304))]
     pub nproc: Option<u32>,
 }
@@ -211,7 +211,7 @@ pub struct LimitSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSettings {
-    /// Prefix length of the hosts' addresses (default 24 for IPv4, 64 for IPv6).
+    /// Prefix length of the hosts' addresses.
     #[schemars(range(min = 1, max = 128))]
     pub prefix: Option<u8>,
     /// Default gateway.
@@ -226,13 +226,13 @@ pub struct NetworkSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepoSettings {
-    /// BaseOS repository URL (default: the distribution's mirror list).
+    /// BaseOS repository URL.
     pub baseos: Option<Url>,
-    /// AppStream repository URL (default: the distribution's mirror list).
+    /// AppStream repository URL.
     pub appstream: Option<Url>,
-    /// Base URL of the PGDG yum repository (default `https://download.postgresql.org/pub/repos/yum`).
+    /// Base URL of the PGDG yum repository.
     pub pgdg: Option<Url>,
-    /// URL of the installer tree for `inst.repo=` (default: the distribution's BaseOS for x86_64).
+    /// URL of the installer tree for `inst.repo=`.
     pub installer: Option<Url>,
     /// Base URL under which the build output (`hosts/<host>/kickstart.ks`) is served to installers.
     pub artifacts: Option<Url>,
@@ -242,23 +242,23 @@ pub struct RepoSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSettings {
-    /// Major version, 14 to 18 (default 17).
-    #[schemars(range(min = 9, max = 99))]
+    /// Major version, 14 to 18.
+    #[schemars(range(min = 14, max = 18))]
     pub major: Option<u32>,
-    /// Pinned package version, such as `17.6` (default: the newest in the repository).
+    /// Pinned package version, such as `17.6`.
     pub version: Option<Version>,
-    /// Port PostgreSQL listens on (default 5432).
+    /// Port PostgreSQL listens on.
     #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
-    /// Data directory (default `/var/lib/pgsql/<major>/data`).
+    /// Data directory.
     pub data_dir: Option<AbsPath>,
-    /// Run-time parameters, merged over the built-in ones from the reference setup.
+    /// Run-time parameters, merged key by key over the built-in ones.
     pub parameters: Option<BTreeMap<ParamName, ScalarValue>>,
     /// Options for `initdb`.
     pub initdb: Option<InitdbSettings>,
     /// Extra pg_hba rows placed after the generated replication rows and before the final catch-all.
     pub pg_hba: Option<Vec<HbaRule>>,
-    /// Allows `trust` on non-local pg_hba rows (default `false`; PG0190).
+    /// Allows `trust` on non-local pg_hba rows (PG0190).
     pub allow_remote_trust: Option<bool>,
     /// Role names Patroni uses.
     pub users: Option<PgUsers>,
@@ -270,11 +270,11 @@ pub struct PostgresSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitdbSettings {
-    /// Database encoding (default `UTF8`).
+    /// Database encoding.
     pub encoding: Option<Token>,
-    /// Locale (default `en_US.UTF-8`).
+    /// Locale.
     pub locale: Option<Locale>,
-    /// Page checksums (default `true`).
+    /// Page checksums.
     pub data_checksums: Option<bool>,
 }
 
@@ -332,11 +332,11 @@ pub enum HbaMethod {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgUsers {
-    /// Superuser (default `postgres`).
+    /// Superuser.
     pub superuser: Option<Ident>,
-    /// Replication user (default `replicator`).
+    /// Replication user.
     pub replication: Option<Ident>,
-    /// pg_rewind user (default `rewind_user`).
+    /// pg_rewind user.
     pub rewind: Option<Ident>,
 }
 
@@ -344,36 +344,36 @@ pub struct PgUsers {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatroniSettings {
-    /// Pinned Patroni version (default `4.1.5`).
+    /// Pinned Patroni version.
     pub version: Option<Version>,
-    /// How Patroni is installed (default `pip`, as in the reference guide).
+    /// How Patroni is installed.
     pub install: Option<PatroniInstall>,
-    /// Leader key time to live in seconds (default 30; at least 20).
+    /// Leader key time to live in seconds; at least 20 (PG0121).
     #[schemars(range(min = 1, max = 86400))]
     pub ttl: Option<u32>,
-    /// Seconds between HA loop runs (default 10; at least 1).
+    /// Seconds between HA loop runs; at least 1.
     #[schemars(range(min = 1, max = 86400))]
     pub loop_wait: Option<u32>,
-    /// Seconds before DCS and PostgreSQL operations are retried (default 10; at least 3).
+    /// Seconds before DCS and PostgreSQL operations are retried; at least 3 (PG0121).
     #[schemars(range(min = 1, max = 86400))]
     pub retry_timeout: Option<u32>,
-    /// Bytes a replica may lag and still be promoted (default 1048576).
+    /// Bytes a replica may lag and still be promoted.
     pub maximum_lag_on_failover: Option<u64>,
-    /// Synchronous replication mode (default `off`).
+    /// Synchronous replication mode: `off`, `on` or `quorum`; `true` and `false` mean `on` and `off`, as Patroni reads them.
     pub synchronous_mode: Option<SyncMode>,
-    /// Refuse writes when no synchronous replica is available (default `false`).
+    /// Refuse writes when no synchronous replica is available.
     pub synchronous_mode_strict: Option<bool>,
-    /// Number of synchronous replicas (default 1).
+    /// Number of synchronous replicas.
     #[schemars(range(min = 1, max = 100))]
     pub synchronous_node_count: Option<u32>,
-    /// Port of the Patroni REST API (default 8008).
+    /// Port of the Patroni REST API.
     #[schemars(range(min = 1, max = 65535))]
     pub restapi_port: Option<u16>,
-    /// Use pg_rewind to rejoin a former leader (default `true`).
+    /// Use pg_rewind to rejoin a former leader.
     pub use_pg_rewind: Option<bool>,
-    /// Use replication slots for members (default `true`).
+    /// Use replication slots for members.
     pub use_slots: Option<bool>,
-    /// DCS namespace (default `/service/`).
+    /// DCS namespace.
     pub namespace: Option<AbsPath>,
     /// Member tags.
     pub tags: Option<PatroniTags>,
@@ -390,7 +390,12 @@ pub enum PatroniInstall {
 }
 
 /// Patroni synchronous replication mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+///
+/// Patroni documents `off`, `on` and `quorum` and also reads booleans
+/// (patroni/patroni `docs/dynamic_configuration.rst`, `synchronous_mode`;
+/// `patroni/validator.py`, `validate_synchronous_mode`), so `true` and
+/// `false` are accepted as `on` and `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
     /// Asynchronous replication.
@@ -399,6 +404,34 @@ pub enum SyncMode {
     On,
     /// Quorum-based synchronous replication.
     Quorum,
+}
+
+impl<'de> Deserialize<'de> for SyncMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Bool(true) => Ok(SyncMode::On),
+            serde_json::Value::Bool(false) => Ok(SyncMode::Off),
+            serde_json::Value::String(s) if s == "on" => Ok(SyncMode::On),
+            serde_json::Value::String(s) if s == "off" => Ok(SyncMode::Off),
+            serde_json::Value::String(s) if s == "quorum" => Ok(SyncMode::Quorum),
+            other => Err(serde::de::Error::custom(format!(
+                "invalid synchronous_mode {other}"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for SyncMode {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SyncMode".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Patroni synchronous replication mode: `off`, `on` (synchronous replication to `synchronous_node_count` replicas) or `quorum`; `true` and `false` mean `on` and `off`.",
+            "enum": ["off", "on", "quorum", true, false],
+        })
+    }
 }
 
 /// Patroni member tags.
@@ -419,14 +452,14 @@ pub struct PatroniTags {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdSettings {
-    /// Pinned etcd package version (default: the newest in PGDG extras).
+    /// Pinned etcd package version.
     pub version: Option<Version>,
-    /// Initial cluster token (default `<scope>-etcd`).
+    /// Initial cluster token.
     pub token: Option<Token>,
-    /// Client port (default 2379).
+    /// Client port.
     #[schemars(range(min = 1, max = 65535))]
     pub client_port: Option<u16>,
-    /// Peer port (default 2380).
+    /// Peer port.
     #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<u16>,
 }
@@ -435,24 +468,24 @@ pub struct EtcdSettings {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PgbackrestSettings {
-    /// Pinned pgBackRest version (default: the newest in PGDG).
+    /// Pinned pgBackRest version.
     pub version: Option<Version>,
-    /// Stanza name (default: the site's scope).
+    /// Stanza name.
     pub stanza: Option<Ident>,
     /// Repositories, `repo1` first. A DR site gets its own repositories after its source's.
     pub repos: Option<Vec<BackupRepo>>,
-    /// Compression (default `lz4`).
+    /// Compression.
     pub compress_type: Option<CompressType>,
-    /// Compression level for archive-push (default 3).
+    /// Compression level for archive-push.
     #[schemars(range(min = 0, max = 22))]
     pub compress_level: Option<u8>,
-    /// Parallel processes (default 4).
+    /// Parallel processes.
     #[schemars(range(min = 1, max = 999))]
     pub process_max: Option<u16>,
-    /// Seconds to wait for WAL to reach the archive (default 300).
+    /// Seconds to wait for WAL to reach the archive.
     #[schemars(range(min = 1, max = 86400))]
     pub archive_timeout: Option<u32>,
-    /// Push WAL asynchronously through a spool directory (default `false`).
+    /// Push WAL asynchronously through a spool directory.
     pub archive_async: Option<bool>,
     /// Backup schedule (cron, run only where the node is the leader).
     pub schedule: Option<BackupSchedule>,
@@ -461,32 +494,51 @@ pub struct PgbackrestSettings {
 /// A pgBackRest repository.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = { "properties": { "type": { "const": "s3" } }, "required": ["type"] },
+    // The `properties` repeat the names for validators that require a
+    // required key to be defined beside it (Ajv's strictRequired).
+    "then" = { "required": ["bucket", "region"], "properties": { "bucket": true, "region": true } }
+))]
 pub struct BackupRepo {
     /// Repository type.
     #[serde(rename = "type")]
     pub kind: RepoType,
-    /// Path of the repository (in the bucket for S3; default `/var/lib/pgbackrest` for posix, `/pgbackrest/<stanza>` for S3).
+    /// Path of the repository (in the bucket for S3).
     pub path: Option<AbsPath>,
-    /// S3 bucket (required for S3).
+    /// S3 bucket; required for `type: s3`.
     pub bucket: Option<Bucket>,
-    /// S3 endpoint (default `s3.<region>.amazonaws.com`).
+    /// S3 endpoint.
     pub endpoint: Option<Endpoint>,
-    /// S3 region (required for S3).
+    /// S3 region; required for `type: s3`.
     pub region: Option<Region>,
-    /// S3 URI style (default `host`).
+    /// S3 URI style.
     pub uri_style: Option<UriStyle>,
-    /// S3 credentials: `auto` uses the EC2 instance role, `shared` reads `PGBACKREST_REPO<n>_S3_KEY`/`_KEY_SECRET` (default `auto`).
+    /// S3 credentials: `auto` uses the EC2 instance role, `shared` reads `PGBACKREST_REPO<n>_S3_KEY`/`_KEY_SECRET`.
     pub key_type: Option<S3KeyType>,
     /// S3 access key reference, for `key_type: shared`.
     pub key: Option<SecretRef>,
     /// S3 secret key reference, for `key_type: shared`.
     pub key_secret: Option<SecretRef>,
-    /// Full backups to keep (default 4).
+    /// Whether `retention_full` counts full backups or days (pgBackRest's `repo-retention-full-type`).
+    pub retention_full_type: Option<RetentionType>,
+    /// Full backups to keep: a number of backups, or of days with `retention_full_type: time`.
     #[schemars(range(min = 1, max = 9999))]
     pub retention_full: Option<u32>,
-    /// Differential backups to keep (default 14).
+    /// Differential backups to keep.
     #[schemars(range(min = 1, max = 9999))]
     pub retention_diff: Option<u32>,
+}
+
+/// What pgBackRest's full-backup retention counts (pgbackrest/pgbackrest
+/// `build/config.yaml`, `repo-retention-full-type`: `count` or `time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionType {
+    /// Keep `retention_full` full backups.
+    Count,
+    /// Keep full backups for `retention_full` days: an older one expires once a newer one is at least that old.
+    Time,
 }
 
 /// pgBackRest repository type.
@@ -539,11 +591,11 @@ pub enum CompressType {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupSchedule {
-    /// Full backups (default `0 1 * * 0`: Sunday 01:00).
+    /// Full backups.
     pub full: Option<Cron>,
-    /// Differential backups (default `0 1 * * 1-6`: Monday to Saturday 01:00).
+    /// Differential backups.
     pub diff: Option<Cron>,
-    /// Incremental backups (default `0 */4 * * *`: every 4 hours).
+    /// Incremental backups.
     pub incr: Option<Cron>,
 }
 
@@ -551,28 +603,28 @@ pub struct BackupSchedule {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HaproxySettings {
-    /// Write port, routed to the leader (default 5000).
+    /// Write port, routed to the leader.
     #[schemars(range(min = 1, max = 65535))]
     pub write_port: Option<u16>,
-    /// Read port, routed to the replicas (default 5001).
+    /// Read port, routed to the replicas.
     #[schemars(range(min = 1, max = 65535))]
     pub read_port: Option<u16>,
-    /// Statistics page port (default 7000).
+    /// Statistics page port.
     #[schemars(range(min = 1, max = 65535))]
     pub stats_port: Option<u16>,
-    /// Global connection limit (default 1000).
+    /// Global connection limit.
     #[schemars(range(min = 1, max = 1000000))]
     pub maxconn: Option<u32>,
-    /// Connection limit per PostgreSQL server (default 100).
+    /// Connection limit per PostgreSQL server.
     #[schemars(range(min = 1, max = 1000000))]
     pub server_maxconn: Option<u32>,
-    /// Milliseconds between health checks (default 3000).
+    /// Milliseconds between health checks.
     #[schemars(range(min = 100, max = 3600000))]
     pub check_interval_ms: Option<u32>,
-    /// Failed checks before a server is marked down (default 3).
+    /// Failed checks before a server is marked down.
     #[schemars(range(min = 1, max = 100))]
     pub check_fall: Option<u32>,
-    /// Passed checks before a server is marked up (default 2).
+    /// Passed checks before a server is marked up.
     #[schemars(range(min = 1, max = 100))]
     pub check_rise: Option<u32>,
 }
@@ -591,7 +643,7 @@ pub struct Secrets {
     pub restapi_password: Option<SecretRef>,
     /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
     pub backup_cipher_pass: Option<SecretRef>,
-    /// How hosts get their secrets with no hand step (default: neither way; copy `secrets/<host>/` of the output yourself).
+    /// How hosts get their secrets with no hand step; without it, copy `secrets/<host>/` of the output onto each host yourself.
     pub delivery: Option<SecretDelivery>,
 }
 
@@ -609,13 +661,13 @@ pub struct SecretDelivery {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SsmDelivery {
-    /// Path under which the parameters live (default `/pgimg/<cluster>`): `env:NAME` is `<prefix>/NAME`, `file:PATH` is `<prefix>/PATH`.
+    /// Path under which the parameters live, `/pgimg/<cluster>` when unset: `env:NAME` is `<prefix>/NAME`, `file:PATH` is `<prefix>/PATH`.
     pub prefix: Option<AbsPath>,
-    /// Region of the parameters (default: the instance's, from its metadata).
+    /// Region of the parameters; the instance's (from its metadata) when unset.
     pub region: Option<Region>,
-    /// SSM endpoint (default `https://ssm.<region>.amazonaws.com`).
+    /// SSM endpoint; `https://ssm.<region>.amazonaws.com` when unset.
     pub endpoint: Option<EndpointUrl>,
-    /// Instance metadata service (default `http://169.254.169.254`).
+    /// Instance metadata service; `http://169.254.169.254` when unset.
     pub metadata_endpoint: Option<EndpointUrl>,
 }
 

@@ -511,6 +511,28 @@ fn is_core_float(t: &str) -> bool {
     i == b.len()
 }
 
+/// Where the parser's complaint about a tab really is: the first tab in a
+/// line's indentation at or after the line the parser stopped on (it often
+/// stops at the end of the line before), else anywhere in the file.
+fn indentation_tab(text: &str, error_line: usize) -> Option<Span> {
+    let tabs: Vec<Span> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let indent = line.len() - line.trim_start_matches([' ', '\t']).len();
+            line[..indent].find('\t').map(|col| Span {
+                line: i + 1,
+                col: col + 1,
+                len: 1,
+            })
+        })
+        .collect();
+    tabs.iter()
+        .find(|s| s.line >= error_line)
+        .or(tabs.first())
+        .copied()
+}
+
 /// Reads a YAML document; syntax errors come back as diagnostics.
 pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
     let mut builder = Builder {
@@ -541,6 +563,16 @@ pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
     };
     if let Err(e) = loaded {
         let m = e.marker();
+        if e.info().contains("tab")
+            && let Some(tab) = indentation_tab(&source.text, m.line())
+        {
+            return Err(vec![
+                Diagnostic::error(Code::YamlSyntax, "", "invalid YAML: a tab in the indentation")
+                    .expected("spaces: YAML forbids tabs for indentation")
+                    .help("replace the tab with spaces; an editor's \"indent with spaces\" setting avoids it")
+                    .with_span(source.name.clone(), tab),
+            ]);
+        }
         let span = Span {
             line: m.line(),
             col: m.col() + 1,
