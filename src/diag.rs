@@ -89,12 +89,22 @@ codes! {
     S3WithoutCipher = "PG0212", Warning, "an S3 repository of a cluster without `backup_cipher_pass`: backups are not encrypted by pgBackRest";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
-    SecretMissing = "PG0300", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
-    SecretEmpty = "PG0301", Error, "a secret the spec references is empty (`--require-secrets`, `--strict`)";
-    SecretUnreadable = "PG0302", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
-    SecretValue = "PG0303", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
-    SecretUnreferenced = "PG0304", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
-    RestApiOpen = "PG0310", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
+    S3AutoOnBareMetal = "PG0300", Error, "S3 `key_type: auto` (EC2 instance role) on a site with bare-metal hosts";
+    UnsharedPosixRepository = "PG0301", Error, "a posix pgBackRest repository of a site with several members is not a shared mount";
+    InstallWithoutDisk = "PG0302", Error, "a host installs by default (`boot.install`) but names no disk to install on";
+    UnknownPackageVersion = "PG0303", Warning, "a pinned package version is not in pgimg's package catalog";
+    AddressOutsideSubnet = "PG0304", Error, "a host's address is outside its site's subnet";
+    GatewayOutsideSubnet = "PG0305", Error, "a gateway is outside its host's subnet";
+    UnknownTimeZone = "PG0306", Error, "a time zone is not in the tz database";
+    NoDnsForRepositories = "PG0307", Error, "a host with a static network has no DNS server but its repositories are host names";
+    MixedMajors = "PG0308", Error, "members of one Patroni cluster run different PostgreSQL majors";
+    HostLevelClusterSetting = "PG0309", Error, "a cluster-wide Patroni setting is set for a single host";
+    SecretMissing = "PG0400", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
+    SecretEmpty = "PG0401", Error, "a secret the spec references is empty (`--require-secrets`, `--strict`)";
+    SecretUnreadable = "PG0402", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
+    SecretValue = "PG0403", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
+    SecretUnreferenced = "PG0404", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
+    RestApiOpen = "PG0410", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
 }
 
 impl Code {

@@ -62,7 +62,17 @@ explanations! {
     "PG0302",
     "PG0303",
     "PG0304",
-    "PG0310",
+    "PG0305",
+    "PG0306",
+    "PG0307",
+    "PG0308",
+    "PG0309",
+    "PG0400",
+    "PG0401",
+    "PG0402",
+    "PG0403",
+    "PG0404",
+    "PG0410",
 }
 
 /// The long explanation of a code, if it has one.

@@ -16,6 +16,7 @@ pub mod diag;
 pub mod digest;
 pub mod error;
 pub mod explain;
+pub mod facts;
 pub mod lab;
 pub mod load;
 pub mod model;

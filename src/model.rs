@@ -107,6 +107,8 @@ pub struct Boot {
     pub os_disk: Option<String>,
     pub data_disk: Option<String>,
     pub data_size_gib: Option<u32>,
+    /// The PXE entry installs by default (else it boots the local disk).
+    pub install: bool,
 }
 
 /// Every setting of one host, with defaults applied.
@@ -150,6 +152,8 @@ pub struct Repos {
     pub baseos: Option<String>,
     pub appstream: Option<String>,
     pub pgdg: String,
+    pub pgdg_extras: Option<String>,
+    pub pypi: Option<String>,
     pub installer: Option<String>,
     pub artifacts: Option<String>,
 }
@@ -176,7 +180,10 @@ pub struct Postgres {
 
 #[derive(Debug, Clone)]
 pub struct Patroni {
+    /// The pip (PyPI) version.
     pub version: String,
+    /// The PGDG RPM version; never the pip one.
+    pub rpm_version: String,
     pub install: PatroniInstall,
     pub ttl: u32,
     pub loop_wait: u32,
@@ -198,6 +205,8 @@ pub struct Patroni {
 #[derive(Debug, Clone)]
 pub struct Etcd {
     pub version: Option<String>,
+    /// The member joins a running cluster (`ETCD_INITIAL_CLUSTER_STATE=existing`).
+    pub join_existing: bool,
     pub token: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
@@ -228,11 +237,15 @@ pub struct BackupRepo {
     pub region: Option<String>,
     pub uri_style: UriStyle,
     pub key_type: S3KeyType,
+    /// The spec sets `key_type` (else it follows the site: see `site_key_type`).
+    pub key_type_explicit: bool,
     pub key: Option<SecretRef>,
     pub key_secret: Option<SecretRef>,
     pub retention_full_type: RetentionType,
     pub retention_full: u32,
     pub retention_diff: u32,
+    /// The shared file system of a posix repository.
+    pub mount: Option<v1::RepoMount>,
     /// Pointer of this repository in the spec.
     pub pointer: String,
 }
@@ -448,12 +461,17 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                                         .and_then(|d| d.data_disk.as_ref())
                                         .map(|d| d.0.clone()),
                                     data_size_gib: disk.and_then(|d| d.data_size_gib),
+                                    install: boot
+                                        .and_then(|b| b.install)
+                                        .unwrap_or(d::BOOT_INSTALL),
                                 },
                                 config,
                                 origins,
                             }
                         })
                         .collect();
+                    let mut hosts: Vec<Host> = hosts;
+                    site_key_type(&mut hosts);
                     Site {
                         name: s.name.0.clone(),
                         pointer: sp,
@@ -477,6 +495,22 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
     Fleet {
         source_date_epoch: spec.source_date_epoch.unwrap_or(d::SOURCE_DATE_EPOCH),
         clusters,
+    }
+}
+
+/// S3 credentials follow the site: EC2's instance role (`auto`) does not
+/// exist on bare metal, so a site with a host installed over PXE (`boot.mac`)
+/// defaults to `shared` keys.
+fn site_key_type(hosts: &mut [Host]) {
+    if !hosts.iter().any(|h| h.boot.mac.is_some()) {
+        return;
+    }
+    for h in hosts {
+        for r in &mut h.config.pgbackrest.repos {
+            if r.kind == RepoType::S3 && !r.key_type_explicit {
+                r.key_type = S3KeyType::Shared;
+            }
+        }
     }
 }
 
@@ -552,24 +586,10 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
         .get("pgbackrest/repos")
         .cloned()
         .unwrap_or_else(|| format!("{host_pointer}/settings/pgbackrest/repos"));
+    // No built-in repository: a node-local one would die with its node (PG0211).
     let backup_repos = br
         .repos
-        .unwrap_or_else(|| {
-            vec![v1::BackupRepo {
-                kind: RepoType::Posix,
-                path: None,
-                bucket: None,
-                endpoint: None,
-                region: None,
-                uri_style: None,
-                key_type: None,
-                key: None,
-                key_secret: None,
-                retention_full_type: None,
-                retention_full: None,
-                retention_diff: None,
-            }]
-        })
+        .unwrap_or_default()
         .into_iter()
         .enumerate()
         .map(|(i, r)| BackupRepo {
@@ -580,11 +600,13 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             region: r.region.map(|r| r.0),
             uri_style: r.uri_style.unwrap_or(d::REPO_URI_STYLE),
             key_type: r.key_type.unwrap_or(d::REPO_KEY_TYPE),
+            key_type_explicit: r.key_type.is_some(),
             key: r.key,
             key_secret: r.key_secret,
             retention_full_type: r.retention_full_type.unwrap_or(d::REPO_RETENTION_FULL_TYPE),
             retention_full: r.retention_full.unwrap_or(d::REPO_RETENTION_FULL),
             retention_diff: r.retention_diff.unwrap_or(d::REPO_RETENTION_DIFF),
+            mount: r.mount,
             pointer: child(&repos_pointer, i),
         })
         .collect();
@@ -634,6 +656,8 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .pgdg
                 .map(|u| u.0.trim_end_matches('/').to_string())
                 .unwrap_or_else(|| d::PGDG_URL.into()),
+            pgdg_extras: repos.pgdg_extras.map(|u| u.0),
+            pypi: repos.pypi.map(|u| u.0),
             installer: repos.installer.map(|u| u.0),
             artifacts: repos
                 .artifacts
@@ -690,6 +714,10 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .version
                 .map(|v| v.0)
                 .unwrap_or_else(|| d::PATRONI_VERSION.into()),
+            rpm_version: pat
+                .rpm_version
+                .map(|v| v.0)
+                .unwrap_or_else(crate::facts::catalog::pins::patroni_rpm),
             install: pat.install.unwrap_or(d::PATRONI_INSTALL),
             ttl: pat.ttl.unwrap_or(d::PATRONI_TTL),
             loop_wait: pat.loop_wait.unwrap_or(d::PATRONI_LOOP_WAIT),
@@ -717,13 +745,22 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             nosync: tags.nosync.unwrap_or(d::TAG_NOSYNC),
         },
         etcd: Etcd {
-            version: etcd.version.map(|v| v.0),
+            version: Some(
+                etcd.version
+                    .map(|v| v.0)
+                    .unwrap_or_else(crate::facts::catalog::pins::etcd),
+            ),
+            join_existing: etcd.initial_cluster_state == Some(v1::EtcdClusterState::Existing),
             token: etcd.token.map(|t| t.0),
             client_port: etcd.client_port.unwrap_or(d::ETCD_CLIENT_PORT),
             peer_port: etcd.peer_port.unwrap_or(d::ETCD_PEER_PORT),
         },
         pgbackrest: Pgbackrest {
-            version: br.version.map(|v| v.0),
+            version: Some(
+                br.version
+                    .map(|v| v.0)
+                    .unwrap_or_else(crate::facts::catalog::pins::pgbackrest),
+            ),
             stanza: br.stanza.map(|s| s.0),
             repos: backup_repos,
             compress_type: br.compress_type.unwrap_or(d::BACKREST_COMPRESS_TYPE),

@@ -10,7 +10,10 @@ use crate::support;
 /// equal rank may use each other: the spec parser runs the schema, which is
 /// generated from the spec's types. `load` is the reading edge at both ends
 /// of validation: it reads the spec, and after `model::resolve` the secrets
-/// the resolved fleet references, so it sits beside `model`.
+/// the resolved fleet references, so it sits beside `model`. `facts` (the
+/// committed repository, package and time zone data) gives `model` its
+/// default pins and reads resolved hosts to pick their repositories, so it
+/// sits beside `model` too.
 const RANKS: &[(&str, u32)] = &[
     ("error", 0),
     ("digest", 0),
@@ -21,6 +24,7 @@ const RANKS: &[(&str, u32)] = &[
     ("schema", 4),
     ("model", 5),
     ("load", 5),
+    ("facts", 5),
     ("check", 6),
     ("plan", 7),
     // What the spec references and what is wrong with the values read

@@ -221,8 +221,16 @@ fn every_example_host_has_a_kickstart_and_a_user_data_with_its_overlay() {
                 host.name
             );
             if host.has(pgimg::spec::v1::Role::Pg) {
-                let rpm = format!("patroni-{}", host.config.patroni.version);
+                // The RPM pin is the RPM's own version, never the pip one.
+                let rpm = format!("patroni-{}", host.config.patroni.rpm_version);
                 assert_eq!(rpms.contains(&rpm), !pip, "{name}: {}: {rpm}", host.name);
+                if !pip {
+                    assert!(
+                        pgimg::facts::catalog::knows("patroni", &host.config.patroni.rpm_version),
+                        "{name}: {}: {rpm} is not a PGDG version",
+                        host.name
+                    );
+                }
                 assert_eq!(
                     rpms.contains("python3.12-pip"),
                     pip,

@@ -6,6 +6,7 @@ mod architecture;
 mod cli;
 mod delivery;
 mod diagnostics;
+mod firstboot;
 mod golden;
 mod guide_parity;
 mod incremental;

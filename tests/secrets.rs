@@ -13,14 +13,14 @@ use pgimg::source::SourceFile;
 use crate::support;
 
 /// The codes whose cases live here rather than in tests/rules.rs.
-pub const CODES: &[&str] = &["PG0300", "PG0301", "PG0302", "PG0303", "PG0304"];
+pub const CODES: &[&str] = &["PG0212", "PG0400", "PG0401", "PG0402", "PG0403", "PG0404"];
 
 const BASE: &str = "tests/errors/base.yml";
 
 /// The base spec with a secrets section of file references appended.
 fn base_with_secrets() -> String {
     support::read(BASE).replace(
-        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n",
+        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n",
         "secrets:\n  superuser_password: { file: s/superuser }\n  replication_password: { file: s/replication }\n  rewind_password: { file: s/rewind }\n",
     )
 }
@@ -90,7 +90,7 @@ fn pg0300_missing_secret_file() {
     let dir = secret_dir(&[("replication", Some(GOOD)), ("rewind", Some(GOOD))]);
     let text = base_with_secrets();
     let diags = secret_diags(&text, dir.path());
-    assert_one(&diags, "PG0300", position(&text, "superuser_password:"));
+    assert_one(&diags, "PG0400", position(&text, "superuser_password:"));
     assert!(diags[0].message.contains("s/superuser"));
 }
 
@@ -102,7 +102,7 @@ fn pg0300_unset_environment_variable() {
         "{ env: PGIMG_TEST_SURELY_UNSET_SECRET }",
     );
     let diags = secret_diags(&text, dir.path());
-    assert_one(&diags, "PG0300", position(&text, "superuser_password:"));
+    assert_one(&diags, "PG0400", position(&text, "superuser_password:"));
     assert!(diags[0].message.contains("PGIMG_TEST_SURELY_UNSET_SECRET"));
 }
 
@@ -116,7 +116,7 @@ fn pg0301_empty_secret() {
     let text = base_with_secrets();
     assert_one(
         &secret_diags(&text, dir.path()),
-        "PG0301",
+        "PG0401",
         position(&text, "replication_password:"),
     );
 }
@@ -131,7 +131,7 @@ fn pg0302_unreadable_secret() {
     let text = base_with_secrets();
     assert_one(
         &secret_diags(&text, dir.path()),
-        "PG0302",
+        "PG0402",
         position(&text, "rewind_password:"),
     );
 }
@@ -146,7 +146,7 @@ fn pg0303_unsafe_value_never_shown() {
     ]);
     let text = base_with_secrets();
     let diags = secret_diags(&text, dir.path());
-    assert_one(&diags, "PG0303", position(&text, "superuser_password:"));
+    assert_one(&diags, "PG0403", position(&text, "superuser_password:"));
     let shown = pgimg::diag::render_human(&diags[0], Some(&SourceFile::new(BASE, text)));
     assert!(!shown.contains("pass;rm"), "{shown}");
 }
@@ -157,7 +157,7 @@ fn pg0304_cluster_without_a_required_reference() {
     let text = base_with_secrets().replace("  superuser_password: { file: s/superuser }\n", "");
     let diags = secret_diags(&text, dir.path());
     let (line, _) = position(&text, "- name: main");
-    assert_one(&diags, "PG0304", (line, 5));
+    assert_one(&diags, "PG0404", (line, 5));
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn every_bad_secret_is_reported_at_once() {
         .iter()
         .map(|d| d.code.as_str())
         .collect();
-    assert_eq!(codes, ["PG0303", "PG0300", "PG0301"]);
+    assert_eq!(codes, ["PG0403", "PG0400", "PG0401"]);
 }
 
 #[test]
@@ -249,6 +249,11 @@ fn contents(path: &Path) -> String {
 
 #[test]
 fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
+    // S3 keys are issued by the object store: the user supplies them.
+    const S3: &[(&str, &str)] = &[
+        ("PGIMG_S3_KEY", "AKIDEXAMPLEKEY0001"),
+        ("PGIMG_S3_KEY_SECRET", "s3SecretExampleValue0002"),
+    ];
     for example in ["minimal", "reference-cluster", "fleet"] {
         let dir = tempfile::tempdir().unwrap();
         let spec = dir.path().join("spec.yml");
@@ -262,7 +267,7 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
         assert_eq!(check.status.code(), Some(1), "{example}: check before init");
         assert!(String::from_utf8_lossy(&check.stdout).contains("missing"));
 
-        let init = run(dir.path(), &["secrets", "init", "spec.yml"], &[]);
+        let init = run(dir.path(), &["secrets", "init", "spec.yml"], S3);
         assert!(init.status.success(), "{example}: init: {init:?}");
         let env_file = dir.path().join("secrets.env");
         let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -280,7 +285,7 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
 
         // A second init changes nothing: never overwrites.
         let before = std::fs::read(&env_file).unwrap();
-        let again = run(dir.path(), &["secrets", "init", "spec.yml"], &[]);
+        let again = run(dir.path(), &["secrets", "init", "spec.yml"], S3);
         assert!(again.status.success());
         assert_eq!(
             std::fs::read(&env_file).unwrap(),
@@ -297,7 +302,7 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
                 "--secrets-env",
                 "secrets.env",
             ],
-            &[],
+            S3,
         );
         assert!(
             check.status.success(),
@@ -315,7 +320,7 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
                 "--secrets-env",
                 "secrets.env",
             ],
-            &[],
+            S3,
         );
         assert!(build.status.success(), "{example}: build: {build:?}");
         let logs = [&init, &again, &check, &build]
@@ -328,6 +333,8 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
                 )
             })
             .collect::<String>();
+        let mut every: BTreeMap<String, String> = values.clone();
+        every.extend(S3.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let out = dir.path().join("out");
         let mut delivered = 0;
         for path in all_files(&out) {
@@ -344,12 +351,12 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
                     .count();
                 continue;
             }
-            for (name, v) in &values {
+            for (name, v) in &every {
                 assert!(!text.contains(v.as_str()), "{example}: {rel} holds {name}");
             }
         }
         assert!(delivered > 0, "{example}: the secrets reached secrets/");
-        for (name, v) in &values {
+        for (name, v) in &every {
             assert!(!logs.contains(v.as_str()), "{example}: a log holds {name}");
         }
 
@@ -383,7 +390,7 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
             );
             let stderr = String::from_utf8_lossy(&failed.stderr);
             assert_eq!(failed.status.code(), Some(1), "{example} {flag}: {stderr}");
-            assert!(stderr.contains("PG0300"), "{stderr}");
+            assert!(stderr.contains("PG0400"), "{stderr}");
             assert!(
                 stderr.contains(&format!("spec.yml:{line}:")),
                 "{example}: {stderr}"
@@ -391,4 +398,23 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
             assert!(!dir.path().join("out2").exists());
         }
     }
+}
+
+/// PG0212 needs two edits of the base (an S3 repository, no cipher), so its
+/// case is here rather than among the one-mutation cases of tests/rules.rs.
+#[test]
+fn pg0212_s3_without_cipher() {
+    let text = support::read(BASE)
+        .replace("  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n", "")
+        .replace(
+            "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
+            "repos: [{ type: s3, bucket: backups, region: eu-west-1, key: { env: K }, key_secret: { env: S } }]",
+        );
+    let diags = support::diagnostics(BASE, &text, false);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), "PG0212");
+    let span = d.span.expect("a position");
+    assert_eq!((span.line, span.col), (19, 17));
+    assert!(!d.is_error());
 }

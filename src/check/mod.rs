@@ -5,6 +5,7 @@
 //! The runner turns pointers into line:column. Rules may assume the spec
 //! passed the schema, and nothing more.
 
+mod firstboot;
 mod network;
 mod secure;
 mod topology;
@@ -139,6 +140,51 @@ pub const RULES: &[Rule] = &[
         codes: &[Code::RestApiOpen],
         run: secure::restapi_authentication,
     },
+    Rule {
+        name: "S3 credentials on bare metal",
+        codes: &[Code::S3AutoOnBareMetal],
+        run: firstboot::s3_credentials,
+    },
+    Rule {
+        name: "shared posix repositories",
+        codes: &[Code::UnsharedPosixRepository],
+        run: firstboot::shared_posix,
+    },
+    Rule {
+        name: "install disks",
+        codes: &[Code::InstallWithoutDisk],
+        run: firstboot::install_disks,
+    },
+    Rule {
+        name: "package pins",
+        codes: &[Code::UnknownPackageVersion],
+        run: firstboot::package_pins,
+    },
+    Rule {
+        name: "subnets",
+        codes: &[Code::AddressOutsideSubnet, Code::GatewayOutsideSubnet],
+        run: firstboot::subnets,
+    },
+    Rule {
+        name: "time zones",
+        codes: &[Code::UnknownTimeZone],
+        run: firstboot::time_zones,
+    },
+    Rule {
+        name: "DNS for repositories",
+        codes: &[Code::NoDnsForRepositories],
+        run: firstboot::dns_for_repositories,
+    },
+    Rule {
+        name: "one PostgreSQL major",
+        codes: &[Code::MixedMajors],
+        run: firstboot::one_major,
+    },
+    Rule {
+        name: "cluster-wide settings",
+        codes: &[Code::HostLevelClusterSetting],
+        run: firstboot::cluster_wide_settings,
+    },
 ];
 
 /// Runs every rule; the result is sorted, deduplicated and positioned.
@@ -195,6 +241,7 @@ fn once_per_setting(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
     }
     out
 }
+pub use firstboot::is_host_layer;
 
 /// A valid PostgreSQL identifier as pgimg writes it unquoted: lowercase.
 pub fn is_pg_identifier(s: &str) -> bool {

@@ -491,6 +491,7 @@ pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
                     "pgBackRest has no repository",
                 )
                 .expected("at least one repository")
+                .help("add `pgbackrest.repos`, e.g. `- { type: s3, bucket: …, region: … }`, or a posix repository on a shared `mount`: a node-local directory dies with its node")
                 .for_host(&h.name),
             );
         }
@@ -500,11 +501,13 @@ pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
                 continue;
             }
             if r.key_type == S3KeyType::Shared && (r.key.is_none() || r.key_secret.is_none()) {
-                out.push(
-                    Diagnostic::error(Code::S3Incomplete, &r.pointer, "S3 repository with `key_type: shared` but no `key` and `key_secret` references")
-                        .expected("`key` and `key_secret` secret references, or `key_type: auto` on EC2")
-                        .for_host(&h.name),
-                );
+                let mut d = Diagnostic::error(Code::S3Incomplete, &r.pointer, "S3 repository with `key_type: shared` but no `key` and `key_secret` references")
+                    .expected("`key` and `key_secret` secret references, or `key_type: auto` on EC2")
+                    .for_host(&h.name);
+                if !r.key_type_explicit {
+                    d = d.help("`shared` is the default on a site with bare-metal hosts (`boot.mac`): EC2's instance role does not exist there");
+                }
+                out.push(d);
             }
         }
     }

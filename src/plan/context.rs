@@ -270,21 +270,40 @@ pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<Strin
         "unix_socket_directories".to_string(),
         json!(m.path(&host.name, paths::SOCKET_DIR)),
     );
+    // A host's own parameters: the DCS copy is the same for every member.
+    for (k, v) in spec_parameters(host).filter(|(k, _)| is_host_parameter(host, k)) {
+        p.insert(k, v);
+    }
     p
 }
 
-/// Cluster-wide PostgreSQL parameters: the built-in ones (`spec::defaults`), then the spec's.
+/// True for a parameter set in the host's own `settings`, not for the site or above.
+pub fn is_host_parameter(host: &Host, name: &str) -> bool {
+    host.origins
+        .get(&format!("postgresql/parameters/{name}"))
+        .is_some_and(|p| crate::check::is_host_layer(p))
+}
+
+fn spec_parameters(host: &Host) -> impl Iterator<Item = (String, Value)> + '_ {
+    host.config.postgresql.parameters.iter().map(|(k, v)| {
+        let value = match v {
+            crate::spec::v1::ScalarValue::Int(i) => json!(i),
+            other => json!(scalar_text(other, "on", "off")),
+        };
+        (k.clone(), value)
+    })
+}
+
+/// Cluster-wide PostgreSQL parameters: the built-in ones (`spec::defaults`),
+/// then the spec's from the site, cluster and fleet layers (a host's own go
+/// to its local configuration, `local_parameters`).
 pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
     let mut p: BTreeMap<String, Value> = crate::spec::defaults::PG_PARAMETERS
         .iter()
         .map(|(k, v)| (k.to_string(), v.json()))
         .collect();
-    for (k, v) in &host.config.postgresql.parameters {
-        let value = match v {
-            crate::spec::v1::ScalarValue::Int(i) => json!(i),
-            other => json!(scalar_text(other, "on", "off")),
-        };
-        p.insert(k.clone(), value);
+    for (k, v) in spec_parameters(host).filter(|(k, _)| !is_host_parameter(host, k)) {
+        p.insert(k, v);
     }
     p
 }
@@ -380,6 +399,16 @@ pub struct MemberFacts {
     pub fqdn: String,
 }
 
+/// An etcd member of the site, for etcd's settings and the etcd runbook.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdMemberFacts {
+    #[serde(flatten)]
+    pub member: MemberFacts,
+    pub peer_url: String,
+    /// The spec marks it as joining a running cluster (`initial_cluster_state: existing`).
+    pub joins_existing: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterFacts {
     pub name: String,
@@ -395,7 +424,7 @@ pub struct SiteFacts {
     pub source: Option<SourceFacts>,
     pub slot_name: String,
     pub stanza: String,
-    pub etcd_members: Vec<MemberFacts>,
+    pub etcd_members: Vec<EtcdMemberFacts>,
     pub etcd_initial_cluster: String,
     pub etcd_endpoints: String,
     pub dcs_url: Option<String>,
@@ -460,6 +489,8 @@ pub struct PgContext {
     pub replication_user: String,
     pub packages: PgPackages,
     pub extra_packages: Vec<String>,
+    /// The glibc language pack of initdb's locale: one, or none for `C`/`C.UTF-8`.
+    pub langpacks: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -493,12 +524,22 @@ pub struct EtcdContext {
     pub peer_url: String,
     pub listen_client_urls: String,
     pub package: String,
+    /// `new`, or `existing` for a member that joins a running cluster.
+    pub initial_cluster_state: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PgbackrestContext {
     pub package: String,
     pub repos: Vec<RepoContext>,
+    /// The site's shared posix repository, mounted by a `.mount` unit.
+    pub mount: Option<super::storage::MountContext>,
+    /// `mount` is set (a guard of `role.yaml`).
+    pub mounted: bool,
+    /// The first posix repository's path (unmapped), created owned by postgres.
+    pub posix_dir: Option<String>,
+    /// `posix_dir` is set.
+    pub posix: bool,
     pub compress_type: &'static str,
     pub compress_level: u8,
     pub process_max: u16,
@@ -613,6 +654,15 @@ pub fn host_context(
         .enumerate()
         .map(|(i, r)| repo_context(i, r, &stanza, &host.name, m, cipher))
         .collect();
+    let mount = super::storage::repo_mount(&site_repos(cluster, site), m, &host.name);
+    let posix_dir = site_repos(cluster, site)
+        .into_iter()
+        .find(|r| r.kind == RepoType::Posix)
+        .map(|r| {
+            r.path
+                .clone()
+                .unwrap_or_else(|| "/var/lib/pgbackrest".into())
+        });
     let pip = c.patroni.install == PatroniInstall::Pip;
     let (patroni_bin, patronictl_bin) = patroni_binaries(c.patroni.install);
     let major = c.postgresql.major;
@@ -677,7 +727,17 @@ pub fn host_context(
             source,
             slot_name: site.slot_name.clone(),
             stanza,
-            etcd_members: site.with_role(Role::Etcd).map(member).collect(),
+            etcd_members: site
+                .with_role(Role::Etcd)
+                .map(|h| EtcdMemberFacts {
+                    member: member(h),
+                    peer_url: format!(
+                        "http://{}",
+                        hostport(&m.addr(&h.address), h.config.etcd.peer_port)
+                    ),
+                    joins_existing: h.config.etcd.join_existing,
+                })
+                .collect(),
             etcd_initial_cluster: initial_cluster.join(","),
             etcd_endpoints: etcd_endpoints.join(","),
             dcs_url: site.with_role(Role::Etcd).next().map(|h| {
@@ -742,6 +802,9 @@ pub fn host_context(
                 contrib: package(&format!("postgresql{major}-contrib"), pg_version),
             },
             extra_packages: c.postgresql.extra_packages.clone(),
+            langpacks: super::storage::langpack(&c.postgresql.locale)
+                .into_iter()
+                .collect(),
         },
         patroni: PatroniContext {
             version: c.patroni.version.clone(),
@@ -753,8 +816,9 @@ pub fn host_context(
             rest_url: format!("http://{}", hostport(&addr, c.patroni.restapi_port)),
             config: paths::PATRONI_CONFIG,
             env: paths::PATRONI_ENV,
-            rpm: package("patroni", Some(&c.patroni.version)),
-            rpm_etcd: package("patroni-etcd", Some(&c.patroni.version)),
+            // The RPM's own version, never the pip one (PGDG's RPM lags PyPI).
+            rpm: package("patroni", Some(&c.patroni.rpm_version)),
+            rpm_etcd: package("patroni-etcd", Some(&c.patroni.rpm_version)),
         },
         etcd: EtcdContext {
             client_port: c.etcd.client_port,
@@ -768,10 +832,19 @@ pub fn host_context(
             peer_url,
             listen_client_urls,
             package: package("etcd", c.etcd.version.as_deref()),
+            initial_cluster_state: if c.etcd.join_existing {
+                "existing"
+            } else {
+                "new"
+            },
         },
         pgbackrest: PgbackrestContext {
             package: package("pgbackrest", c.pgbackrest.version.as_deref()),
             repos,
+            mounted: mount.is_some(),
+            mount,
+            posix: posix_dir.is_some(),
+            posix_dir,
             compress_type: compress(c.pgbackrest.compress_type),
             compress_level: c.pgbackrest.compress_level,
             process_max: c.pgbackrest.process_max,

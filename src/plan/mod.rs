@@ -9,6 +9,7 @@
 pub mod context;
 pub mod roles;
 pub mod secrets;
+pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -67,6 +68,10 @@ pub struct HostPlan {
     /// (port, protocol, service).
     pub ports: BTreeSet<(u16, String, String)>,
     pub services: Vec<PlannedService>,
+    /// The directories the roles declare (`dirs:`) with their owner and
+    /// mode, which the install paths apply after unpacking: tar keeps those
+    /// of directories the packages already created.
+    pub declared_dirs: BTreeMap<String, Planned>,
     /// Path on the host (unmapped) → the tool that is there.
     pub binaries: BTreeMap<String, String>,
     pub context: HostContext,
@@ -133,6 +138,7 @@ pub fn plan_host(
         units: BTreeSet::new(),
         ports: BTreeSet::new(),
         services: Vec::new(),
+        declared_dirs: BTreeMap::new(),
         binaries: BTreeMap::new(),
         context,
     };
@@ -176,6 +182,7 @@ pub fn plan_host(
                 owner: d.owner.clone(),
                 group: d.group.clone(),
             };
+            plan.declared_dirs.insert(path.clone(), planned.clone());
             insert(&mut plan.files, path, planned, &file)?;
         }
         for f in &def.files {

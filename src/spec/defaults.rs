@@ -17,7 +17,8 @@
 use serde_json::{Value, json};
 
 use super::v1::{
-    CompressType, Distro, PatroniInstall, RetentionType, S3KeyType, SelinuxMode, SyncMode, UriStyle,
+    CompressType, Distro, EtcdClusterState, PatroniInstall, RetentionType, S3KeyType, SelinuxMode,
+    SyncMode, UriStyle,
 };
 
 /// What a field defaults to.
@@ -85,6 +86,9 @@ fixed_defaults! {
     LIMIT_NPROC: u32 = 16384; "LimitSettings.nproc", "reference guide, section 1.4";
 
     PGDG_URL: &str = "https://download.postgresql.org/pub/repos/yum"; "RepoSettings.pgdg", "";
+    BOOT_INSTALL: bool = false; "Boot.install", "the PXE entry boots the local disk; installing is chosen at the boot menu";
+    ETCD_INITIAL_CLUSTER_STATE: EtcdClusterState = EtcdClusterState::New; "EtcdSettings.initial_cluster_state", "the members bootstrap the cluster together";
+    NFS_OPTIONS: &str = "vers=4.2,hard,noatime"; "RepoMount.options", "";
 
     PG_MAJOR: u32 = 17; "PostgresSettings.major", "the reference stack's major version";
     PG_PORT: u16 = 5432; "PostgresSettings.port", "reference guide";
@@ -123,7 +127,7 @@ fixed_defaults! {
     BACKREST_ARCHIVE_TIMEOUT: u32 = 300; "PgbackrestSettings.archive_timeout", "reference guide";
     BACKREST_ARCHIVE_ASYNC: bool = false; "PgbackrestSettings.archive_async", "";
     REPO_URI_STYLE: UriStyle = UriStyle::Host; "BackupRepo.uri_style", "pgBackRest's own default (`repo-s3-uri-style`)";
-    REPO_KEY_TYPE: S3KeyType = S3KeyType::Auto; "BackupRepo.key_type", "";
+    REPO_KEY_TYPE: S3KeyType = S3KeyType::Auto; "BackupRepo.key_type", "on a site with bare-metal hosts (`boot.mac`) the default is `shared`: EC2's instance role does not exist there";
     REPO_RETENTION_FULL_TYPE: RetentionType = RetentionType::Count; "BackupRepo.retention_full_type", "pgBackRest's own default (`repo-retention-full-type`)";
     REPO_RETENTION_FULL: u32 = 4; "BackupRepo.retention_full", "reference guide";
     REPO_RETENTION_DIFF: u32 = 14; "BackupRepo.retention_diff", "reference guide";
@@ -283,7 +287,24 @@ pub const DERIVED: &[Entry] = &[
     Entry {
         field: "RepoSettings.installer",
         value: DefaultValue::Derived("the distribution's BaseOS for x86_64"),
+        note: "also the kickstart's installation source unless `baseos` is set",
+    },
+    Entry {
+        field: "RepoSettings.pgdg_extras",
+        value: DefaultValue::Derived("`<pgdg>/extras/redhat/rhel-9-$basearch`"),
+        note: "PGDG moved extras there on 2025-11-24 (docs/packages.md)",
+    },
+    Entry {
+        field: "RepoSettings.pypi",
+        value: DefaultValue::Derived("pip's default index, `https://pypi.org/simple`"),
         note: "",
+    },
+    Entry {
+        field: "PatroniSettings.rpm_version",
+        value: DefaultValue::Derived(
+            "the newest `patroni` in pgimg's package catalog (`data/catalog.yaml`)",
+        ),
+        note: "PGDG's RPM lags PyPI: the pip version is never reused",
     },
     Entry {
         field: "PostgresSettings.version",
@@ -297,7 +318,9 @@ pub const DERIVED: &[Entry] = &[
     },
     Entry {
         field: "EtcdSettings.version",
-        value: DefaultValue::Derived("the newest in PGDG extras"),
+        value: DefaultValue::Derived(
+            "the newest `etcd` of PGDG extras in pgimg's package catalog (`data/catalog.yaml`)",
+        ),
         note: "",
     },
     Entry {
@@ -307,7 +330,9 @@ pub const DERIVED: &[Entry] = &[
     },
     Entry {
         field: "PgbackrestSettings.version",
-        value: DefaultValue::Derived("the newest in PGDG"),
+        value: DefaultValue::Derived(
+            "the newest `pgbackrest` of PGDG in pgimg's package catalog (`data/catalog.yaml`)",
+        ),
         note: "",
     },
     Entry {

@@ -172,11 +172,21 @@ constrained_string!(
 );
 
 constrained_string!(
-    /// A block device name.
+    /// A block device: a kernel name or a stable `/dev/disk/by-id|by-path` name, which
+    /// anaconda accepts wherever a disk is named ("you can use any item from /dev/disk",
+    /// RHEL 9 "Kickstart commands for handling storage").
     Disk,
-    "^[a-z][a-z0-9]*$",
-    32,
-    "a block device name without `/dev/`, such as `sda`, `vdb` or `nvme1n1`"
+    "^[a-z][a-z0-9]*$|^(/dev/)?disk/by-(id|path)/[A-Za-z0-9_.:+-]+$",
+    255,
+    "a block device name without `/dev/` such as `sda` or `nvme1n1`, or a stable name such as `/dev/disk/by-id/wwn-0x5000c500a1b2c3d4` or `disk/by-path/pci-0000:00:05.0-scsi-0:0:0:0`"
+);
+
+constrained_string!(
+    /// Mount options.
+    MountOptions,
+    "^[A-Za-z0-9_.=:-]+(,[A-Za-z0-9_.=:-]+)*$",
+    500,
+    "comma-separated mount options such as `vers=4.2,hard,noatime`"
 );
 
 constrained_string!(

@@ -110,6 +110,11 @@ pub struct Boot {
     pub interface: Option<Interface>,
     /// Disk layout for the installer.
     pub disk: Option<DiskLayout>,
+    /// Whether the host's PXE entry starts the installer by default (else it boots the
+    /// local disk, and installing is chosen at the boot menu). Set it for a host's first
+    /// install or a deliberate reinstall, then remove it: the installer wipes the disks
+    /// the layout names.
+    pub install: Option<bool>,
 }
 
 /// Disk layout for the installer.
@@ -232,7 +237,11 @@ pub struct RepoSettings {
     pub appstream: Option<Url>,
     /// Base URL of the PGDG yum repository.
     pub pgdg: Option<Url>,
-    /// URL of the installer tree for `inst.repo=`.
+    /// URL of PGDG's extras repository, where etcd comes from.
+    pub pgdg_extras: Option<Url>,
+    /// Python package index for `patroni.install: pip`.
+    pub pypi: Option<Url>,
+    /// URL of the installer tree for `inst.repo=`, and the kickstart's installation source unless `baseos` is set.
     pub installer: Option<Url>,
     /// Base URL under which the build output (`hosts/<host>/kickstart.ks`) is served to installers.
     pub artifacts: Option<Url>,
@@ -344,8 +353,10 @@ pub struct PgUsers {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatroniSettings {
-    /// Pinned Patroni version.
+    /// Pinned Patroni version from PyPI, for `install: pip`.
     pub version: Option<Version>,
+    /// Pinned version of PGDG's `patroni` RPMs, for `install: rpm`. PGDG's RPM lags PyPI: never reuse the pip version.
+    pub rpm_version: Option<Version>,
     /// How Patroni is installed.
     pub install: Option<PatroniInstall>,
     /// Leader key time to live in seconds; at least 20 (PG0121).
@@ -462,6 +473,20 @@ pub struct EtcdSettings {
     /// Peer port.
     #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<u16>,
+    /// `existing` for a member that joins a running etcd cluster, such as a
+    /// reinstalled member after `etcdctl member add`; `new` when the members
+    /// bootstrap the cluster together. See the cluster's etcd runbook.
+    pub initial_cluster_state: Option<EtcdClusterState>,
+}
+
+/// How an etcd member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EtcdClusterState {
+    /// The members bootstrap a new cluster together.
+    New,
+    /// The member joins a running cluster that already lists it (`etcdctl member add`).
+    Existing,
 }
 
 /// pgBackRest settings.
@@ -504,7 +529,7 @@ pub struct BackupRepo {
     /// Repository type.
     #[serde(rename = "type")]
     pub kind: RepoType,
-    /// Path of the repository (in the bucket for S3).
+    /// Path of the repository (in the bucket for S3); for a mounted posix repository, the mount point.
     pub path: Option<AbsPath>,
     /// S3 bucket; required for `type: s3`.
     pub bucket: Option<Bucket>,
@@ -528,6 +553,20 @@ pub struct BackupRepo {
     /// Differential backups to keep.
     #[schemars(range(min = 1, max = 9999))]
     pub retention_diff: Option<u32>,
+    /// The shared file system a posix repository lives on; required when the site has more than one `pg` host.
+    pub mount: Option<RepoMount>,
+}
+
+/// An NFS export mounted at a posix repository's path by a systemd `.mount` unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepoMount {
+    /// The NFS server's host name or IPv4 address.
+    pub server: Endpoint,
+    /// The exported directory on the server; its root must belong to `postgres` (uid 26 on EL).
+    pub export: AbsPath,
+    /// Mount options.
+    pub options: Option<MountOptions>,
 }
 
 /// What pgBackRest's full-backup retention counts (pgbackrest/pgbackrest

@@ -1037,3 +1037,160 @@ fn diff(a: &Value, b: &Value, at: &str, out: &mut Vec<String>) {
         )),
     }
 }
+
+// ------------------------------------------------------------- repositories
+
+/// What the committed data files allow a build to render, read here on
+/// their own (not through pgimg's code): every repository URL and key
+/// template of `data/repos.yaml` expanded for PostgreSQL 14 to 18, both
+/// distributions and the given PGDG bases, plus the spec's own overrides;
+/// and every version `data/catalog.yaml` lists, by package.
+pub struct RepoFacts {
+    pub urls: BTreeSet<String>,
+    pub versions: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl RepoFacts {
+    pub fn load(
+        root: &Path,
+        pgdg_bases: &[String],
+        overrides: &[String],
+    ) -> Result<RepoFacts, String> {
+        let repos: serde_yaml::Value = serde_yaml::from_str(&read(&root.join("data/repos.yaml"))?)
+            .map_err(|e| format!("data/repos.yaml: {e}"))?;
+        let mut bases: Vec<String> = pgdg_bases.to_vec();
+        bases.push(
+            repos["pgdg_default"]
+                .as_str()
+                .ok_or("data/repos.yaml: no pgdg_default")?
+                .to_string(),
+        );
+        let mut urls: BTreeSet<String> = overrides.iter().cloned().collect();
+        for group in ["distribution", "pgdg", "python"] {
+            let defs = repos[group]
+                .as_sequence()
+                .ok_or_else(|| format!("data/repos.yaml: no `{group}` list"))?;
+            for def in defs {
+                for field in ["url", "gpgkey"] {
+                    let Some(per) = def[field].as_mapping() else {
+                        continue;
+                    };
+                    for t in per.values().filter_map(|v| v.as_str()) {
+                        for base in &bases {
+                            for major in 14..=18 {
+                                urls.insert(
+                                    t.replace("{pgdg}", base.trim_end_matches('/'))
+                                        .replace("{major}", &major.to_string()),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let catalog: serde_yaml::Value =
+            serde_yaml::from_str(&read(&root.join("data/catalog.yaml"))?)
+                .map_err(|e| format!("data/catalog.yaml: {e}"))?;
+        let mut versions = BTreeMap::new();
+        for p in catalog["packages"]
+            .as_sequence()
+            .ok_or("data/catalog.yaml: no packages")?
+        {
+            let name = p["name"]
+                .as_str()
+                .ok_or("data/catalog.yaml: a package without name")?;
+            let list: BTreeSet<String> = p["versions"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            versions.insert(name.to_string(), list);
+        }
+        Ok(RepoFacts { urls, versions })
+    }
+}
+
+/// The repository URLs and keys a kickstart, a cloud-config and a pip
+/// command line name.
+pub fn rendered_repository_urls(
+    kickstart: &str,
+    cloud_config: &str,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for line in kickstart.lines() {
+        for word in line.split_whitespace() {
+            for prefix in ["--url=", "--baseurl=", "baseurl=", "gpgkey="] {
+                if let Some(u) = word.strip_prefix(prefix) {
+                    out.push(u.to_string());
+                }
+            }
+        }
+        if let Some((_, rest)) = line.split_once("--index-url ") {
+            out.extend(rest.split_whitespace().next().map(str::to_string));
+        }
+    }
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(cloud_config).map_err(|e| format!("user-data: {e}"))?;
+    if let Some(repos) = doc["yum_repos"].as_mapping() {
+        for r in repos.values() {
+            for k in ["baseurl", "gpgkey"] {
+                out.extend(r[k].as_str().map(str::to_string));
+            }
+        }
+    }
+    for cmd in doc["runcmd"].as_sequence().into_iter().flatten() {
+        if let Some((_, rest)) = cmd.as_str().unwrap_or("").split_once("--index-url ") {
+            out.extend(rest.split_whitespace().next().map(str::to_string));
+        }
+    }
+    Ok(out)
+}
+
+/// Every repository URL and key of a host's install paths comes from the
+/// committed repository file (or the spec's override), and every pinned
+/// package version of its rpms.txt is in the catalog.
+pub fn repositories(
+    facts: &RepoFacts,
+    kickstart: &str,
+    cloud_config: &str,
+    rpms: &str,
+) -> Result<(), String> {
+    let mut errs = Vec::new();
+    let urls = rendered_repository_urls(kickstart, cloud_config)?;
+    if urls.is_empty() {
+        errs.push("no repository URL found: nothing was checked".to_string());
+    }
+    for u in urls {
+        if !facts.urls.contains(&u) {
+            errs.push(format!(
+                "`{u}` comes neither from data/repos.yaml nor from the spec"
+            ));
+        }
+    }
+    for line in rpms.lines() {
+        for (name, known) in &facts.versions {
+            let Some(version) = line
+                .strip_prefix(name.as_str())
+                .and_then(|r| r.strip_prefix('-'))
+            else {
+                continue;
+            };
+            // `patroni-etcd-4.1.0` is not a pin of `patroni` at version `etcd-4.1.0`.
+            if !version.starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            let base = version.split('-').next().unwrap_or(version);
+            if !known.contains(base) {
+                errs.push(format!(
+                    "rpms.txt pins `{line}`, a version data/catalog.yaml does not list for `{name}`"
+                ));
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n"))
+    }
+}

@@ -187,6 +187,8 @@ fn done_when_a_broken_template_fails_the_haproxy_check_naming_host_file_and_mess
         lo_etcd: None,
         hosts,
         patroni_meant: Default::default(),
+        pgdg_bases: Vec::new(),
+        repo_overrides: Vec::new(),
     };
     let failures = suite::run_jobs(
         suite::jobs(&b, &[Consumer::Haproxy], &tmp.path().join("checks")),
@@ -399,4 +401,41 @@ fn the_cloud_config_is_found_inside_gzip_and_mime_user_data() {
         "I2Nsb3VkLWNvbmZpZwpydW5jbWQ6Ci0gWyd0cnVlJ10K"
     );
     assert_eq!(checks::cloud_config_of(mime.as_bytes()).unwrap(), cfg);
+}
+
+#[test]
+fn negative_repositories_dead_extras_url_and_pip_version_as_rpm_pin() {
+    let tmp = tempdir();
+    let b = control_build(tmp.path());
+    let facts = checks::RepoFacts::load(&suite::root(), &b.pgdg_bases, &b.repo_overrides)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hdir = b.real.join("hosts/pg1");
+    let ks = std::fs::read_to_string(hdir.join("kickstart.ks")).expect("kickstart");
+    let cfg = checks::cloud_config_of(&std::fs::read(hdir.join("user-data")).expect("user-data"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rpms = std::fs::read_to_string(hdir.join("rpms.txt")).expect("rpms.txt");
+    // The control: the real artifacts pass.
+    checks::repositories(&facts, &ks, &cfg, &rpms).unwrap_or_else(|e| panic!("{e}"));
+    let new = "/pub/repos/yum/extras/redhat/";
+    assert!(
+        ks.contains(new),
+        "the kickstart no longer names the extras repository"
+    );
+    let dead = ks.replace(new, "/pub/repos/yum/common/pgdg-rhel9-extras/redhat/");
+    must_fail(
+        "kickstart with the pre-2025-11 extras URL",
+        checks::repositories(&facts, &dead, &cfg, &rpms),
+        "pgdg-rhel9-extras",
+    );
+    let dead_cfg = cfg.replace(new, "/pub/repos/yum/common/pgdg-rhel9-extras/redhat/");
+    must_fail(
+        "user-data with the pre-2025-11 extras URL",
+        checks::repositories(&facts, &ks, &dead_cfg, &rpms),
+        "data/repos.yaml",
+    );
+    must_fail(
+        "rpms.txt pinning Patroni's pip version as an RPM",
+        checks::repositories(&facts, &ks, &cfg, &format!("{rpms}patroni-4.1.5\n")),
+        "patroni-4.1.5",
+    );
 }

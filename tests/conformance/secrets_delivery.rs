@@ -70,6 +70,8 @@ const VALUES: &[(&str, &str)] = &[
     ("PGIMG_REWIND_PASSWORD", "Delivery-Rewind-3"),
     ("PGIMG_RESTAPI_PASSWORD", "Delivery-Rest-4"),
     ("PGIMG_BACKUP_CIPHER_PASS", "Delivery-Cipher-5"),
+    ("PGIMG_S3_KEY", "Delivery-S3-Key-6"),
+    ("PGIMG_S3_KEY_SECRET", "Delivery-S3-Secret-7"),
 ];
 
 fn start_stand_in(dir: &Path) -> (Guard, u16) {

@@ -46,6 +46,7 @@ pub enum Consumer {
     Pgbackrest,
     Etcd,
     Pyyaml,
+    Repositories,
 }
 
 pub const ALL: &[Consumer] = &[
@@ -57,6 +58,7 @@ pub const ALL: &[Consumer] = &[
     Consumer::Pgbackrest,
     Consumer::Etcd,
     Consumer::Pyyaml,
+    Consumer::Repositories,
 ];
 
 /// One example, built.
@@ -71,6 +73,9 @@ pub struct Built {
     pub hosts: Vec<String>,
     /// What pgimg meant each host's patroni.yml to say, from its typed structs.
     pub patroni_meant: BTreeMap<String, Value>,
+    /// The spec's PGDG bases and repository overrides, which rendered URLs may name.
+    pub pgdg_bases: Vec<String>,
+    pub repo_overrides: Vec<String>,
 }
 
 /// Second octet of an example's loopback addresses: distinct per example
@@ -155,8 +160,32 @@ pub fn build_example(spec: &Path, index: usize, tmp: &Path) -> Result<Built, Str
             );
         }
     }
+    let mut pgdg_bases = Vec::new();
+    let mut repo_overrides = Vec::new();
+    for (_, _, h) in v.fleet.hosts() {
+        let r = &h.config.repos;
+        pgdg_bases.push(r.pgdg.clone());
+        repo_overrides.extend(
+            [
+                &r.baseos,
+                &r.appstream,
+                &r.installer,
+                &r.pgdg_extras,
+                &r.pypi,
+            ]
+            .into_iter()
+            .flatten()
+            .cloned(),
+        );
+    }
+    pgdg_bases.sort();
+    pgdg_bases.dedup();
+    repo_overrides.sort();
+    repo_overrides.dedup();
     let mut lo = lo.into_iter();
     Ok(Built {
+        pgdg_bases,
+        repo_overrides,
         example,
         real,
         lo_patroni: lo.next(),
@@ -273,6 +302,26 @@ pub fn jobs(b: &Built, which: &[Consumer], tmp: &Path) -> Vec<Job> {
                     }));
                 }
             }
+        }
+        if on(Consumer::Repositories) {
+            let l = label(
+                &format!("hosts/{host}/{{kickstart.ks,user-data,rpms.txt}}"),
+                "repositories",
+            );
+            let (ks, ud, rpms) = (
+                hdir.join("kickstart.ks"),
+                hdir.join("user-data"),
+                hdir.join("rpms.txt"),
+            );
+            let (bases, overrides) = (b.pgdg_bases.clone(), b.repo_overrides.clone());
+            jobs.push(Job::new(l, move || {
+                let facts = checks::RepoFacts::load(&root(), &bases, &overrides)?;
+                let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+                let ks = String::from_utf8_lossy(&read(&ks)?).into_owned();
+                let cfg = checks::cloud_config_of(&read(&ud)?)?;
+                let rpms = String::from_utf8_lossy(&read(&rpms)?).into_owned();
+                checks::repositories(&facts, &ks, &cfg, &rpms)
+            }));
         }
         let mut units = Vec::new();
         for rel in &files {

@@ -34,6 +34,7 @@ struct CloudConfig {
     users: Vec<User>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bootcmd: Vec<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
     yum_repos: Map<String, Value>,
     packages: Vec<String>,
     write_files: Vec<WriteFile>,
@@ -60,6 +61,8 @@ struct YumRepo {
     #[serde(skip_serializing_if = "Option::is_none")]
     repo_gpgcheck: Option<bool>,
     gpgkey: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    includepkgs: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -95,14 +98,14 @@ pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
     let first = FirstBoot::of(host, plan);
     let mut yum_repos = Map::new();
     for r in super::host_repos(host) {
-        let pgdg = !r.gpgkey.as_deref().unwrap_or("").starts_with("file://");
         let repo = YumRepo {
             name: r.name,
             baseurl: r.baseurl,
             enabled: true,
             gpgcheck: true,
-            repo_gpgcheck: pgdg.then_some(true),
+            repo_gpgcheck: r.repo_gpgcheck.then_some(true),
             gpgkey: r.gpgkey.unwrap_or_default(),
+            includepkgs: (!r.includepkgs.is_empty()).then(|| r.includepkgs.join(" ")),
         };
         yum_repos.insert(r.id, serde_json::to_value(repo).unwrap_or(Value::Null));
     }
@@ -122,6 +125,7 @@ pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
         ),
         format!("tar --no-overwrite-dir -xpzf {OVERLAY_PATH} -C /"),
     ];
+    run.extend(first.dir_commands.iter().cloned());
     if selinux_on {
         run.push(format!(
             "tar -tzf {OVERLAY_PATH} | sed 's,^,/,' | xargs -r restorecon"
@@ -154,7 +158,7 @@ pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
         run.push("setsebool -P haproxy_connect_any 1".into());
     }
     if first.pip {
-        run.extend(FirstBoot::venv_commands());
+        run.extend(FirstBoot::venv_commands(host));
     }
     if !first.units.is_empty() {
         let units = first.units.join(" ");

@@ -26,11 +26,11 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
         .map(|(port, proto, _)| format!("{port}:{proto}"))
         .collect();
     let mut disks: Vec<String> = Vec::new();
-    disks.extend(host.boot.os_disk.clone());
-    disks.extend(host.boot.data_disk.clone());
+    disks.extend(host.boot.os_disk.as_deref().map(ks_disk));
+    disks.extend(host.boot.data_disk.as_deref().map(ks_disk));
     let data_volume = host.boot.data_disk.as_ref().map(|d| {
         json!({
-            "disk": d,
+            "disk": ks_disk(d),
             "mount": data_mount(host),
             "size": host.boot.data_size_gib.map(|g| (u64::from(g) * 1024).to_string()),
         })
@@ -39,9 +39,13 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
     let repos = super::host_repos(host);
     json!({
         "distro_name": super::distro_name(c.os.distro),
-        "url": super::baseos_url(host),
-        "appstream": super::appstream_url(host),
-        "pgdg_repos": super::pgdg_repos(host).iter().map(|r| json!({"id": r.id, "baseurl": r.baseurl})).collect::<Vec<_>>(),
+        "url": crate::facts::repos::installer_url(host),
+        "appstream": crate::facts::repos::appstream(host).baseurl,
+        "pgdg_repos": crate::facts::repos::pgdg(host).iter().map(|r| json!({
+            "id": r.id,
+            "baseurl": r.baseurl,
+            "includepkgs": r.includepkgs.join(","),
+        })).collect::<Vec<_>>(),
         "repo_file": super::repo_file(&repos),
         "custom_mirrors": super::custom_distro_mirrors(host),
         "disable_distro_repos": super::DISABLE_DISTRO_REPOS,
@@ -68,7 +72,7 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
         "selinux_on": c.os.selinux != SelinuxMode::Disabled,
         "firewall": c.os.firewall,
         "ports": ports.join(","),
-        "os_disk": host.boot.os_disk,
+        "os_disk": host.boot.os_disk.as_deref().map(ks_disk),
         "disks": disks.join(","),
         "data_volume": data_volume,
         "packages": plan.packages.iter().cloned().collect::<Vec<_>>(),
@@ -76,10 +80,19 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
         "overlay_sha256": sha256(overlay),
         "overlay_base64": super::base64(overlay, 76),
         "pip": first.pip,
-        "venv": FirstBoot::venv_commands(),
+        "venv": FirstBoot::venv_commands(host),
         "haproxy_boolean": first.haproxy_boolean,
         "units": first.units.join(" "),
+        "dir_commands": first.dir_commands,
     })
+}
+
+/// A disk as the kickstart names it: a kernel name (`sda`), or a stable
+/// name as anaconda's documentation writes it, `disk/by-id/…` without
+/// `/dev/` (RHEL 9 "Automatically installing RHEL", `ignoredisk`/`clearpart`:
+/// `--only-use=disk/by-id/…`, `--drives=disk/by-id/…`).
+pub fn ks_disk(disk: &str) -> String {
+    disk.strip_prefix("/dev/").unwrap_or(disk).to_string()
 }
 
 /// Where a dedicated data volume is mounted: the parent of the data

@@ -29,12 +29,12 @@ pub fn kernel_args(host: &Host) -> Result<String, Error> {
             host.name
         ))
     })?;
-    let repo = host
-        .config
-        .repos
+    let repos = &host.config.repos;
+    let repo = repos
         .installer
         .clone()
-        .unwrap_or_else(|| super::distro_repo(host.config.os.distro, "BaseOS", "x86_64"));
+        .or_else(|| repos.baseos.clone())
+        .unwrap_or_else(|| crate::facts::repos::baseos(host).baseurl);
     let bracket = |a: &str| {
         if net.ipv6 {
             format!("[{a}]")
@@ -76,6 +76,7 @@ fn context<'a>(host: &Host, plan: &'a HostPlan) -> Result<super::WithFacts<'a>, 
             "title": format!("Install {} 9 on {}", super::distro_name(d), super::fqdn(host)),
             "dir": match d { Distro::Rocky => "rocky-9", Distro::Alma => "alma-9" },
             "args": kernel_args(host)?,
+            "install": host.boot.install,
         })),
     })
 }

@@ -1,0 +1,8 @@
+//! Facts about the outside world pgimg relies on, kept as committed data
+//! under `data/` and embedded in the binary: the package repositories
+//! (`repos.rs`), what they ship (`catalog.rs`) and the tz database's zone
+//! names (`tz.rs`). Nothing here reads the build machine.
+
+pub mod catalog;
+pub mod repos;
+pub mod tz;
