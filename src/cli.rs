@@ -58,12 +58,19 @@ pub enum Command {
         /// Read `env:` secrets that are not in the environment from this `NAME=value` file.
         #[arg(long, value_name = "FILE")]
         secrets_env: Option<PathBuf>,
+        /// Build in memory and compare with the existing output instead of writing: exit 1 with the summary when they differ.
+        #[arg(long)]
+        check: bool,
     },
     /// Create or check the secrets a spec references.
     Secrets {
         #[command(subcommand)]
         action: SecretsAction,
     },
+    /// Compare two builds and say what each change means for a running cluster.
+    Diff(DiffArgs),
+    /// Re-hash every artifact of an output (or of its HTTP copy) against its manifest.json.
+    Verify(VerifyArgs),
     /// Start a spec's cluster on this machine from its rendered artifacts, on loopback addresses.
     Lab {
         #[command(subcommand)]
@@ -125,4 +132,40 @@ pub struct LabArgs {
     /// Use the role templates in this directory instead of the built-in ones.
     #[arg(long)]
     pub roles: Option<PathBuf>,
+}
+
+/// How `pgimg diff` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    /// Text for a terminal.
+    Text,
+    /// A pull-request comment: summary table, actions, collapsible per-host diffs.
+    Markdown,
+    /// One JSON document, for tools.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// `OLD NEW`, or `NEW` alone (then OLD is NEW at `--base`). Each a spec file, an
+    /// output directory, or `REV:PATH` (a spec at a git revision).
+    #[arg(num_args = 1..=2, required = true, value_name = "SIDE")]
+    pub sides: Vec<String>,
+    /// The git revision of OLD when only NEW is given (default: the merge base of HEAD and the main branch).
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: DiffFormat,
+    /// Use the role templates in this directory for both sides instead of the built-in ones.
+    #[arg(long)]
+    pub roles: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The output directory (default `out`); with `--url`, the local copy the served one must match.
+    pub out: Option<PathBuf>,
+    /// Check the artifacts as served under this plain http:// base URL (such as `repos.artifacts`).
+    #[arg(long, value_name = "BASE")]
+    pub url: Option<String>,
 }

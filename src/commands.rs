@@ -35,6 +35,7 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             roles,
             format,
             strict,
+            check: false,
             require_secrets,
             secrets_env,
         } => build(
@@ -46,7 +47,18 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             secrets_env.as_deref(),
             o,
         ),
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+            check: true,
+            ..
+        } => crate::review::build_check(&spec, &out, roles.as_deref(), format, strict, o),
         Command::Secrets { action } => secrets_command(action, o),
+        Command::Diff(args) => crate::review::diff(&args, o),
+        Command::Verify(args) => crate::review::verify(&args, o),
         Command::Lab { action } => lab_command(action, o),
         Command::Schema => {
             o.out.write_all(schema::generate_text().as_bytes())?;

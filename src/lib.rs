@@ -23,6 +23,7 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod render;
+pub mod review;
 pub mod schema;
 pub mod secret_ops;
 pub mod secrets;

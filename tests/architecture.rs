@@ -1,6 +1,6 @@
 //! Imports follow the pipeline: a module may use the stages before it and
-//! the shared foundations, never a later stage. `ops`, `commands` and `lab`
-//! sit on top and may use everything.
+//! the shared foundations, never a later stage. `ops`, `commands`, `lab` and
+//! `review` sit on top and may use everything.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +38,7 @@ const RANKS: &[(&str, u32)] = &[
     ("cli", 10),
     ("commands", 11),
     ("lab", 11),
+    ("review", 11),
 ];
 
 #[test]

@@ -13,6 +13,7 @@ mod incremental;
 mod no_panic;
 mod plan;
 mod repro;
+mod review;
 mod rules;
 mod schema_drift;
 mod secrets;
