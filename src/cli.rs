@@ -112,12 +112,23 @@ pub enum Command {
         /// `human`: diagnostics on stderr, a summary on stdout; `json`: one JSON document on stdout and nothing else.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
-        /// Treat warnings as errors.
+        /// Treat warnings as errors; implies `--require-secrets`.
         #[arg(long)]
         strict: bool,
+        /// Fail (exit 1) when a secret the spec references is missing, empty or unreadable.
+        #[arg(long)]
+        require_secrets: bool,
+        /// Read `env:` secrets that are not in the environment from this `NAME=value` file.
+        #[arg(long, value_name = "FILE")]
+        secrets_env: Option<PathBuf>,
         /// Build in memory and compare with the existing output instead of writing: exit 1 with the summary when they differ.
         #[arg(long)]
         check: bool,
+    },
+    /// Create or check the secrets a spec references.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsAction,
     },
     /// Compare two builds and say what each change means for a running cluster.
     Diff(DiffArgs),
@@ -159,6 +170,28 @@ pub enum Command {
         /// A code such as PG0120.
         code: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Write strong random values for every referenced secret that is missing
+    /// (`file:` references as files of mode 0600, `env:` ones into an environment
+    /// file); never overwrites.
+    Init(SecretsArgs),
+    /// List every referenced secret and whether it is there; exit 1 when one is missing or unusable.
+    Check(SecretsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SecretsArgs {
+    /// The spec file.
+    pub spec: PathBuf,
+    /// The `NAME=value` file for `env:` references (default: `secrets.env` next to the spec for `init`; none for `check`).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_env: Option<PathBuf>,
+    /// How diagnostics are printed.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,9 +8,10 @@
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, LabAction};
+use crate::cli::{Cli, Command, LabAction, SecretsAction};
 use crate::cmd::{self, term::Term};
-use crate::diag;
+use crate::diag::{self, Diagnostic};
+use crate::ops::{self, Failure};
 use crate::{Error, lab, schema};
 
 /// Where a command prints: stdout for results, stderr for diagnostics and notes.
@@ -56,6 +57,8 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             format,
             strict,
             check: false,
+            require_secrets,
+            secrets_env,
         } => cmd::build::run(
             &cmd::build::Args {
                 spec: &spec,
@@ -63,6 +66,8 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
                 roles: roles.as_deref(),
                 format,
                 strict,
+                require_secrets,
+                secrets_env: secrets_env.as_deref(),
             },
             term,
             o,
@@ -74,7 +79,9 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             format,
             strict,
             check: true,
+            ..
         } => crate::review::build_check(&spec, &out, roles.as_deref(), format, strict, o),
+        Command::Secrets { action } => secrets_command(action, term, o),
         Command::Diff(args) => crate::review::diff(&args, o),
         Command::Verify(args) => crate::review::verify(&args, o),
         Command::Show { spec } => cmd::print_view(&spec, cmd::show::show, term, o),
@@ -91,6 +98,53 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { code } => explain(code.as_deref(), o),
+    }
+}
+
+fn secrets_command(action: SecretsAction, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+    let (SecretsAction::Init(a) | SecretsAction::Check(a)) = &action;
+    let (validated, source) = match ops::validate_file(&a.spec, false) {
+        Ok(v) => v,
+        Err(Failure::Invalid(source, d)) => {
+            cmd::print_diags(&d, Some(&source), a.format, term, o)?;
+            return Ok(ExitCode::from(1));
+        }
+        Err(Failure::Error(e)) => return error(&e, o),
+    };
+    match &action {
+        SecretsAction::Init(a) => {
+            let env_file = a
+                .secrets_env
+                .clone()
+                .unwrap_or_else(|| crate::secret_ops::default_env_file(&a.spec));
+            match crate::secret_ops::init(&validated, &a.spec, &env_file) {
+                Ok((text, complete)) => {
+                    o.out.write_all(text.as_bytes())?;
+                    Ok(if complete {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => error(&e, o),
+            }
+        }
+        SecretsAction::Check(a) => {
+            match crate::secret_ops::check(&validated, &a.spec, a.secrets_env.as_deref()) {
+                Ok((text, diags)) => {
+                    if a.format == crate::cli::Format::Human {
+                        o.out.write_all(text.as_bytes())?;
+                    }
+                    cmd::print_diags(&diags, Some(&source), a.format, term, o)?;
+                    Ok(if diags.iter().any(Diagnostic::is_error) {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
+                }
+                Err(e) => error(&e, o),
+            }
+        }
     }
 }
 

@@ -66,6 +66,7 @@ codes! {
     EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
     SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
     EtcdElection = "PG0113", Error, "etcd's `election_timeout_ms` is below 5 × `heartbeat_interval_ms`";
+    EtcdMajorityWithPatroni = "PG0114", Warning, "a bare majority of a site's etcd members share hosts with Patroni while another Patroni host has none: losing them loses quorum";
     PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
     PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
     PortCollision = "PG0130", Error, "two services of one host use the same port";
@@ -90,6 +91,7 @@ codes! {
     VirtualAddressSingle = "PG0202", Warning, "`haproxy.virtual_address` in a site with fewer than two HAProxies: nothing to fail over to";
     S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
+    S3WithoutCipher = "PG0212", Warning, "an S3 repository of a cluster without `backup_cipher_pass`: backups are not encrypted by pgBackRest";
     CronRange = "PG0219", Error, "a backup schedule has a cron field out of its range; cron would drop the line";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
@@ -104,6 +106,12 @@ codes! {
     NoDnsForRepositories = "PG0307", Error, "a host with a static network has no DNS server but its repositories are host names";
     MixedMajors = "PG0308", Error, "members of one Patroni cluster run different PostgreSQL majors";
     HostLevelClusterSetting = "PG0309", Error, "a cluster-wide Patroni setting is set for a single host";
+    SecretMissing = "PG0400", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
+    SecretEmpty = "PG0401", Error, "a secret the spec references is empty (`--require-secrets`, `--strict`)";
+    SecretUnreadable = "PG0402", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
+    SecretValue = "PG0403", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
+    SecretUnreferenced = "PG0404", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
+    RestApiOpen = "PG0410", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
 }
 
 impl Code {

@@ -34,6 +34,7 @@ explanations! {
     "PG0111",
     "PG0112",
     "PG0113",
+    "PG0114",
     "PG0120",
     "PG0121",
     "PG0130",
@@ -58,6 +59,7 @@ explanations! {
     "PG0202",
     "PG0210",
     "PG0211",
+    "PG0212",
     "PG0219",
     "PG0220",
     "PG0230",
@@ -72,6 +74,12 @@ explanations! {
     "PG0307",
     "PG0308",
     "PG0309",
+    "PG0400",
+    "PG0401",
+    "PG0402",
+    "PG0403",
+    "PG0404",
+    "PG0410",
 }
 
 /// The long explanation of a code, if it has one.

@@ -26,6 +26,8 @@ pub mod plan;
 pub mod render;
 pub mod review;
 pub mod schema;
+pub mod secret_ops;
+pub mod secrets;
 pub mod source;
 pub mod spec;
 pub mod write;

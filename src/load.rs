@@ -40,44 +40,29 @@ pub fn without_bom(text: String) -> String {
     }
 }
 
-/// The most a secret file may hold: far more than a password or a PEM
-/// certificate chain, far less than memory.
-pub const MAX_SECRET_BYTES: u64 = 1 << 20;
-
-/// Reads a secret file: a regular file (after symbolic links) of at most
-/// [`MAX_SECRET_BYTES`]. A FIFO, a device or a directory is refused before it
-/// is opened, so that neither `/dev/zero` nor a FIFO nobody writes to can
-/// exhaust memory or block the build. `Ok(None)` when it does not exist.
-fn read_secret_file(path: &Path, label: &str) -> Result<Option<Vec<u8>>, Error> {
+fn read_secret_file(path: &Path, limit: usize) -> Result<String, crate::secrets::Problem> {
+    use crate::secrets::Problem;
     use std::io::Read;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading secret", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Problem::Missing),
+        Err(e) => return Err(Problem::Unreadable(e.kind().to_string())),
     };
     if !meta.is_file() {
-        return Err(Error::Input(format!(
-            "secret {label}: not a regular file; a secret reference names a file of at most {MAX_SECRET_BYTES} bytes"
-        )));
+        return Err(Problem::Unreadable("not a regular file".into()));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io("reading secret", path, e))?;
-    // The file may have been replaced between the two looks: check what was opened.
-    let opened = file
-        .metadata()
-        .map_err(|e| Error::io("reading secret", path, e))?;
-    if !opened.is_file() {
-        return Err(Error::Input(format!("secret {label}: not a regular file")));
-    }
+    let file = std::fs::File::open(path).map_err(|e| Problem::Unreadable(e.kind().to_string()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_SECRET_BYTES + 1)
+    file.take(limit as u64 + 2)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("reading secret", path, e))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(Error::Input(format!(
-            "secret {label}: larger than {MAX_SECRET_BYTES} bytes"
-        )));
-    }
-    Ok(Some(bytes))
+        .map_err(|e| Problem::Unreadable(e.kind().to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| Problem::Unsafe("is not UTF-8 text"))?;
+    // One trailing line break is the file's, not the secret's.
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(text.to_string())
 }
 
 /// True for a character a secret value may hold. Secret values are written
@@ -111,54 +96,73 @@ pub struct SecretValues {
     pub values: std::collections::BTreeMap<String, String>,
 }
 
-/// Reads every secret the fleet references that is available now.
-pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretValues, Error> {
-    let mut refs = Vec::new();
-    for c in &fleet.clusters {
-        refs.extend(c.secrets.refs().cloned());
-    }
-    for (_, _, h) in fleet.hosts() {
-        for r in &h.config.pgbackrest.repos {
-            refs.extend(r.key.iter().chain(r.key_secret.iter()).cloned());
-        }
-    }
-    let mut out = SecretValues::default();
+/// Reads every secret the spec references: the values that are usable, and
+/// what is wrong with the others (`crate::secrets::diagnose` reports them).
+/// An `env:` reference is looked up in the environment, then in `env_file`
+/// (`NAME=value` lines, as `pgimg secrets init` writes them). A `file:`
+/// reference must be a regular file: a FIFO or a device would block or never end.
+pub fn secret_values(
+    refs: &[crate::secrets::Reference],
+    spec_dir: &Path,
+    env_file: Option<&Path>,
+) -> Result<crate::secrets::Reading, Error> {
+    use crate::secrets::{MAX_SECRET_BYTES, Problem, check_value};
+    let file_env = match env_file {
+        Some(p) => read_env_file(p)?,
+        None => Default::default(),
+    };
+    let mut out = crate::secrets::Reading::default();
     for r in refs {
         let label = r.label();
-        if out.values.contains_key(&label) {
+        if out.values.values.contains_key(&label) || out.problems.contains_key(&label) {
             continue;
         }
-        let value = match &r {
-            crate::spec::v1::SecretRef::Env(n) => std::env::var(n.as_str()).ok(),
+        let value: Result<String, Problem> = match &r.secret {
+            crate::spec::v1::SecretRef::Env(n) => match std::env::var_os(n.as_str()) {
+                Some(v) => v
+                    .into_string()
+                    .map_err(|_| Problem::Unsafe("is not UTF-8 text")),
+                None => file_env.get(n.as_str()).cloned().ok_or(Problem::Missing),
+            },
             crate::spec::v1::SecretRef::File(f) => {
-                let path = if f.as_str().starts_with('/') {
-                    PathBuf::from(f.as_str())
-                } else {
-                    spec_dir.join(f.as_str())
-                };
-                match read_secret_file(&path, &label)? {
-                    Some(b) => Some(
-                        String::from_utf8(b)
-                            .map_err(|_| Error::Input(format!("secret {label}: not UTF-8 text")))?
-                            .trim_end_matches(['\n', '\r'])
-                            .to_string(),
-                    ),
-                    None => None,
-                }
+                read_secret_file(&secret_path(spec_dir, f.as_str()), MAX_SECRET_BYTES)
             }
         };
-        if let Some(v) = value {
-            if v.is_empty() {
-                continue;
+        match value.and_then(|v| check_value(&v).map(|()| v)) {
+            Ok(v) => {
+                out.values.values.insert(label, v);
             }
-            // systemd's EnvironmentFile and the shell disagree on quoting; only plain values are safe in both.
-            if !v.chars().all(is_safe_secret_char) {
-                return Err(Error::Input(format!(
-                    "secret {label}: contains a character other than letters, digits and `._+/=:@,%^-` (such as whitespace, a quote, `$`, `;` or `#`), which an environment file or a shell cannot carry safely; choose a value without them, such as base64 or hex"
-                )));
+            Err(p) => {
+                out.problems.insert(label, p);
             }
-            out.values.insert(label, v);
         }
+    }
+    Ok(out)
+}
+
+/// Where a `file:` reference points: relative to the spec's directory.
+pub fn secret_path(spec_dir: &Path, f: &str) -> PathBuf {
+    if f.starts_with('/') {
+        PathBuf::from(f)
+    } else {
+        spec_dir.join(f)
+    }
+}
+
+/// Reads an environment file of `NAME=value` lines; `#` starts a comment line.
+pub fn read_env_file(path: &Path) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("reading secrets file", path, e))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // The line number only: the line itself holds a secret.
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            Error::Input(format!("{}:{}: expected NAME=value", path.display(), i + 1))
+        })?;
+        out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
 }
@@ -603,4 +607,15 @@ pub fn overlays(dir: &Path) -> Result<Overlays, Error> {
         )));
     }
     Ok(Overlays { files })
+}
+
+/// Random bytes from the kernel, for `pgimg secrets init`.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let path = Path::new("/dev/urandom");
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut buf = vec![0u8; n];
+    f.read_exact(&mut buf)
+        .map_err(|e| Error::io("reading", path, e))?;
+    Ok(buf)
 }

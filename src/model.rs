@@ -44,6 +44,8 @@ pub struct Secrets {
     pub rewind_password: Option<SecretRef>,
     pub restapi_password: Option<SecretRef>,
     pub backup_cipher_pass: Option<SecretRef>,
+    /// The cluster's, else the fleet's.
+    pub delivery: v1::SecretDelivery,
 }
 
 impl Secrets {
@@ -58,6 +60,15 @@ impl Secrets {
         ]
         .into_iter()
         .flatten()
+    }
+
+    /// The references every cluster needs, and whether the spec gives each one.
+    pub fn required(&self) -> [(&'static str, bool); 3] {
+        [
+            ("superuser_password", self.superuser_password.is_some()),
+            ("replication_password", self.replication_password.is_some()),
+            ("rewind_password", self.rewind_password.is_some()),
+        ]
     }
 }
 
@@ -542,6 +553,10 @@ fn merge_secrets(fleet: Option<&v1::Secrets>, cluster: Option<&v1::Secrets>) -> 
         rewind_password: pick(|s| &s.rewind_password),
         restapi_password: pick(|s| &s.restapi_password),
         backup_cipher_pass: pick(|s| &s.backup_cipher_pass),
+        delivery: cluster
+            .and_then(|c| c.delivery.clone())
+            .or_else(|| fleet.and_then(|s| s.delivery.clone()))
+            .unwrap_or_default(),
     }
 }
 

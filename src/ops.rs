@@ -345,6 +345,8 @@ pub fn build_into(
             for (path, bytes) in &delivered.files {
                 rec.put(path, bytes, 0o644)?;
             }
+            let (path, a) = render::secrets::listing(c, s, host);
+            rec.put(&path, &a.bytes, a.mode)?;
             host_done(&host.name);
             Ok::<_, Error>(Some(delivered.without_files()))
         })
@@ -431,18 +433,30 @@ pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile
 }
 
 /// The inputs of a real build of the spec at `spec_path`: the embedded role
-/// tree or `roles`, and the secrets its references point to, read now.
+/// tree or `roles`, and the secrets its references point to, read now
+/// (`env:` ones also from `secrets_env`). A secret value that cannot be used
+/// fails the build with its diagnostics; a missing one too when `require`.
 pub fn real_inputs(
     v: &Validated,
     spec_path: &Path,
     roles: Option<&Path>,
-) -> Result<BuildInputs, Error> {
+    secrets_env: Option<&Path>,
+    require: bool,
+) -> Result<BuildInputs, Failure> {
+    let (_, reading, diags) =
+        crate::secret_ops::read_and_check(v, spec_path, secrets_env, require)?;
+    if diags.iter().any(Diagnostic::is_error) {
+        let mut all = diags;
+        all.extend(v.warnings.iter().cloned());
+        crate::diag::sort(&mut all);
+        return Err(Failure::Invalid(v.parsed.source.clone(), all));
+    }
     Ok(BuildInputs {
         roles: match roles {
             Some(dir) => load::roles(dir)?,
             None => load::RoleTree::embedded(),
         },
-        secrets: load::secrets(&v.fleet, &load::spec_dir(spec_path))?,
+        secrets: reading.values,
         mapping: Default::default(),
         overlays: load::overlays(&load::spec_dir(spec_path).join(load::OVERLAYS))?,
     })

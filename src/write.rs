@@ -305,3 +305,42 @@ pub fn new_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io("writing", path, e))
 }
+
+/// Creates a secret file with mode 0600 (its directory 0700 if it is new);
+/// fails rather than replace an existing file.
+pub fn create_secret_file(path: &Path, value: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("creating secrets directory", dir, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("creating secret file", path, e))?;
+    writeln!(f, "{value}").map_err(|e| Error::io("writing secret file", path, e))
+}
+
+/// Appends `NAME=value` lines to an environment file, creating it with mode
+/// 0600; lines already there are never changed.
+pub fn append_env_file(path: &Path, lines: &[(String, String)]) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("opening secrets file", path, e))?;
+    let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing secrets file", path, e))
+}

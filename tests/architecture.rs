@@ -27,9 +27,14 @@ const RANKS: &[(&str, u32)] = &[
     ("facts", 5),
     ("check", 6),
     ("plan", 7),
+    // What the spec references and what is wrong with the values read
+    // (pure); the contract of where they land is planning (`plan::secrets`),
+    // reading and writing them orchestration (`secret_ops`, beside `ops`).
+    ("secrets", 5),
     ("render", 8),
     ("write", 9),
     ("ops", 10),
+    ("secret_ops", 10),
     ("cli", 10),
     ("commands", 11),
     ("cmd", 11),

@@ -20,4 +20,5 @@ mod repro;
 mod review;
 mod rules;
 mod schema_drift;
+mod secrets;
 mod string_fields;

@@ -46,6 +46,9 @@ _pgimg() {
             pgimg,schema)
                 cmd="pgimg__subcmd__schema"
                 ;;
+            pgimg,secrets)
+                cmd="pgimg__subcmd__secrets"
+                ;;
             pgimg,show)
                 cmd="pgimg__subcmd__show"
                 ;;
@@ -85,6 +88,9 @@ _pgimg() {
             pgimg__subcmd__help,schema)
                 cmd="pgimg__subcmd__help__subcmd__schema"
                 ;;
+            pgimg__subcmd__help,secrets)
+                cmd="pgimg__subcmd__help__subcmd__secrets"
+                ;;
             pgimg__subcmd__help,show)
                 cmd="pgimg__subcmd__help__subcmd__show"
                 ;;
@@ -102,6 +108,12 @@ _pgimg() {
                 ;;
             pgimg__subcmd__help__subcmd__lab,up)
                 cmd="pgimg__subcmd__help__subcmd__lab__subcmd__up"
+                ;;
+            pgimg__subcmd__help__subcmd__secrets,check)
+                cmd="pgimg__subcmd__help__subcmd__secrets__subcmd__check"
+                ;;
+            pgimg__subcmd__help__subcmd__secrets,init)
+                cmd="pgimg__subcmd__help__subcmd__secrets__subcmd__init"
                 ;;
             pgimg__subcmd__lab,down)
                 cmd="pgimg__subcmd__lab__subcmd__down"
@@ -127,6 +139,24 @@ _pgimg() {
             pgimg__subcmd__lab__subcmd__help,up)
                 cmd="pgimg__subcmd__lab__subcmd__help__subcmd__up"
                 ;;
+            pgimg__subcmd__secrets,check)
+                cmd="pgimg__subcmd__secrets__subcmd__check"
+                ;;
+            pgimg__subcmd__secrets,help)
+                cmd="pgimg__subcmd__secrets__subcmd__help"
+                ;;
+            pgimg__subcmd__secrets,init)
+                cmd="pgimg__subcmd__secrets__subcmd__init"
+                ;;
+            pgimg__subcmd__secrets__subcmd__help,check)
+                cmd="pgimg__subcmd__secrets__subcmd__help__subcmd__check"
+                ;;
+            pgimg__subcmd__secrets__subcmd__help,help)
+                cmd="pgimg__subcmd__secrets__subcmd__help__subcmd__help"
+                ;;
+            pgimg__subcmd__secrets__subcmd__help,init)
+                cmd="pgimg__subcmd__secrets__subcmd__help__subcmd__init"
+                ;;
             *)
                 ;;
         esac
@@ -134,7 +164,7 @@ _pgimg() {
 
     case "${cmd}" in
         pgimg)
-            opts="-q -v -h -V --quiet --verbose --color --help --version init validate build diff verify show resolve graph manual lab schema explain help"
+            opts="-q -v -h -V --quiet --verbose --color --help --version init validate build secrets diff verify show resolve graph manual lab schema explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -152,7 +182,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__build)
-            opts="-o -q -v -h --out --roles --format --strict --check --quiet --verbose --color --help"
+            opts="-o -q -v -h --out --roles --format --strict --require-secrets --secrets-env --check --quiet --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -172,6 +202,10 @@ _pgimg() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --secrets-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)
@@ -256,7 +290,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__help)
-            opts="init validate build diff verify show resolve graph manual lab schema explain help"
+            opts="init validate build secrets diff verify show resolve graph manual lab schema explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -440,6 +474,48 @@ _pgimg() {
         pgimg__subcmd__help__subcmd__schema)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__help__subcmd__secrets)
+            opts="init check"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__help__subcmd__secrets__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__help__subcmd__secrets__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -736,6 +812,132 @@ _pgimg() {
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets)
+            opts="-q -v -h --quiet --verbose --color --help init check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__check)
+            opts="-q -v -h --secrets-env --format --quiet --verbose --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secrets-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__help)
+            opts="init check help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__help__subcmd__init)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pgimg__subcmd__secrets__subcmd__init)
+            opts="-q -v -h --secrets-env --format --quiet --verbose --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --secrets-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

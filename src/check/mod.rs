@@ -8,6 +8,7 @@
 pub mod daytwo;
 mod firstboot;
 mod network;
+mod secure;
 mod topology;
 mod values;
 
@@ -150,6 +151,21 @@ pub const RULES: &[Rule] = &[
         name: "cron schedules",
         codes: &[Code::CronRange],
         run: values::cron_schedules,
+    },
+    Rule {
+        name: "etcd placement",
+        codes: &[Code::EtcdMajorityWithPatroni],
+        run: secure::etcd_placement,
+    },
+    Rule {
+        name: "repository cipher",
+        codes: &[Code::S3WithoutCipher],
+        run: secure::repository_cipher,
+    },
+    Rule {
+        name: "REST API authentication",
+        codes: &[Code::RestApiOpen],
+        run: secure::restapi_authentication,
     },
     Rule {
         name: "S3 credentials on bare metal",

@@ -21,6 +21,10 @@ pub struct Args<'a> {
     pub roles: Option<&'a Path>,
     pub format: Format,
     pub strict: bool,
+    /// Fail on a missing, empty or unreadable secret (`--require-secrets`, implied by `--strict`).
+    pub require_secrets: bool,
+    /// `NAME=value` lines for `env:` references (`--secrets-env`).
+    pub secrets_env: Option<&'a Path>,
 }
 
 /// How a host's closure compares with the output being replaced.
@@ -209,10 +213,27 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     if !json_out {
         super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
     }
-    let inputs = crate::ops::real_inputs(&validated, a.spec, a.roles);
+    let inputs = crate::ops::real_inputs(
+        &validated,
+        a.spec,
+        a.roles,
+        a.secrets_env,
+        a.require_secrets || a.strict,
+    );
     let inputs = match inputs {
         Ok(i) => i,
-        Err(e) => return fail(e, o),
+        Err(crate::ops::Failure::Error(e)) => return fail(e, o),
+        Err(crate::ops::Failure::Invalid(_, d)) => {
+            if json_out {
+                print_json(
+                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                    o,
+                )?;
+            } else {
+                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
+            }
+            return Ok(ExitCode::from(1));
+        }
     };
     let fleet = &validated.fleet;
     let previous = crate::load::previous_closures(a.out);

@@ -119,6 +119,8 @@ secrets:
   superuser_password: { env: PGIMG_SUPERUSER_PASSWORD }
   replication_password: { env: PGIMG_REPLICATION_PASSWORD }
   rewind_password: { env: PGIMG_REWIND_PASSWORD }
+  # Basic authentication of Patroni's unsafe REST endpoints (user `patroni`).
+  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }
 
 clusters:
   - name: main

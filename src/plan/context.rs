@@ -325,6 +325,36 @@ pub struct HostContext {
     pub source_date_epoch: u64,
     /// Day-two facts (`render::daytwo::host_context`).
     pub daytwo: Value,
+    pub secrets: SecretsContext,
+}
+
+/// How a pg host fetches its secrets (`crate::plan::secrets`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsContext {
+    /// The host fetches its secrets itself (`secrets.delivery` is set).
+    pub fetch: bool,
+    /// From SSM Parameter Store, by `pgimg-secrets.service`.
+    pub ssm: bool,
+    /// As a bundle over HTTPS, by the kickstart's `%post`.
+    pub https: bool,
+    /// `/etc/pgimg/secrets.conf`: names and paths only.
+    pub conf: String,
+}
+
+fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> SecretsContext {
+    let d = &cluster.secrets.delivery;
+    let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
+    let files = crate::plan::secrets::host_files(cluster, site, host);
+    SecretsContext {
+        fetch,
+        ssm: fetch && d.ssm.is_some(),
+        https: fetch && d.https.is_some(),
+        conf: if fetch {
+            crate::plan::secrets::source_conf(cluster, host, &files)
+        } else {
+            String::new()
+        },
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -864,6 +894,7 @@ pub fn host_context(
         },
         source_date_epoch: fleet.source_date_epoch,
         daytwo: super::daytwo::host_context(cluster, site, host, m),
+        secrets: secrets_context(cluster, site, host),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod context;
 pub mod daytwo;
 pub mod overlay;
 pub mod roles;
+pub mod secrets;
 pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -56,6 +56,10 @@ pub struct RecoveryConf {
 pub struct RestApi {
     pub listen: String,
     pub connect_address: String,
+    /// Who may call the unsafe endpoints (POST, PUT, PATCH, DELETE): the
+    /// site's members and HAProxies only; Patroni's default allows all.
+    /// https://patroni.readthedocs.io/en/latest/yaml_configuration.html#rest-api
+    pub allowlist: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -215,6 +219,7 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
         restapi: RestApi {
             listen: hostport(&addr, c.patroni.restapi_port),
             connect_address: hostport(&addr, c.patroni.restapi_port),
+            allowlist: restapi_allowlist(site, m),
         },
         etcd3: Etcd3 {
             hosts: etcd_hosts,
@@ -306,6 +311,22 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             nosync: c.patroni.nosync,
         },
     }
+}
+
+/// The addresses the unsafe REST endpoints answer: where the site's members
+/// (Patroni itself, patronictl) and HAProxies connect from.
+fn restapi_allowlist(site: &Site, m: &Mapping) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in site
+        .with_role(crate::spec::v1::Role::Pg)
+        .chain(site.with_role(crate::spec::v1::Role::Haproxy))
+    {
+        let a = m.source_of(&h.address);
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// The file's bytes.

@@ -261,6 +261,14 @@ constrained_string!(
 );
 
 constrained_string!(
+    /// An http(s) URL of a service endpoint: no query, fragment, credentials or shell metacharacter.
+    EndpointUrl,
+    "^https?://[A-Za-z0-9._~:/-]+$",
+    1000,
+    "an http(s) URL of letters, digits and `._~:/-`, such as `https://secrets.example.com/pgimg`"
+);
+
+constrained_string!(
     /// A cloud region name.
     Region,
     "^[a-z0-9]+(-[a-z0-9]+)*$",

@@ -730,6 +730,40 @@ pub struct Secrets {
     pub restapi_password: Option<SecretRef>,
     /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
     pub backup_cipher_pass: Option<SecretRef>,
+    /// How hosts get their secrets with no hand step; without it, copy `secrets/<host>/` of the output onto each host yourself.
+    pub delivery: Option<SecretDelivery>,
+}
+
+/// Automatic delivery of each host's secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDelivery {
+    /// Cloud hosts (user-data): a first-boot unit reads each secret from AWS SSM Parameter Store with the instance role.
+    pub ssm: Option<SsmDelivery>,
+    /// Bare-metal hosts (kickstart): `%post` fetches `<url>/<host>.tar.gz` and checks it against the sha256 given as `pgimg.secrets_sha256=` on the installer's kernel command line.
+    pub https: Option<HttpsDelivery>,
+}
+
+/// Secrets from AWS SSM Parameter Store: one SecureString parameter per reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmDelivery {
+    /// Path under which the parameters live, `/pgimg/<cluster>` when unset: `env:NAME` is `<prefix>/NAME`, `file:PATH` is `<prefix>/PATH`.
+    pub prefix: Option<AbsPath>,
+    /// Region of the parameters; the instance's (from its metadata) when unset.
+    pub region: Option<Region>,
+    /// SSM endpoint; `https://ssm.<region>.amazonaws.com` when unset.
+    pub endpoint: Option<EndpointUrl>,
+    /// Instance metadata service; `http://169.254.169.254` when unset.
+    pub metadata_endpoint: Option<EndpointUrl>,
+}
+
+/// The host's secrets bundle over HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsDelivery {
+    /// Base URL serving `secrets/<host>.tar.gz` of the build output as `<url>/<host>.tar.gz`.
+    pub url: EndpointUrl,
 }
 
 /// A reference to a secret kept outside the spec.
