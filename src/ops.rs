@@ -194,6 +194,9 @@ pub fn build_to_dir_reporting(
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
 ) -> Result<BuildReport, Error> {
+    // A killed build's staging goes first, and a previous output it had
+    // moved aside comes back, before that output is read or kept.
+    crate::write::recover(out)?;
     let previous = load::previous_output(out);
     if let Some(prev) = &previous
         && let Some(report) = up_to_date(v, inputs, prev)?

@@ -78,7 +78,7 @@ pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
 /// (`.<out>.tmp.<pid>`) go, and a previous output that one of them had
 /// moved aside (`.<out>.old.<pid>`) comes back when nothing replaced it.
 /// Only directories of processes that no longer run are touched.
-fn recover(out: &Path) -> Result<(), Error> {
+pub fn recover(out: &Path) -> Result<(), Error> {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
