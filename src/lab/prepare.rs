@@ -396,6 +396,21 @@ impl Lab {
                     std::os::unix::fs::symlink(&shared, &link).map_err(io("linking", &link))?;
                 }
             }
+            // A DR site reads its source's S3 repository (a stanza section of
+            // its own, numbered after the site's repositories): the lab gives
+            // it the directory that stands in for that bucket on the source.
+            let src = &plan.context.daytwo["source_repo"];
+            if src["s3"].as_bool() == Some(true)
+                && let (Some(n), Some(bucket), Some(path)) = (
+                    src["n"].as_u64(),
+                    src["bucket"].as_str(),
+                    src["path"].as_str(),
+                )
+            {
+                let dir = PathBuf::from(format!("{}/shared/s3/{bucket}{path}", root.display()));
+                std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                s3.push((n as u32, dir));
+            }
             if let Some(pg) = self
                 .state
                 .sites
