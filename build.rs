@@ -37,6 +37,34 @@ fn main() {
         );
     }
     out.push_str("];\n");
+    commit(root);
     let dest = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("embedded_roles.rs");
     std::fs::write(dest, out).expect("writing embedded_roles.rs");
+}
+
+/// The commit for `pgimg --version`, or "unknown" outside a git checkout (a
+/// source tarball, `cargo install` from a registry) or without git.
+fn commit(root: &Path) {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=PGIMG_GIT_COMMIT={commit}");
+    // Rerun when HEAD moves: a commit, a checkout, a merge.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        for file in ["HEAD", "logs/HEAD"] {
+            let path = Path::new(&dir).join(file);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
 }

@@ -5,14 +5,13 @@
 //! reader has gone (`pgimg build … | head`): `main` then ends quietly, as
 //! ripgrep does, instead of panicking like `println!`.
 
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, Format, LabAction};
+use crate::cli::{Cli, Command, LabAction, SecretsAction};
+use crate::cmd::{self, term::Term};
 use crate::diag::{self, Diagnostic};
 use crate::ops::{self, Failure};
-use crate::source::SourceFile;
 use crate::{Error, lab, schema};
 
 /// Where a command prints: stdout for results, stderr for diagnostics and notes.
@@ -23,19 +22,76 @@ pub struct Output<'a> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
+    let no_color = std::env::var_os("NO_COLOR");
+    let term = &Term::new(
+        &cli.global,
+        std::io::stderr().is_terminal(),
+        no_color.as_deref(),
+    );
     match cli.command {
+        Command::Init {
+            path,
+            dr,
+            hosts,
+            cloud: _,
+            bare_metal,
+        } => cmd::init(
+            &path,
+            cmd::init::Starter {
+                dr,
+                hosts,
+                bare_metal,
+            },
+            term,
+            o,
+        ),
         Command::Validate {
             spec,
             format,
             strict,
-        } => validate(&spec, format, strict, o),
+        } => cmd::validate(&spec, format, strict, term, o),
         Command::Build {
             spec,
             out,
             roles,
             format,
             strict,
-        } => build(&spec, &out, roles.as_deref(), format, strict, o),
+            check: false,
+            require_secrets,
+            secrets_env,
+        } => cmd::build::run(
+            &cmd::build::Args {
+                spec: &spec,
+                out: &out,
+                roles: roles.as_deref(),
+                format,
+                strict,
+                require_secrets,
+                secrets_env: secrets_env.as_deref(),
+            },
+            term,
+            o,
+        ),
+        Command::Build {
+            spec,
+            out,
+            roles,
+            format,
+            strict,
+            check: true,
+            ..
+        } => crate::review::build_check(&spec, &out, roles.as_deref(), format, strict, o),
+        Command::Secrets { action } => secrets_command(action, term, o),
+        Command::Diff(args) => crate::review::diff(&args, o),
+        Command::Verify(args) => crate::review::verify(&args, o),
+        Command::Show { spec } => cmd::print_view(&spec, cmd::show::show, term, o),
+        Command::Resolve { spec, host } => {
+            cmd::print_view(&spec, |v| cmd::show::resolve(v, &host), term, o)
+        }
+        Command::Graph { spec, format } => {
+            cmd::print_view(&spec, |v| Ok(cmd::graph::render(&v.fleet, format)), term, o)
+        }
+        Command::Manual { format } => cmd::manual(format, o),
         Command::Lab { action } => lab_command(action, o),
         Command::Schema => {
             o.out.write_all(schema::generate_text().as_bytes())?;
@@ -45,62 +101,51 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
     }
 }
 
-fn validate(spec: &Path, format: Format, strict: bool, o: &mut Output) -> io::Result<ExitCode> {
-    match ops::validate_file(spec, strict) {
-        Ok((v, source)) => {
-            print_diags(&v.warnings, Some(&source), format, o)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(f) => failure(f, format, o),
-    }
-}
-
-fn build(
-    spec: &Path,
-    out: &Path,
-    roles: Option<&Path>,
-    format: Format,
-    strict: bool,
-    o: &mut Output,
-) -> io::Result<ExitCode> {
-    let (validated, source) = match ops::validate_file(spec, strict) {
+fn secrets_command(action: SecretsAction, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+    let (SecretsAction::Init(a) | SecretsAction::Check(a)) = &action;
+    let (validated, source) = match ops::validate_file(&a.spec, false) {
         Ok(v) => v,
-        Err(f) => return failure(f, format, o),
+        Err(Failure::Invalid(source, d)) => {
+            cmd::print_diags(&d, Some(&source), a.format, term, o)?;
+            return Ok(ExitCode::from(1));
+        }
+        Err(Failure::Error(e)) => return error(&e, o),
     };
-    print_diags(&validated.warnings, Some(&source), format, o)?;
-    let report = match ops::real_inputs(&validated, spec, roles)
-        .and_then(|i| ops::build_to_dir(&validated, &i, out))
-    {
-        Ok(r) => r,
-        Err(e) => return error(&e, o),
-    };
-    let fleet = &validated.fleet;
-    let what = if !report.changed {
-        "up to date:"
-    } else if report.kept > 0 {
-        "rebuilt"
-    } else {
-        "built"
-    };
-    writeln!(
-        o.out,
-        "{what} {} cluster{}, {} host{} ({} rendered, {} unchanged), {} artifacts in {}",
-        fleet.clusters.len(),
-        plural(fleet.clusters.len()),
-        report.closures.len(),
-        plural(report.closures.len()),
-        report.rendered,
-        report.kept,
-        report.artifacts,
-        out.display()
-    )?;
-    for (host, closure) in &report.closures {
-        writeln!(o.out, "  {host:<24} {closure}")?;
+    match &action {
+        SecretsAction::Init(a) => {
+            let env_file = a
+                .secrets_env
+                .clone()
+                .unwrap_or_else(|| crate::secret_ops::default_env_file(&a.spec));
+            match crate::secret_ops::init(&validated, &a.spec, &env_file) {
+                Ok((text, complete)) => {
+                    o.out.write_all(text.as_bytes())?;
+                    Ok(if complete {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
+                }
+                Err(e) => error(&e, o),
+            }
+        }
+        SecretsAction::Check(a) => {
+            match crate::secret_ops::check(&validated, &a.spec, a.secrets_env.as_deref()) {
+                Ok((text, diags)) => {
+                    if a.format == crate::cli::Format::Human {
+                        o.out.write_all(text.as_bytes())?;
+                    }
+                    cmd::print_diags(&diags, Some(&source), a.format, term, o)?;
+                    Ok(if diags.iter().any(Diagnostic::is_error) {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
+                }
+                Err(e) => error(&e, o),
+            }
+        }
     }
-    for note in &report.notes {
-        writeln!(o.err, "note: {note}")?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn lab_command(action: LabAction, o: &mut Output) -> io::Result<ExitCode> {
@@ -157,46 +202,7 @@ fn explain(code: Option<&str>, o: &mut Output) -> io::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn failure(f: Failure, format: Format, o: &mut Output) -> io::Result<ExitCode> {
-    match f {
-        Failure::Invalid(source, d) => {
-            print_diags(&d, Some(&source), format, o)?;
-            Ok(ExitCode::from(1))
-        }
-        Failure::Error(e) => error(&e, o),
-    }
-}
-
 fn error(e: &Error, o: &mut Output) -> io::Result<ExitCode> {
     writeln!(o.err, "error: {e}")?;
     Ok(ExitCode::from(2))
-}
-
-fn print_diags(
-    diags: &[Diagnostic],
-    source: Option<&SourceFile>,
-    format: Format,
-    o: &mut Output,
-) -> io::Result<()> {
-    for d in diags {
-        match format {
-            Format::Human => write!(o.err, "{}", diag::render_human(d, source))?,
-            Format::Json => writeln!(o.out, "{}", diag::render_json(d))?,
-        }
-    }
-    if format == Format::Human && !diags.is_empty() {
-        let errors = diags.iter().filter(|d| d.is_error()).count();
-        let warnings = diags.len() - errors;
-        writeln!(
-            o.err,
-            "{errors} error{}, {warnings} warning{}",
-            plural(errors),
-            plural(warnings)
-        )?;
-    }
-    Ok(())
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }

@@ -47,6 +47,7 @@ codes! {
     YamlSyntax = "PG0001", Error, "the file is not valid YAML";
     DuplicateKey = "PG0002", Error, "a mapping has the same key twice";
     YamlUnsupported = "PG0003", Error, "a YAML feature pgimg does not accept (several documents, tags, complex keys)";
+    TooManyProblems = "PG0004", Error, "more problems than pgimg reports at once; the first ones are shown";
     UnknownKey = "PG0010", Error, "a key the spec language does not have";
     MissingKey = "PG0011", Error, "a required key is missing";
     WrongType = "PG0012", Error, "a value has the wrong type";
@@ -60,9 +61,12 @@ codes! {
     DuplicateAddress = "PG0102", Error, "two hosts of the fleet share an address";
     InvalidAddress = "PG0103", Error, "an address is not a valid IPv4 or IPv6 address";
     InvalidHostName = "PG0104", Error, "a host name breaks RFC 1123";
+    PrefixFamily = "PG0108", Error, "a network prefix length does not fit the host's address family";
     NoEtcd = "PG0110", Error, "a site with `pg` hosts has no `etcd` member";
     EvenEtcd = "PG0111", Error, "a site's etcd cluster has an even number of members";
     SingleEtcd = "PG0112", Warning, "a site's etcd cluster has a single member: no fault tolerance";
+    EtcdElection = "PG0113", Error, "etcd's `election_timeout_ms` is below 5 × `heartbeat_interval_ms`";
+    EtcdMajorityWithPatroni = "PG0114", Warning, "a bare majority of a site's etcd members share hosts with Patroni while another Patroni host has none: losing them loses quorum";
     PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
     PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
     PortCollision = "PG0130", Error, "two services of one host use the same port";
@@ -83,10 +87,15 @@ codes! {
     RemoteTrust = "PG0190", Error, "pg_hba `trust` on a non-local address";
     HbaAddress = "PG0191", Error, "a pg_hba row's address does not fit its type";
     HaproxyWithoutPg = "PG0200", Error, "an `haproxy` host in a site without `pg` hosts";
+    ServerMaxconn = "PG0201", Error, "HAProxy's `server_maxconn`, over all of a site's HAProxies, reaches PostgreSQL's `max_connections - superuser_reserved_connections`";
+    VirtualAddressSingle = "PG0202", Warning, "`haproxy.virtual_address` in a site with fewer than two HAProxies: nothing to fail over to";
     S3Incomplete = "PG0210", Error, "an S3 repository with `key_type: shared` lacks its key references";
     NoRepository = "PG0211", Error, "pgBackRest has no repository";
+    S3WithoutCipher = "PG0212", Warning, "an S3 repository of a cluster without `backup_cipher_pass`: backups are not encrypted by pgBackRest";
+    CronRange = "PG0219", Error, "a backup schedule has a cron field out of its range; cron would drop the line";
     GatewayFamily = "PG0220", Error, "gateway or DNS address family differs from the host's";
     PxeWithoutArtifacts = "PG0230", Error, "a host with `boot.mac` gets PXE entries, which need `repos.artifacts`: the URL its installer fetches the kickstart from";
+    BackupSchedule = "PG0240", Error, "a backup schedule is not a cron schedule a systemd timer can run";
     S3AutoOnBareMetal = "PG0300", Error, "S3 `key_type: auto` (EC2 instance role) on a site with bare-metal hosts";
     UnsharedPosixRepository = "PG0301", Error, "a posix pgBackRest repository of a site with several members is not a shared mount";
     InstallWithoutDisk = "PG0302", Error, "a host installs by default (`boot.install`) but names no disk to install on";
@@ -97,6 +106,12 @@ codes! {
     NoDnsForRepositories = "PG0307", Error, "a host with a static network has no DNS server but its repositories are host names";
     MixedMajors = "PG0308", Error, "members of one Patroni cluster run different PostgreSQL majors";
     HostLevelClusterSetting = "PG0309", Error, "a cluster-wide Patroni setting is set for a single host";
+    SecretMissing = "PG0400", Error, "a secret the spec references is not there: an unset variable or a missing file (`--require-secrets`, `--strict`)";
+    SecretEmpty = "PG0401", Error, "a secret the spec references is empty (`--require-secrets`, `--strict`)";
+    SecretUnreadable = "PG0402", Error, "a secret file the spec references cannot be read: permissions, a directory, not a regular file (`--require-secrets`, `--strict`)";
+    SecretValue = "PG0403", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
+    SecretUnreferenced = "PG0404", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
+    RestApiOpen = "PG0410", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
 }
 
 impl Code {
@@ -203,8 +218,40 @@ pub fn is_secret_pointer(pointer: &str) -> bool {
     }
 }
 
+/// Text from the spec made safe for a terminal: control characters (C0, DEL,
+/// C1 — an ESC would drive the terminal, a newline would forge a line), line
+/// and paragraph separators and bidirectional overrides are shown as `\u{..}`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    format!("\\u{{{:x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Renders one diagnostic the way rustc does: header, location, the line, a caret.
 pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
+    let d = &Diagnostic {
+        pointer: printable(&d.pointer).into_owned(),
+        file: d.file.as_deref().map(|f| printable(f).into_owned()),
+        message: printable(&d.message).into_owned(),
+        expected: d.expected.as_deref().map(|e| printable(e).into_owned()),
+        help: d.help.as_deref().map(|h| printable(h).into_owned()),
+        ..d.clone()
+    };
     let mut out = String::new();
     let sev = match d.severity {
         Severity::Error => "error",
@@ -234,7 +281,7 @@ pub fn render_human(d: &Diagnostic, source: Option<&SourceFile>) -> String {
                     })
                     .collect();
             }
-            let _ = writeln!(out, "{} | {}", span.line, shown);
+            let _ = writeln!(out, "{} | {}", span.line, printable(&shown));
             let caret = format!(
                 "{}{}",
                 " ".repeat(span.col.saturating_sub(1)),

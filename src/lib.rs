@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cmd;
 pub mod commands;
 pub mod diag;
 pub mod digest;
@@ -23,7 +24,10 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod render;
+pub mod review;
 pub mod schema;
+pub mod secret_ops;
+pub mod secrets;
 pub mod source;
 pub mod spec;
 pub mod write;

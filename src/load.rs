@@ -8,16 +8,82 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::source::SourceFile;
 
-/// Reads a spec file. The name in diagnostics is the path as given.
+/// The spec path that means standard input.
+pub const STDIN: &str = "-";
+
+/// Reads a spec file, or standard input for `-`. The name in diagnostics is the path as given (`<stdin>`).
 pub fn spec(path: &Path) -> Result<SourceFile, Error> {
+    if path.as_os_str() == STDIN {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .map_err(|e| Error::io("reading spec", Path::new("<stdin>"), e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Input("<stdin>: the spec is not UTF-8 text".into()))?;
+        return Ok(SourceFile::new("<stdin>", text));
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io("reading spec", path, e))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::Input(format!("{}: the spec is not UTF-8 text", path.display())))?;
-    Ok(SourceFile::new(path.display().to_string(), text))
+    Ok(SourceFile::new(
+        path.display().to_string(),
+        without_bom(text),
+    ))
 }
 
-/// The directory secret file references are relative to.
+/// The text without a leading UTF-8 byte order mark, which some Windows
+/// editors write: YAML allows it there (YAML 1.2, 5.2 "Character
+/// Encodings"), and yaml-rust2 would otherwise make it part of the first key.
+pub fn without_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
+fn read_secret_file(path: &Path, limit: usize) -> Result<String, crate::secrets::Problem> {
+    use crate::secrets::Problem;
+    use std::io::Read;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Problem::Missing),
+        Err(e) => return Err(Problem::Unreadable(e.kind().to_string())),
+    };
+    if !meta.is_file() {
+        return Err(Problem::Unreadable("not a regular file".into()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Problem::Unreadable(e.kind().to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 2)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Problem::Unreadable(e.kind().to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| Problem::Unsafe("is not UTF-8 text"))?;
+    // One trailing line break is the file's, not the secret's.
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    Ok(text.to_string())
+}
+
+/// True for a character a secret value may hold. Secret values are written
+/// into environment files that systemd reads and that shell scripts may
+/// still source, and into configs; only characters that neither systemd's
+/// `EnvironmentFile=` nor a POSIX shell treats as syntax (no whitespace,
+/// quote, `$`, backtick, `;`, `&`, `|`, `<`, `>`, `(`, `)`, `#`, `*`, `?`,
+/// `[`, `~`, `{`, `}`, `!`, backslash) are allowed. Base64 and hex values fit.
+pub fn is_safe_secret_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '.' | '_' | '+' | '/' | '=' | ':' | '@' | ',' | '%' | '^' | '-'
+        )
+}
+
+/// The directory secret file references are relative to: the spec's, or the working directory for standard input.
 pub fn spec_dir(path: &Path) -> PathBuf {
+    if path.as_os_str() == STDIN {
+        return PathBuf::from(".");
+    }
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -30,57 +96,73 @@ pub struct SecretValues {
     pub values: std::collections::BTreeMap<String, String>,
 }
 
-/// Reads every secret the fleet references that is available now.
-pub fn secrets(fleet: &crate::model::Fleet, spec_dir: &Path) -> Result<SecretValues, Error> {
-    let mut refs = Vec::new();
-    for c in &fleet.clusters {
-        refs.extend(c.secrets.refs().cloned());
-    }
-    for (_, _, h) in fleet.hosts() {
-        for r in &h.config.pgbackrest.repos {
-            refs.extend(r.key.iter().chain(r.key_secret.iter()).cloned());
-        }
-    }
-    let mut out = SecretValues::default();
+/// Reads every secret the spec references: the values that are usable, and
+/// what is wrong with the others (`crate::secrets::diagnose` reports them).
+/// An `env:` reference is looked up in the environment, then in `env_file`
+/// (`NAME=value` lines, as `pgimg secrets init` writes them). A `file:`
+/// reference must be a regular file: a FIFO or a device would block or never end.
+pub fn secret_values(
+    refs: &[crate::secrets::Reference],
+    spec_dir: &Path,
+    env_file: Option<&Path>,
+) -> Result<crate::secrets::Reading, Error> {
+    use crate::secrets::{MAX_SECRET_BYTES, Problem, check_value};
+    let file_env = match env_file {
+        Some(p) => read_env_file(p)?,
+        None => Default::default(),
+    };
+    let mut out = crate::secrets::Reading::default();
     for r in refs {
         let label = r.label();
-        if out.values.contains_key(&label) {
+        if out.values.values.contains_key(&label) || out.problems.contains_key(&label) {
             continue;
         }
-        let value = match &r {
-            crate::spec::v1::SecretRef::Env(n) => std::env::var(n.as_str()).ok(),
+        let value: Result<String, Problem> = match &r.secret {
+            crate::spec::v1::SecretRef::Env(n) => match std::env::var_os(n.as_str()) {
+                Some(v) => v
+                    .into_string()
+                    .map_err(|_| Problem::Unsafe("is not UTF-8 text")),
+                None => file_env.get(n.as_str()).cloned().ok_or(Problem::Missing),
+            },
             crate::spec::v1::SecretRef::File(f) => {
-                let path = if f.as_str().starts_with('/') {
-                    PathBuf::from(f.as_str())
-                } else {
-                    spec_dir.join(f.as_str())
-                };
-                match std::fs::read(&path) {
-                    Ok(b) => Some(
-                        String::from_utf8(b)
-                            .map_err(|_| Error::Input(format!("secret {label}: not UTF-8 text")))?
-                            .trim_end_matches(['\n', '\r'])
-                            .to_string(),
-                    ),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                    Err(e) => return Err(Error::io("reading secret", &path, e)),
-                }
+                read_secret_file(&secret_path(spec_dir, f.as_str()), MAX_SECRET_BYTES)
             }
         };
-        if let Some(v) = value {
-            if v.is_empty() {
-                continue;
+        match value.and_then(|v| check_value(&v).map(|()| v)) {
+            Ok(v) => {
+                out.values.values.insert(label, v);
             }
-            // systemd's EnvironmentFile and the shell disagree on quoting; only plain values are safe in both.
-            if v.chars().any(|c| {
-                c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$' | '`')
-            }) {
-                return Err(Error::Input(format!(
-                    "secret {label}: contains whitespace, a quote, a backslash, `$` or a backtick, which an environment file cannot carry safely; choose a value without them"
-                )));
+            Err(p) => {
+                out.problems.insert(label, p);
             }
-            out.values.insert(label, v);
         }
+    }
+    Ok(out)
+}
+
+/// Where a `file:` reference points: relative to the spec's directory.
+pub fn secret_path(spec_dir: &Path, f: &str) -> PathBuf {
+    if f.starts_with('/') {
+        PathBuf::from(f)
+    } else {
+        spec_dir.join(f)
+    }
+}
+
+/// Reads an environment file of `NAME=value` lines; `#` starts a comment line.
+pub fn read_env_file(path: &Path) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::io("reading secrets file", path, e))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // The line number only: the line itself holds a secret.
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            Error::Input(format!("{}:{}: expected NAME=value", path.display(), i + 1))
+        })?;
+        out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
 }
@@ -105,6 +187,26 @@ pub fn roles(dir: &Path) -> Result<RoleTree, Error> {
         }
     }
     Ok(tree)
+}
+
+/// Each host's closure hash in a previous build's `manifest.json` under `out`;
+/// empty when there is none or it cannot be read (the build then marks nothing).
+pub fn previous_closures(out: &Path) -> std::collections::BTreeMap<String, String> {
+    let Ok(bytes) = std::fs::read(out.join("manifest.json")) else {
+        return Default::default();
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Default::default();
+    };
+    manifest["hosts"]
+        .as_object()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .filter_map(|(h, e)| Some((h.clone(), e["closure"].as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // The role tree is an input like the spec: `build.rs` embeds `roles/` and
@@ -227,4 +329,293 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
         }
     }
     Some(prev)
+}
+
+/// Each host's artifact paths in the `manifest.json` under `out` (empty when unreadable).
+pub fn host_artifacts(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let Ok(bytes) = std::fs::read(out.join("manifest.json")) else {
+        return BTreeMap::new();
+    };
+    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return BTreeMap::new();
+    };
+    manifest["hosts"]
+        .as_object()
+        .map(|hosts| {
+            hosts
+                .iter()
+                .map(|(h, e)| {
+                    let paths = e["artifacts"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|p| p.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (h.clone(), paths)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The directory of user files, beside the spec (`overlays/`).
+pub const OVERLAYS: &str = "overlays";
+
+/// The sidecar of `overlays/`: owner, group, mode and declared overrides.
+pub const OVERLAY_ATTRIBUTES: &str = "attributes.yaml";
+
+/// Which hosts an overlay file is for: `overlays/<scope>/<path as on the host>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OverlayScope {
+    /// `all/`: every host.
+    All,
+    /// `cluster/<name>/`.
+    Cluster(String),
+    /// `role/<role>/`: every host that gets the role.
+    Role(String),
+    /// `site/<cluster>/<site>/`.
+    Site { cluster: String, site: String },
+    /// `host/<name>/`.
+    Host(String),
+}
+
+impl OverlayScope {
+    /// How specific the scope is: a more specific file replaces a less specific one at the same path.
+    pub fn rank(&self) -> u8 {
+        match self {
+            OverlayScope::All => 0,
+            OverlayScope::Cluster(_) => 1,
+            OverlayScope::Role(_) => 2,
+            OverlayScope::Site { .. } => 3,
+            OverlayScope::Host(_) => 4,
+        }
+    }
+}
+
+/// What `overlays/attributes.yaml` says about one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayAttributes {
+    /// Octal, such as `"0600"` (default `0644`, or `0755` for an executable file).
+    pub mode: Option<String>,
+    /// Default `root`.
+    pub owner: Option<String>,
+    /// Default `root`.
+    pub group: Option<String>,
+    /// The file may replace one pgimg renders at the same path.
+    #[serde(default)]
+    pub replaces: bool,
+}
+
+/// One user file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayFile {
+    /// Where it was found, relative to the spec's directory: `overlays/host/pg1/etc/motd`.
+    pub source: String,
+    pub scope: OverlayScope,
+    /// Absolute path on the host: `/etc/motd`.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    /// The file had an execute bit.
+    pub executable: bool,
+    pub attributes: OverlayAttributes,
+}
+
+/// Every user file under `overlays/`, sorted by source path; empty when there is no such directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlays {
+    pub files: Vec<OverlayFile>,
+}
+
+/// A path component pgimg carries into archives, listings and kickstarts unchanged.
+fn plain_component(c: &str) -> bool {
+    !c.is_empty()
+        && c != "."
+        && c != ".."
+        && c.chars().all(|ch| {
+            ch.is_ascii_alphanumeric()
+                || matches!(ch, '.' | '_' | '-' | '+' | '@' | ',' | '=' | ':')
+        })
+}
+
+/// Where a symbolic link at `host_path` pointing at `target` lands, if it stays inside the root file system.
+fn link_destination(host_path: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = host_path.split('/').filter(|p| !p.is_empty()).collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// Reads `overlays/` (the directory `dir`): every file with its scope and its
+/// path on the host, and the sidecar's attributes. A symbolic link, a path
+/// pgimg cannot carry, an unknown scope or a sidecar entry for no file is an error.
+pub fn overlays(dir: &Path) -> Result<Overlays, Error> {
+    if !dir.is_dir() {
+        return Ok(Overlays::default());
+    }
+    let shown = |rel: &str| format!("{OVERLAYS}/{rel}");
+    let sidecar = dir.join(OVERLAY_ATTRIBUTES);
+    let mut attributes: BTreeMap<String, OverlayAttributes> = if sidecar.is_file() {
+        let text =
+            std::fs::read_to_string(&sidecar).map_err(|e| Error::io("reading", &sidecar, e))?;
+        serde_yaml::from_str::<Option<BTreeMap<String, OverlayAttributes>>>(&text)
+            .map_err(|e| {
+                Error::Input(format!(
+                    "{}: {e}; expected `<scope>/<path>: {{ mode: \"0640\", owner: root, group: root, replaces: false }}` entries",
+                    shown(OVERLAY_ATTRIBUTES)
+                ))
+            })?
+            .unwrap_or_default()
+    } else {
+        BTreeMap::new()
+    };
+    for key in attributes.keys() {
+        if key.starts_with('/') || key.split('/').any(|c| c == "..") {
+            return Err(Error::Input(format!(
+                "{}: `{key}` escapes {OVERLAYS}/; name files as `<scope>/<path as on the host>`, such as `host/pg1/etc/motd`",
+                shown(OVERLAY_ATTRIBUTES)
+            )));
+        }
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let entry = entry.map_err(|e| Error::Input(format!("reading {}: {e}", dir.display())))?;
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .ok()
+            .and_then(|r| r.to_str())
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: a path pgimg cannot read as UTF-8",
+                    entry.path().display()
+                ))
+            })?
+            .to_string();
+        if rel == OVERLAY_ATTRIBUTES {
+            continue;
+        }
+        let parts: Vec<&str> = rel.split('/').collect();
+        let (scope, rest): (OverlayScope, &[&str]) = match parts.as_slice() {
+            ["all", rest @ ..] => (OverlayScope::All, rest),
+            ["cluster", name, rest @ ..] => (OverlayScope::Cluster(name.to_string()), rest),
+            ["role", name, rest @ ..] => (OverlayScope::Role(name.to_string()), rest),
+            ["site", cluster, site, rest @ ..] => (
+                OverlayScope::Site {
+                    cluster: cluster.to_string(),
+                    site: site.to_string(),
+                },
+                rest,
+            ),
+            ["host", name, rest @ ..] => (OverlayScope::Host(name.to_string()), rest),
+            // The scope's own directories (`host/`, `site/<cluster>/`).
+            ["cluster" | "role" | "site" | "host", ..] if entry.file_type().is_dir() => {
+                continue;
+            }
+            ["cluster" | "role" | "site" | "host", ..] => {
+                return Err(Error::Input(format!(
+                    "{}: expected a directory: all/, cluster/<cluster>/, site/<cluster>/<site>/, role/<role>/ or host/<host>/",
+                    shown(&rel)
+                )));
+            }
+            [other, ..] => {
+                return Err(Error::Input(format!(
+                    "{}: unknown scope `{other}`; expected all/, cluster/<cluster>/, site/<cluster>/<site>/, role/<role>/ or host/<host>/",
+                    shown(&rel)
+                )));
+            }
+            [] => continue,
+        };
+        let file_type = entry.path_is_symlink();
+        if rest.is_empty() {
+            if !entry.file_type().is_dir() {
+                return Err(Error::Input(format!(
+                    "{}: expected a directory of files as they land on the host",
+                    shown(&rel)
+                )));
+            }
+            continue;
+        }
+        if let Some(bad) = rest.iter().find(|c| !plain_component(c)) {
+            return Err(Error::Input(format!(
+                "{}: `{bad}` is not a name pgimg carries onto hosts (letters, digits and . _ - + @ , = : only)",
+                shown(&rel)
+            )));
+        }
+        let path = format!("/{}", rest.join("/"));
+        if file_type {
+            let target = std::fs::read_link(entry.path())
+                .map_err(|e| Error::io("reading link", entry.path(), e))?;
+            let target = target.to_string_lossy();
+            let why = if target.starts_with('/') {
+                format!(
+                    "its target `{target}` is absolute, so it would point outside the host's root file system as pgimg ships it"
+                )
+            } else {
+                match link_destination(&path, &target) {
+                    None => {
+                        format!("its target `{target}` points outside the host's root file system")
+                    }
+                    Some(dest) => format!(
+                        "symbolic links are not carried into the overlay (it points at `{dest}`); put a copy of the file there instead"
+                    ),
+                }
+            };
+            return Err(Error::Input(format!(
+                "{}: a symbolic link for `{path}`: {why}",
+                shown(&rel)
+            )));
+        }
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            return Err(Error::Input(format!(
+                "{}: only regular files and directories are carried onto hosts",
+                shown(&rel)
+            )));
+        }
+        let meta = entry
+            .metadata()
+            .map_err(|e| Error::Input(format!("{}: {e}", shown(&rel))))?;
+        let bytes =
+            std::fs::read(entry.path()).map_err(|e| Error::io("reading", entry.path(), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        files.push(OverlayFile {
+            source: shown(&rel),
+            scope,
+            path,
+            bytes,
+            executable: meta.permissions().mode() & 0o111 != 0,
+            attributes: attributes.remove(&rel).unwrap_or_default(),
+        });
+    }
+    if let Some(key) = attributes.keys().next() {
+        return Err(Error::Input(format!(
+            "{}: `{key}` names no file under {OVERLAYS}/",
+            shown(OVERLAY_ATTRIBUTES)
+        )));
+    }
+    Ok(Overlays { files })
+}
+
+/// Random bytes from the kernel, for `pgimg secrets init`.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let path = Path::new("/dev/urandom");
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let mut buf = vec![0u8; n];
+    f.read_exact(&mut buf)
+        .map_err(|e| Error::io("reading", path, e))?;
+    Ok(buf)
 }

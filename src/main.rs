@@ -2,13 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use pgimg::cli::Cli;
 use pgimg::commands::{self, Output};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let matches = Cli::command()
+        // Computed once per run; clap keeps a `&'static str` without its `string` feature.
+        .long_version(&*Box::leak(pgimg::cmd::version::long().into_boxed_str()))
+        .get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Not locked for the whole run: the progress bar draws on stderr from the
+    // rendering threads, which would wait forever on a lock this thread holds.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let code = match commands::run(
         cli,
         &mut Output {

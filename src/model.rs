@@ -44,6 +44,8 @@ pub struct Secrets {
     pub rewind_password: Option<SecretRef>,
     pub restapi_password: Option<SecretRef>,
     pub backup_cipher_pass: Option<SecretRef>,
+    /// The cluster's, else the fleet's.
+    pub delivery: v1::SecretDelivery,
 }
 
 impl Secrets {
@@ -58,6 +60,15 @@ impl Secrets {
         ]
         .into_iter()
         .flatten()
+    }
+
+    /// The references every cluster needs, and whether the spec gives each one.
+    pub fn required(&self) -> [(&'static str, bool); 3] {
+        [
+            ("superuser_password", self.superuser_password.is_some()),
+            ("replication_password", self.replication_password.is_some()),
+            ("rewind_password", self.rewind_password.is_some()),
+        ]
     }
 }
 
@@ -123,9 +134,13 @@ pub struct Os {
     pub firewall: bool,
     pub admin_user: String,
     pub ssh_keys: Vec<String>,
+    /// Kernel settings of every host.
     pub sysctl: BTreeMap<String, String>,
+    /// Kernel settings for PostgreSQL, written only on pg hosts.
+    pub pg_sysctl: BTreeMap<String, String>,
     pub nofile: u32,
     pub nproc: u32,
+    pub ntp_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +180,7 @@ pub struct Postgres {
     pub replication_user: String,
     pub rewind_user: String,
     pub extra_packages: Vec<String>,
+    pub max_slot_wal_keep_size_mb: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +205,7 @@ pub struct Patroni {
     pub noloadbalance: bool,
     pub clonefrom: bool,
     pub nosync: bool,
+    pub watchdog: v1::WatchdogMode,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +216,10 @@ pub struct Etcd {
     pub token: Option<String>,
     pub client_port: u16,
     pub peer_port: u16,
+    pub auto_compaction_retention_hours: u32,
+    pub quota_backend_bytes: u64,
+    pub heartbeat_interval_ms: u32,
+    pub election_timeout_ms: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +233,7 @@ pub struct Pgbackrest {
     pub process_max: u16,
     pub archive_timeout: u32,
     pub archive_async: bool,
+    pub archive_push_queue_max_mb: u32,
     pub full: String,
     pub diff: String,
     pub incr: String,
@@ -245,7 +267,11 @@ pub struct Haproxy {
     pub read_port: u16,
     pub stats_port: u16,
     pub maxconn: u32,
-    pub server_maxconn: u32,
+    /// `None`: derived from PostgreSQL's connection limit and the site's HAProxy count.
+    pub server_maxconn: Option<u32>,
+    pub replica_max_lag_bytes: u64,
+    pub virtual_address: Option<String>,
+    pub virtual_router_id: u8,
     pub check_interval_ms: u32,
     pub check_fall: u32,
     pub check_rise: u32,
@@ -527,6 +553,10 @@ fn merge_secrets(fleet: Option<&v1::Secrets>, cluster: Option<&v1::Secrets>) -> 
         rewind_password: pick(|s| &s.rewind_password),
         restapi_password: pick(|s| &s.restapi_password),
         backup_cipher_pass: pick(|s| &s.backup_cipher_pass),
+        delivery: cluster
+            .and_then(|c| c.delivery.clone())
+            .or_else(|| fleet.and_then(|s| s.delivery.clone()))
+            .unwrap_or_default(),
     }
 }
 
@@ -548,6 +578,13 @@ fn default_sysctl() -> BTreeMap<String, String> {
         .collect()
 }
 
+fn default_pg_sysctl() -> BTreeMap<String, String> {
+    d::PG_SYSCTL
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, String>) -> Config {
     let os = s.os.unwrap_or_default();
     let net = s.network.unwrap_or_default();
@@ -559,8 +596,15 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
     let hap = s.haproxy.unwrap_or_default();
     let limits = os.limits.unwrap_or_default();
     let mut sysctl = default_sysctl();
+    let mut pg_sysctl = default_pg_sysctl();
     for (k, v) in os.sysctl.unwrap_or_default() {
-        sysctl.insert(k.0, scalar_text(&v, "1", "0"));
+        // A key the pg hosts set apart stays apart, so the user's value is not overridden there.
+        let map = if pg_sysctl.contains_key(&k.0) {
+            &mut pg_sysctl
+        } else {
+            &mut sysctl
+        };
+        map.insert(k.0, scalar_text(&v, "1", "0"));
     }
     let major = pg.major.unwrap_or(d::PG_MAJOR);
     let initdb = pg.initdb.unwrap_or_default();
@@ -620,8 +664,15 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .map(|k| k.0)
                 .collect(),
             sysctl,
+            pg_sysctl,
             nofile: limits.nofile.unwrap_or(d::LIMIT_NOFILE),
             nproc: limits.nproc.unwrap_or(d::LIMIT_NPROC),
+            ntp_servers: os
+                .ntp_servers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.0)
+                .collect(),
         },
         network: Network {
             prefix: net.prefix,
@@ -693,6 +744,9 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .into_iter()
                 .map(|p| p.0)
                 .collect(),
+            max_slot_wal_keep_size_mb: pg
+                .max_slot_wal_keep_size_mb
+                .unwrap_or(d::PG_MAX_SLOT_WAL_KEEP_SIZE_MB),
         },
         patroni: Patroni {
             version: pat
@@ -728,6 +782,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             noloadbalance: tags.noloadbalance.unwrap_or(d::TAG_NOLOADBALANCE),
             clonefrom: tags.clonefrom.unwrap_or(d::TAG_CLONEFROM),
             nosync: tags.nosync.unwrap_or(d::TAG_NOSYNC),
+            watchdog: pat.watchdog.unwrap_or(d::PATRONI_WATCHDOG),
         },
         etcd: Etcd {
             version: Some(
@@ -739,6 +794,18 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             token: etcd.token.map(|t| t.0),
             client_port: etcd.client_port.unwrap_or(d::ETCD_CLIENT_PORT),
             peer_port: etcd.peer_port.unwrap_or(d::ETCD_PEER_PORT),
+            auto_compaction_retention_hours: etcd
+                .auto_compaction_retention_hours
+                .unwrap_or(d::ETCD_AUTO_COMPACTION_RETENTION_HOURS),
+            quota_backend_bytes: etcd
+                .quota_backend_bytes
+                .unwrap_or(d::ETCD_QUOTA_BACKEND_BYTES),
+            heartbeat_interval_ms: etcd
+                .heartbeat_interval_ms
+                .unwrap_or(d::ETCD_HEARTBEAT_INTERVAL_MS),
+            election_timeout_ms: etcd
+                .election_timeout_ms
+                .unwrap_or(d::ETCD_ELECTION_TIMEOUT_MS),
         },
         pgbackrest: Pgbackrest {
             version: Some(
@@ -753,6 +820,9 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             process_max: br.process_max.unwrap_or(d::BACKREST_PROCESS_MAX),
             archive_timeout: br.archive_timeout.unwrap_or(d::BACKREST_ARCHIVE_TIMEOUT),
             archive_async: br.archive_async.unwrap_or(d::BACKREST_ARCHIVE_ASYNC),
+            archive_push_queue_max_mb: br
+                .archive_push_queue_max_mb
+                .unwrap_or(d::BACKREST_ARCHIVE_PUSH_QUEUE_MAX_MB),
             full: schedule
                 .full
                 .map(|c| c.0)
@@ -771,7 +841,14 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             read_port: hap.read_port.unwrap_or(d::HAPROXY_READ_PORT),
             stats_port: hap.stats_port.unwrap_or(d::HAPROXY_STATS_PORT),
             maxconn: hap.maxconn.unwrap_or(d::HAPROXY_MAXCONN),
-            server_maxconn: hap.server_maxconn.unwrap_or(d::HAPROXY_SERVER_MAXCONN),
+            server_maxconn: hap.server_maxconn,
+            replica_max_lag_bytes: hap
+                .replica_max_lag_bytes
+                .unwrap_or(d::HAPROXY_REPLICA_MAX_LAG_BYTES),
+            virtual_address: hap.virtual_address.map(|a| a.0),
+            virtual_router_id: hap
+                .virtual_router_id
+                .unwrap_or(d::HAPROXY_VIRTUAL_ROUTER_ID),
             check_interval_ms: hap
                 .check_interval_ms
                 .unwrap_or(d::HAPROXY_CHECK_INTERVAL_MS),

@@ -42,7 +42,7 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
     }
     diag::sort(&mut diags);
     if diags.iter().any(Diagnostic::is_error) {
-        return Err(diags);
+        return Err(spec::bounded(diags));
     }
     Ok(Validated {
         parsed,
@@ -56,6 +56,8 @@ pub struct BuildInputs {
     pub roles: load::RoleTree,
     pub secrets: load::SecretValues,
     pub mapping: Mapping,
+    /// The user's files (`overlays/` beside the spec).
+    pub overlays: load::Overlays,
 }
 
 /// What a build did, besides the artifacts it put.
@@ -112,11 +114,21 @@ fn fingerprints(fleet: &model::Fleet, inputs: &BuildInputs) -> BTreeMap<String, 
     use rayon::prelude::*;
     let base = crate::digest::sha256(
         format!(
-            "pgimg {}\nroles {}\nsource_date_epoch {}\nmapping {:?}\n",
+            "pgimg {}\nroles {}\nsource_date_epoch {}\nmapping {:?}\n{}",
             env!("CARGO_PKG_VERSION"),
             inputs.roles.digest(),
             fleet.source_date_epoch,
-            inputs.mapping
+            inputs.mapping,
+            // Any user file changed: every host is rendered again. Without
+            // user files the fingerprint is what it was before they existed.
+            if inputs.overlays.files.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "overlays {}\n",
+                    crate::digest::sha256(format!("{:?}", inputs.overlays.files).as_bytes())
+                )
+            }
         )
         .as_bytes(),
     );
@@ -156,7 +168,7 @@ fn unchanged(
 /// file is read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
     let sink = Mutex::new(render::ArtifactTree::default());
-    let report = build_into(v, inputs, &sink, None)?;
+    let report = build_into(v, inputs, &sink, None, &|_| {})?;
     let mut tree = sink
         .into_inner()
         .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
@@ -171,6 +183,20 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
 /// output are kept from it unrendered; an output that already is this
 /// build is left untouched. Atomic either way.
 pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<BuildReport, Error> {
+    build_to_dir_reporting(v, inputs, out, &|_| {})
+}
+
+/// [`build_to_dir`], calling `host_done` with each host's name once it is
+/// rendered or kept (from any thread, in no particular order), for a progress bar.
+pub fn build_to_dir_reporting(
+    v: &Validated,
+    inputs: &BuildInputs,
+    out: &Path,
+    host_done: &(dyn Fn(&str) + Sync),
+) -> Result<BuildReport, Error> {
+    // A killed build's staging goes first, and a previous output it had
+    // moved aside comes back, before that output is read or kept.
+    crate::write::recover(out)?;
     let previous = load::previous_output(out);
     if let Some(prev) = &previous
         && let Some(report) = up_to_date(v, inputs, prev)?
@@ -178,7 +204,7 @@ pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<B
         return Ok(report);
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
-    let report = build_into(v, inputs, &staging, previous.as_ref())?;
+    let report = build_into(v, inputs, &staging, previous.as_ref(), host_done)?;
     staging.commit()?;
     Ok(report)
 }
@@ -265,12 +291,15 @@ pub fn build_into(
     inputs: &BuildInputs,
     sink: &dyn Sink,
     previous: Option<&PreviousOutput>,
+    host_done: &(dyn Fn(&str) + Sync),
 ) -> Result<BuildReport, Error> {
     use rayon::prelude::*;
     let defs = RoleDefs::parse(&inputs.roles)?;
     let templates = render::templates::Templates::compile(&inputs.roles)?;
     let fleet = &v.fleet;
     let m = &inputs.mapping;
+    let role_names: Vec<String> = defs.defs.keys().cloned().collect();
+    plan::overlay::check_scopes(fleet, &inputs.overlays, &role_names)?;
     let rec = Recorder {
         sink,
         sums: Mutex::new(BTreeMap::new()),
@@ -299,11 +328,13 @@ pub fn build_into(
                     })?;
                     rec.keep(&path, sum)?;
                 }
+                host_done(&host.name);
                 return Ok(None);
             }
-            let p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+            let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
+            plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
             let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
-            let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch);
+            let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch)?;
             drop(rootfs);
             let overlay = files
                 .iter()
@@ -317,6 +348,9 @@ pub fn build_into(
             for (path, bytes) in &delivered.files {
                 rec.put(path, bytes, 0o644)?;
             }
+            let (path, a) = render::secrets::listing(c, s, host);
+            rec.put(&path, &a.bytes, a.mode)?;
+            host_done(&host.name);
             Ok::<_, Error>(Some(delivered.without_files()))
         })
         .collect::<Result<_, _>>()?;
@@ -333,6 +367,9 @@ pub fn build_into(
         }
         let files = plan::plan_cluster(&defs, fleet, c, m)?;
         for (path, a) in render::cluster_artifacts(&templates, &c.name, &files)? {
+            rec.put(&path, &a.bytes, a.mode)?;
+        }
+        for (path, a) in render::daytwo::dcs_artifacts(c, m) {
             rec.put(&path, &a.bytes, a.mode)?;
         }
         Ok::<_, Error>(())
@@ -399,18 +436,31 @@ pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile
 }
 
 /// The inputs of a real build of the spec at `spec_path`: the embedded role
-/// tree or `roles`, and the secrets its references point to, read now.
+/// tree or `roles`, and the secrets its references point to, read now
+/// (`env:` ones also from `secrets_env`). A secret value that cannot be used
+/// fails the build with its diagnostics; a missing one too when `require`.
 pub fn real_inputs(
     v: &Validated,
     spec_path: &Path,
     roles: Option<&Path>,
-) -> Result<BuildInputs, Error> {
+    secrets_env: Option<&Path>,
+    require: bool,
+) -> Result<BuildInputs, Failure> {
+    let (_, reading, diags) =
+        crate::secret_ops::read_and_check(v, spec_path, secrets_env, require)?;
+    if diags.iter().any(Diagnostic::is_error) {
+        let mut all = diags;
+        all.extend(v.warnings.iter().cloned());
+        crate::diag::sort(&mut all);
+        return Err(Failure::Invalid(v.parsed.source.clone(), all));
+    }
     Ok(BuildInputs {
         roles: match roles {
             Some(dir) => load::roles(dir)?,
             None => load::RoleTree::embedded(),
         },
-        secrets: load::secrets(&v.fleet, &load::spec_dir(spec_path))?,
+        secrets: reading.values,
         mapping: Default::default(),
+        overlays: load::overlays(&load::spec_dir(spec_path).join(load::OVERLAYS))?,
     })
 }

@@ -78,7 +78,7 @@ pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
 /// (`.<out>.tmp.<pid>`) go, and a previous output that one of them had
 /// moved aside (`.<out>.old.<pid>`) comes back when nothing replaced it.
 /// Only directories of processes that no longer run are touched.
-fn recover(out: &Path) -> Result<(), Error> {
+pub fn recover(out: &Path) -> Result<(), Error> {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -118,6 +118,21 @@ fn recover(out: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Refuses an output path that names no directory entry of its own (`.`,
+/// `..`, `out/.`, `/`): such a directory cannot be renamed, so it could never
+/// be replaced atomically.
+fn check_name(out: &Path) -> Result<(), Error> {
+    let raw = out.as_os_str().as_encoded_bytes();
+    let last = raw.rsplit(|b| *b == b'/').find(|c| !c.is_empty());
+    match last {
+        Some(b".") | Some(b"..") | None => Err(Error::Input(format!(
+            "{}: the output directory must be named by its own name (such as `out` or `../out`), not `.`, `..` or `/`",
+            out.display()
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// An output being written: a temporary directory beside the target that
 /// artifacts stream into, swapped into place by `commit`. Dropped without
 /// a commit, it removes itself.
@@ -132,6 +147,7 @@ pub struct Staging<'a> {
 impl<'a> Staging<'a> {
     /// Starts an output at `out`, refusing a directory that is not pgimg's.
     pub fn new(out: &Path, previous: Option<&'a PreviousOutput>) -> Result<Self, Error> {
+        check_name(out)?;
         recover(out)?;
         check_target(out)?;
         let tmp = sibling(out, "tmp");
@@ -266,4 +282,65 @@ impl Sink for Staging<'_> {
         let old = prev.dir.join(rel);
         fs::hard_link(&old, &path).map_err(|e| Error::io("linking the previous", &old, e))
     }
+}
+
+/// Writes a new file, mode 0644 under the umask; an existing file (or link) is never replaced.
+pub fn new_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Input(format!(
+                    "{} already exists; pgimg never overwrites it (choose another path, or move it away)",
+                    path.display()
+                ))
+            } else {
+                Error::io("creating", path, e)
+            }
+        })?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("writing", path, e))
+}
+
+/// Creates a secret file with mode 0600 (its directory 0700 if it is new);
+/// fails rather than replace an existing file.
+pub fn create_secret_file(path: &Path, value: &str) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io("creating secrets directory", dir, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("creating secret file", path, e))?;
+    writeln!(f, "{value}").map_err(|e| Error::io("writing secret file", path, e))
+}
+
+/// Appends `NAME=value` lines to an environment file, creating it with mode
+/// 0600; lines already there are never changed.
+pub fn append_env_file(path: &Path, lines: &[(String, String)]) -> Result<(), Error> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("opening secrets file", path, e))?;
+    let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing secrets file", path, e))
 }

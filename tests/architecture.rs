@@ -1,6 +1,6 @@
 //! Imports follow the pipeline: a module may use the stages before it and
-//! the shared foundations, never a later stage. `ops`, `commands` and `lab`
-//! sit on top and may use everything.
+//! the shared foundations, never a later stage. `ops`, `commands`, `cmd`,
+//! `lab` and `review` sit on top and may use everything.
 
 use std::collections::BTreeMap;
 
@@ -27,12 +27,19 @@ const RANKS: &[(&str, u32)] = &[
     ("facts", 5),
     ("check", 6),
     ("plan", 7),
+    // What the spec references and what is wrong with the values read
+    // (pure); the contract of where they land is planning (`plan::secrets`),
+    // reading and writing them orchestration (`secret_ops`, beside `ops`).
+    ("secrets", 5),
     ("render", 8),
     ("write", 9),
     ("ops", 10),
+    ("secret_ops", 10),
     ("cli", 10),
     ("commands", 11),
+    ("cmd", 11),
     ("lab", 11),
+    ("review", 11),
 ];
 
 #[test]

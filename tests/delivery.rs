@@ -28,6 +28,7 @@ fn inputs(roles: RoleTree, v: &pgimg::Validated) -> pgimg::BuildInputs {
         roles,
         secrets,
         mapping: Default::default(),
+        overlays: Default::default(),
     }
 }
 

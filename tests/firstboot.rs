@@ -32,6 +32,9 @@ clusters:
           - {{ name: pg2, address: 10.1.0.12, roles: [pg, etcd] }}
           - {{ name: pg3, address: 10.1.0.13, roles: [pg, etcd] }}
           - {{ name: lb1, address: 10.1.0.10, roles: [haproxy] }}
+secrets:
+  restapi_password: {{ env: PGIMG_RESTAPI_PASSWORD }}
+  backup_cipher_pass: {{ env: PGIMG_BACKUP_CIPHER_PASS }}
 "
     )
 }
@@ -50,6 +53,7 @@ fn build(text: &str) -> ArtifactTree {
             roles: RoleTree::embedded(),
             secrets: Default::default(),
             mapping: Default::default(),
+            overlays: Default::default(),
         },
     )
     .expect("build")

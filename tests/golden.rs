@@ -5,6 +5,11 @@
 //! file that appears both fail. A tarball is compared through a listing read
 //! back from the archive itself plus its sha256, so a reviewer reads text.
 //! The executable bit of each file is part of the fixture (git keeps it).
+//! The overlay a kickstart or user-data embeds, and the digest that checks
+//! it, are placeholders (the archive has its own fixtures); `manifest.json`
+//! keeps its shape with its sums checked against the build, and `SHA256SUMS`
+//! is checked rather than stored: a one-line change of a rendered file is a
+//! one-line change of its fixture, plus its host's overlay listing.
 //! `PGIMG_BLESS=1 cargo test --test main golden` rewrites the fixtures.
 
 use std::collections::BTreeMap;
@@ -58,6 +63,7 @@ pub fn build_example(name: &str) -> pgimg::render::ArtifactTree {
         roles: pgimg::load::RoleTree::embedded(),
         secrets: Default::default(),
         mapping: Default::default(),
+        overlays: Default::default(),
     };
     pgimg::build(&validated, &inputs).unwrap_or_else(|e| panic!("building {rel}: {e}"))
 }
@@ -116,10 +122,93 @@ fn redact_overlay(path: &str, text: &str, overlay: &[u8]) -> String {
         .join("\n");
     for encoded in [wrapped.as_str(), one_line.as_str()] {
         if text.matches(encoded).count() == 1 {
-            return text.replacen(encoded, OVERLAY_PLACEHOLDER, 1);
+            let text = text.replacen(encoded, OVERLAY_PLACEHOLDER, 1);
+            // The format checks the overlay against its digest, once.
+            let digest = hex(&Sha256::digest(overlay));
+            assert_eq!(
+                text.matches(&digest).count(),
+                1,
+                "{path} does not check its overlay's sha256 exactly once"
+            );
+            return text.replacen(&digest, OVERLAY_DIGEST_PLACEHOLDER, 1);
         }
     }
     panic!("{path} does not embed its host's overlay.tar.gz exactly once");
+}
+
+/// Stands for the overlay's sha256 where a delivery format checks it.
+const OVERLAY_DIGEST_PLACEHOLDER: &str = "<sha256 of overlay.tar.gz: see overlay.tar.gz.sha256>";
+
+/// Stands for a sum or size in the fixture of `manifest.json`.
+const CHECKED: &str = "<checked against the build>";
+
+/// `manifest.json` and `SHA256SUMS` restate every artifact's sha256, so a
+/// one-line change of one file would rewrite dozens of their lines. The
+/// fixture keeps the manifest's shape (its inputs and every host's artifact
+/// list) with sums, sizes and closures as [`CHECKED`], and this checks them
+/// against the build itself: each sum and size, each closure, and
+/// `SHA256SUMS` byte for byte.
+fn check_manifest(tree: &pgimg::render::ArtifactTree) -> Vec<u8> {
+    let manifest_bytes = &tree.files["manifest.json"].bytes;
+    let mut m: serde_json::Value = serde_json::from_slice(manifest_bytes).expect("manifest.json");
+    let sum = |b: &[u8]| hex(&Sha256::digest(b));
+    let public: BTreeMap<&str, &pgimg::render::Artifact> = tree
+        .files
+        .iter()
+        .filter(|(p, _)| {
+            pgimg::render::manifest::is_public(p) && *p != "manifest.json" && *p != "SHA256SUMS"
+        })
+        .map(|(p, a)| (p.as_str(), a))
+        .collect();
+    let artifacts = m["artifacts"].as_object_mut().expect("artifacts");
+    let listed: Vec<&str> = artifacts.keys().map(String::as_str).collect();
+    assert_eq!(
+        listed,
+        public.keys().copied().collect::<Vec<_>>(),
+        "manifest.json lists exactly the public artifacts"
+    );
+    let mut sums = String::new();
+    let mut lines = BTreeMap::new();
+    for (path, entry) in artifacts.iter_mut() {
+        let a = public[path.as_str()];
+        assert_eq!(
+            entry["sha256"],
+            sum(&a.bytes),
+            "manifest.json: sha256 of {path}"
+        );
+        assert_eq!(
+            entry["size"],
+            a.bytes.len(),
+            "manifest.json: size of {path}"
+        );
+        lines.insert(path.clone(), sum(&a.bytes));
+        *entry = serde_json::json!({ "sha256": CHECKED, "size": CHECKED });
+    }
+    for (host, entry) in m["hosts"].as_object_mut().expect("hosts") {
+        let mut closure = Sha256::new();
+        for p in entry["artifacts"].as_array().expect("host artifacts") {
+            let p = p.as_str().expect("a path");
+            closure.update(format!("{}  {p}\n", lines[p]).as_bytes());
+        }
+        assert_eq!(
+            entry["closure"],
+            hex(&closure.finalize()),
+            "manifest.json: closure of {host}"
+        );
+        entry["closure"] = CHECKED.into();
+    }
+    lines.insert("manifest.json".into(), sum(manifest_bytes));
+    for (p, s) in &lines {
+        sums.push_str(&format!("{s}  {p}\n"));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&tree.files["SHA256SUMS"].bytes),
+        sums,
+        "SHA256SUMS lists every artifact and manifest.json with their sums, sorted"
+    );
+    let mut out = serde_json::to_vec_pretty(&m).expect("manifest fixture");
+    out.push(b'\n');
+    out
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -155,6 +244,10 @@ fn fixture_of(tree: &pgimg::render::ArtifactTree) -> Tree {
                 name,
                 (redact_overlay(path, &text, overlay).into_bytes(), exec),
             );
+        } else if path == "manifest.json" {
+            out.insert(path.clone(), (check_manifest(tree), exec));
+        } else if path == "SHA256SUMS" {
+            // Checked in full by `check_manifest`.
         } else if path.ends_with(".tar.gz") {
             out.insert(
                 format!("{path}.list"),

@@ -274,6 +274,10 @@ fn no_secret_in_any_public_artifact() {
         ("env:PGIMG_SUPERUSER_PASSWORD", "Sup3r-Secret-Value-1"),
         ("env:PGIMG_REPLICATION_PASSWORD", "Repl-Secret-Value-2"),
         ("env:PGIMG_REWIND_PASSWORD", "Rewind-Secret-Value-3"),
+        ("env:PGIMG_RESTAPI_PASSWORD", "Rest-Secret-Value-4"),
+        ("env:PGIMG_BACKUP_CIPHER_PASS", "Cipher-Secret-Value-5"),
+        ("env:PGIMG_S3_KEY", "S3-Key-Value-6"),
+        ("env:PGIMG_S3_KEY_SECRET", "S3-Secret-Value-7"),
     ];
     let text = crate::support::read("examples/reference-cluster.yml");
     let v = crate::support::validate("examples/reference-cluster.yml", &text).unwrap();
@@ -285,6 +289,7 @@ fn no_secret_in_any_public_artifact() {
         roles: pgimg::load::RoleTree::embedded(),
         secrets,
         mapping: Default::default(),
+        overlays: Default::default(),
     };
     let tree = pgimg::build(&v, &inputs).unwrap();
     let mut seen_in_secrets = BTreeSet::new();

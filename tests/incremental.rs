@@ -102,8 +102,14 @@ fn an_unchanged_rebuild_writes_nothing() {
     assert_eq!(files(&out), before, "a file was rewritten");
     // The closures it prints are the output's.
     assert_eq!(
-        first.lines().skip(1).collect::<Vec<_>>(),
-        second.lines().skip(1).collect::<Vec<_>>()
+        first
+            .lines()
+            .filter(|l| l.starts_with("  host "))
+            .collect::<Vec<_>>(),
+        second
+            .lines()
+            .filter(|l| l.starts_with("  host "))
+            .collect::<Vec<_>>()
     );
 }
 

@@ -68,6 +68,7 @@ fn a_role_guard_with_a_typo_fails_the_build_naming_the_role_file() {
         roles: tree,
         secrets: Default::default(),
         mapping: Default::default(),
+        overlays: Default::default(),
     };
     let Err(err) = pgimg::build(&v, &inputs) else {
         panic!("a typo in a guard must fail the build");

@@ -168,12 +168,30 @@ cases! {
     pg0102_duplicate_address => case("10.1.0.10", "10.1.0.11", "PG0102", (27, 35));
     pg0103_invalid_address => case("10.1.0.10", "10.1.0.256", "PG0103", (27, 35));
     pg0104_invalid_host_name => case("name: lb1,", "name: lb-,", "PG0104", (27, 21));
+    pg0108_prefix_family => case(
+        "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2] } }",
+        "settings: { network: { gateway: 10.2.0.1, dns: [10.2.0.2], prefix: 64 } }",
+        "PG0108",
+        (32, 76)
+    );
+    pg0219_cron_range => case(
+        "        repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n",
+        "        repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n        schedule: { full: '0 24 * * 0' }\n",
+        "PG0219",
+        (20, 27)
+    );
     pg0110_no_etcd => case_all("roles: [etcd, pg]", "roles: [pg]", 3, "PG0110", (33, 9));
     pg0111_even_etcd => case(LB1, "roles: [haproxy, etcd] }", "PG0111", (23, 9));
     pg0112_single_etcd => case(
         "          - { name: n2, address: 10.3.0.12, roles: [pg, etcd] }\n          - { name: n3, address: 10.3.0.13, roles: [etcd] }\n",
         "",
         "PG0112",
+        (41, 9)
+    );
+    pg0114_etcd_majority_with_patroni => case(
+        "- { name: n3, address: 10.3.0.13, roles: [etcd] }\n",
+        "- { name: n3, address: 10.3.0.13, roles: [etcd] }\n          - { name: n4, address: 10.3.0.14, roles: [pg] }\n",
+        "PG0114",
         (41, 9)
     );
     pg0120_patroni_timing => case("loop_wait: 10", "loop_wait: 11", "PG0120", (11, 10));
@@ -259,6 +277,31 @@ cases! {
         "PG0220",
         (27, 96)
     );
+    pg0113_etcd_election => case(
+        "  patroni:\n    ttl: 30",
+        "  etcd: { heartbeat_interval_ms: 300 }\n  patroni:\n    ttl: 30",
+        "PG0113",
+        (10, 34)
+    );
+    pg0201_server_maxconn => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { server_maxconn: 97 } } }",
+        "PG0201",
+        (27, 103)
+    );
+    pg0202_virtual_address_single => case(
+        LB1,
+        "roles: [haproxy], settings: { haproxy: { virtual_address: 10.1.0.9 } } }",
+        "PG0202",
+        (27, 104)
+    );
+    pg0240_backup_schedule => case(
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n        schedule: { incr: '0 1 1 * 1' }",
+        "PG0240",
+        (20, 27)
+
+    );
     pg0300_s3_auto_on_bare_metal => case(
         "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]\n    sites:\n      - name: east\n        settings: { network: { gateway: 10.1.0.1, dns: [10.1.0.2] } }\n        hosts:\n          - { name: pg1, address: 10.1.0.11, roles: [pg, etcd] }",
         "repos: [{ type: s3, bucket: bk, region: eu-west-1, key_type: auto }]\n    sites:\n      - name: east\n        settings: { network: { gateway: 10.1.0.1, dns: [10.1.0.2] }, repos: { artifacts: 'http://boot.example.com/pgimg' } }\n        hosts:\n          - { name: pg1, address: 10.1.0.11, roles: [pg, etcd], boot: { mac: '52:54:00:12:34:56' } }",
@@ -310,6 +353,12 @@ cases! {
         "PG0230",
         (27, 77)
     );
+    pg0410_restapi_open => case(
+        "  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n",
+        "",
+        "PG0410",
+        (16, 5)
+    );
 }
 
 #[test]
@@ -322,13 +371,23 @@ fn the_base_spec_validates_with_no_diagnostic() {
 fn every_code_has_its_own_case() {
     let mut missing = Vec::new();
     for code in Code::ALL {
+        // PG0004 is about many diagnostics at once; its test is below. The
+        // secret codes judge the values a build reads, not the spec alone:
+        // their one-mutation cases are in tests/secrets.rs.
+        if *code == Code::TooManyProblems || crate::secrets::CODES.contains(&code.as_str()) {
+            continue;
+        }
         if !CASES.iter().any(|(_, c)| c.code == code.as_str()) {
             missing.push(code.as_str());
         }
     }
     assert!(missing.is_empty(), "codes without a case: {missing:?}");
     for rule in pgimg::check::RULES {
-        for code in rule.codes {
+        for code in rule
+            .codes
+            .iter()
+            .filter(|c| !crate::secrets::CODES.contains(&c.as_str()))
+        {
             assert!(
                 CASES.iter().any(|(_, c)| c.code == code.as_str()),
                 "rule `{}`: {} has no case",
@@ -406,5 +465,43 @@ fn strict_turns_each_warning_into_an_error() {
         .filter(|c| c.severity() == Severity::Warning)
         .map(|c| c.as_str())
         .collect();
-    assert_eq!(warnings, ["PG0030", "PG0112", "PG0181", "PG0303"]);
+    assert_eq!(
+        warnings,
+        [
+            "PG0030", "PG0112", "PG0114", "PG0181", "PG0202", "PG0212", "PG0303", "PG0410"
+        ]
+    );
+}
+
+/// PG0004: one mutation that causes far more problems than a parse reports
+/// gives the first 200 and one PG0004 at the first left out.
+#[test]
+fn pg0004_too_many_problems() {
+    let text = base().replace(
+        "    ttl: 30\n",
+        &format!(
+            "    ttl: 30\n{}",
+            (0..300)
+                .map(|i| format!("    unknown{i}: 1\n"))
+                .collect::<String>()
+        ),
+    );
+    let diags = support::diagnostics(BASE, &text, false);
+    assert_eq!(
+        diags.len(),
+        201,
+        "{}",
+        show(&diags[diags.len().saturating_sub(3)..])
+    );
+    let more: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.code == Code::TooManyProblems)
+        .collect();
+    assert_eq!(more.len(), 1, "{}", show(&diags[..3]));
+    let span = more[0]
+        .span
+        .unwrap_or_else(|| panic!("PG0004 without a position"));
+    // The 201st unknown key sits on line 12 + 201 (keys start below `ttl`, line 11).
+    assert_eq!((span.line, span.col), (212, 5), "{}", show(&diags[195..]));
+    assert!(more[0].expected.is_some());
 }

@@ -5,9 +5,12 @@
 //! The runner turns pointers into line:column. Rules may assume the spec
 //! passed the schema, and nothing more.
 
+pub mod daytwo;
 mod firstboot;
 mod network;
+mod secure;
 mod topology;
+mod values;
 
 use crate::diag::{self, Code, Diagnostic};
 use crate::model::Fleet;
@@ -38,6 +41,21 @@ pub struct Rule {
 }
 
 pub const RULES: &[Rule] = &[
+    Rule {
+        name: "etcd timing",
+        codes: &[Code::EtcdElection],
+        run: daytwo::etcd_timing,
+    },
+    Rule {
+        name: "haproxy budget",
+        codes: &[Code::ServerMaxconn, Code::VirtualAddressSingle],
+        run: daytwo::haproxy_budget,
+    },
+    Rule {
+        name: "backup schedules",
+        codes: &[Code::BackupSchedule],
+        run: daytwo::backup_schedules,
+    },
     Rule {
         name: "host names",
         codes: &[Code::DuplicateHostName, Code::InvalidHostName],
@@ -123,6 +141,31 @@ pub const RULES: &[Rule] = &[
         name: "backup repositories",
         codes: &[Code::S3Incomplete, Code::NoRepository],
         run: topology::backup_repos,
+    },
+    Rule {
+        name: "network prefix",
+        codes: &[Code::PrefixFamily],
+        run: values::network_prefix,
+    },
+    Rule {
+        name: "cron schedules",
+        codes: &[Code::CronRange],
+        run: values::cron_schedules,
+    },
+    Rule {
+        name: "etcd placement",
+        codes: &[Code::EtcdMajorityWithPatroni],
+        run: secure::etcd_placement,
+    },
+    Rule {
+        name: "repository cipher",
+        codes: &[Code::S3WithoutCipher],
+        run: secure::repository_cipher,
+    },
+    Rule {
+        name: "REST API authentication",
+        codes: &[Code::RestApiOpen],
+        run: secure::restapi_authentication,
     },
     Rule {
         name: "S3 credentials on bare metal",

@@ -142,17 +142,41 @@ mod tests {
                 values: secrets.clone(),
             },
             mapping,
+            overlays: Default::default(),
         };
         crate::build(&v, &inputs).expect("builds")
     }
 
     /// Lines that name where replication connections come from: the one place
     /// where the lab's source mapping is not invertible.
+    /// Without the two things that name connection sources: pg_hba's
+    /// replication rows and the REST API's allowlist entries.
     fn without_replication_rows(s: &str) -> String {
+        let mut in_allowlist = false;
         s.lines()
-            .filter(|l| !l.contains("'host replication "))
+            .filter(|l| {
+                if *l == "  allowlist:" {
+                    in_allowlist = true;
+                    return false;
+                }
+                if in_allowlist && l.starts_with("  - ") {
+                    return false;
+                }
+                in_allowlist = false;
+                !l.contains("'host replication ")
+            })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The REST API allowlist of a patroni.yml.
+    fn allowlist(s: &str) -> Vec<&str> {
+        s.lines()
+            .skip_while(|l| *l != "  allowlist:")
+            .skip(1)
+            .take_while(|l| l.starts_with("  - "))
+            .map(str::trim)
+            .collect()
     }
 
     #[test]
@@ -214,6 +238,13 @@ mod tests {
                     vec!["- 'host replication replicator 127.0.0.1/32 scram-sha-256'"],
                     "{path}: the lab accepts replication from the loopback source only"
                 );
+                if !allowlist(&r).is_empty() {
+                    assert_eq!(
+                        allowlist(&l),
+                        vec!["- '127.0.0.1'"],
+                        "{path}: the lab's REST API admits the loopback source only"
+                    );
+                }
             } else if path.ends_with("/overlay.list") {
                 assert_eq!(no_sizes(&r), no_sizes(&unmapped), "{path}");
             } else {

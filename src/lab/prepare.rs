@@ -92,9 +92,11 @@ pub fn root_of(opts: &Options) -> Result<PathBuf, Error> {
 
 pub(crate) fn validate(source: crate::source::SourceFile) -> Result<crate::Validated, Error> {
     crate::validate(source.clone(), false).map_err(|d| {
+        // Lines are shown with every plain value in a secret slot masked.
+        let shown = crate::spec::redact::redacted(&source);
         let text: String = d
             .iter()
-            .map(|x| crate::diag::render_human(x, Some(&source)))
+            .map(|x| crate::diag::render_human(x, Some(&shown)))
             .collect();
         fail(format!("the spec is invalid:\n{text}"))
     })
@@ -180,6 +182,9 @@ impl Lab {
                 values: secrets.clone(),
             },
             mapping: m.clone(),
+            overlays: crate::load::overlays(
+                &crate::load::spec_dir(&opts.spec).join(crate::load::OVERLAYS),
+            )?,
         };
         let tree = crate::build(&v, &inputs)?;
         if !tree.missing_secrets.is_empty() {
@@ -192,7 +197,9 @@ impl Lab {
         let mut plans = BTreeMap::new();
         for s in &cluster.sites {
             for h in &s.hosts {
-                let p = crate::plan::plan_host(&defs, &v.fleet, cluster, s, h, &m)?;
+                let mut p = crate::plan::plan_host(&defs, &v.fleet, cluster, s, h, &m)?;
+                // The same plan the build rendered, user files included.
+                crate::plan::overlay::apply(&mut p, &inputs.overlays, cluster, s, h)?;
                 plans.insert(h.name.clone(), p);
             }
         }
@@ -388,6 +395,21 @@ impl Lab {
                 if !link.is_symlink() {
                     std::os::unix::fs::symlink(&shared, &link).map_err(io("linking", &link))?;
                 }
+            }
+            // A DR site reads its source's S3 repository (a stanza section of
+            // its own, numbered after the site's repositories): the lab gives
+            // it the directory that stands in for that bucket on the source.
+            let src = &plan.context.daytwo["source_repo"];
+            if src["s3"].as_bool() == Some(true)
+                && let (Some(n), Some(bucket), Some(path)) = (
+                    src["n"].as_u64(),
+                    src["bucket"].as_str(),
+                    src["path"].as_str(),
+                )
+            {
+                let dir = PathBuf::from(format!("{}/shared/s3/{bucket}{path}", root.display()));
+                std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+                s3.push((n as u32, dir));
             }
             if let Some(pg) = self
                 .state

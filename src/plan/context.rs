@@ -123,28 +123,15 @@ pub fn source_endpoint(src: &Site, m: &Mapping) -> (String, u16) {
     }
 }
 
-/// The pgBackRest repositories of a site: a DR site's source's first, then its own.
-pub fn site_repos<'a>(cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
-    let own: Vec<&BackupRepo> = site.config().pgbackrest.repos.iter().collect();
-    match cluster.source_of(site) {
-        Some(src) if site.is_dr() => {
-            let mut all: Vec<&BackupRepo> = site_repos(cluster, src).into_iter().take(1).collect();
-            for r in own {
-                if !all.iter().any(|a| same_repo(a, r)) {
-                    all.push(r);
-                }
-            }
-            all
-        }
-        _ => own,
-    }
+/// The pgBackRest repositories a site writes, `repo1` first: its own only.
+/// A DR site's backups and archive must survive the loss of its source's
+/// region, so its own repository is repo1; it reads its source's repository
+/// through a stanza section of its own (`render::daytwo::source_repo`).
+pub fn site_repos<'a>(_cluster: &'a Cluster, site: &'a Site) -> Vec<&'a BackupRepo> {
+    site.config().pgbackrest.repos.iter().collect()
 }
 
-fn same_repo(a: &BackupRepo, b: &BackupRepo) -> bool {
-    a.kind == b.kind && a.path == b.path && a.bucket == b.bucket && a.region == b.region
-}
-
-fn repo_context(
+pub fn repo_context(
     i: usize,
     r: &BackupRepo,
     stanza: &str,
@@ -302,6 +289,15 @@ pub fn parameters(host: &Host) -> BTreeMap<String, Value> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.json()))
         .collect();
+    // Bounds the WAL a slot holds back, above all a DR site's permanent slot:
+    // a DR site that is down invalidates its slot instead of filling pg_wal.
+    p.insert(
+        "max_slot_wal_keep_size".to_string(),
+        json!(format!(
+            "{}MB",
+            host.config.postgresql.max_slot_wal_keep_size_mb
+        )),
+    );
     for (k, v) in spec_parameters(host).filter(|(k, _)| !is_host_parameter(host, k)) {
         p.insert(k, v);
     }
@@ -327,6 +323,38 @@ pub struct HostContext {
     pub pgbackrest: PgbackrestContext,
     pub haproxy: HaproxyContext,
     pub source_date_epoch: u64,
+    /// Day-two facts (`render::daytwo::host_context`).
+    pub daytwo: Value,
+    pub secrets: SecretsContext,
+}
+
+/// How a pg host fetches its secrets (`crate::plan::secrets`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsContext {
+    /// The host fetches its secrets itself (`secrets.delivery` is set).
+    pub fetch: bool,
+    /// From SSM Parameter Store, by `pgimg-secrets.service`.
+    pub ssm: bool,
+    /// As a bundle over HTTPS, by the kickstart's `%post`.
+    pub https: bool,
+    /// `/etc/pgimg/secrets.conf`: names and paths only.
+    pub conf: String,
+}
+
+fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> SecretsContext {
+    let d = &cluster.secrets.delivery;
+    let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
+    let files = crate::plan::secrets::host_files(cluster, site, host);
+    SecretsContext {
+        fetch,
+        ssm: fetch && d.ssm.is_some(),
+        https: fetch && d.https.is_some(),
+        conf: if fetch {
+            crate::plan::secrets::source_conf(cluster, host, &files)
+        } else {
+            String::new()
+        },
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -355,6 +383,7 @@ pub struct Paths {
     pub patroni: String,
     pub etcdctl: String,
     pub psql: String,
+    pub pgctl: String,
     pub libexec: String,
     pub socket_dir: String,
     pub data_dir: String,
@@ -437,6 +466,9 @@ pub struct OsContext {
     pub firewall: bool,
     pub admin_user: String,
     pub sysctl: Vec<Sysctl>,
+    /// Kernel settings for PostgreSQL, written only on pg hosts.
+    pub pg_sysctl: Vec<Sysctl>,
+    pub ntp_servers: Vec<String>,
     pub nofile: u32,
     pub nproc: u32,
 }
@@ -494,6 +526,10 @@ pub struct EtcdContext {
     pub peer_url: String,
     pub listen_client_urls: String,
     pub package: String,
+    pub auto_compaction_retention_hours: u32,
+    pub quota_backend_bytes: u64,
+    pub heartbeat_interval_ms: u32,
+    pub election_timeout_ms: u32,
     /// `new`, or `existing` for a member that joins a running cluster.
     pub initial_cluster_state: &'static str,
 }
@@ -515,6 +551,7 @@ pub struct PgbackrestContext {
     pub process_max: u16,
     pub archive_timeout: u32,
     pub archive_async: bool,
+    pub archive_push_queue_max: String,
     pub cipher: bool,
     pub schedule: BackupSchedule,
 }
@@ -552,6 +589,7 @@ pub struct HaproxyContext {
     pub stats_port: u16,
     pub maxconn: u32,
     pub server_maxconn: u32,
+    pub replica_max_lag_bytes: u64,
     /// The check interval with its unit, as haproxy.cfg takes it.
     pub inter: String,
     pub fall: u32,
@@ -677,6 +715,7 @@ pub fn host_context(
             patroni: mp(&patroni_bin),
             etcdctl: mp(paths::ETCDCTL_BIN),
             psql: mp(&format!("{}/psql", c.postgresql.bin_dir)),
+            pgctl: mp(&format!("{}/pg_ctl", c.postgresql.bin_dir)),
             libexec: mp(paths::LIBEXEC),
             socket_dir: mp(paths::SOCKET_DIR),
             data_dir: mp(&c.postgresql.data_dir),
@@ -756,6 +795,16 @@ pub fn host_context(
                     value: v.clone(),
                 })
                 .collect(),
+            pg_sysctl: c
+                .os
+                .pg_sysctl
+                .iter()
+                .map(|(k, v)| Sysctl {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            ntp_servers: c.os.ntp_servers.clone(),
             nofile: c.os.nofile,
             nproc: c.os.nproc,
         },
@@ -802,6 +851,10 @@ pub fn host_context(
             peer_url,
             listen_client_urls,
             package: package("etcd", c.etcd.version.as_deref()),
+            auto_compaction_retention_hours: c.etcd.auto_compaction_retention_hours,
+            quota_backend_bytes: c.etcd.quota_backend_bytes,
+            heartbeat_interval_ms: c.etcd.heartbeat_interval_ms,
+            election_timeout_ms: c.etcd.election_timeout_ms,
             initial_cluster_state: if c.etcd.join_existing {
                 "existing"
             } else {
@@ -820,6 +873,7 @@ pub fn host_context(
             process_max: c.pgbackrest.process_max,
             archive_timeout: c.pgbackrest.archive_timeout,
             archive_async: c.pgbackrest.archive_async,
+            archive_push_queue_max: format!("{}MiB", c.pgbackrest.archive_push_queue_max_mb),
             cipher,
             schedule: BackupSchedule {
                 full: c.pgbackrest.full.clone(),
@@ -832,12 +886,15 @@ pub fn host_context(
             read_port: c.haproxy.read_port,
             stats_port: c.haproxy.stats_port,
             maxconn: c.haproxy.maxconn,
-            server_maxconn: c.haproxy.server_maxconn,
+            server_maxconn: crate::check::daytwo::server_maxconn(site, host),
+            replica_max_lag_bytes: c.haproxy.replica_max_lag_bytes,
             inter: format!("{}ms", c.haproxy.check_interval_ms),
             fall: c.haproxy.check_fall,
             rise: c.haproxy.check_rise,
         },
         source_date_epoch: fleet.source_date_epoch,
+        daytwo: super::daytwo::host_context(cluster, site, host, m),
+        secrets: secrets_context(cluster, site, host),
     }
 }
 

@@ -7,7 +7,10 @@
 //! knows a role by name. `render` turns a plan into bytes.
 
 pub mod context;
+pub mod daytwo;
+pub mod overlay;
 pub mod roles;
+pub mod secrets;
 pub mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +31,11 @@ pub enum Producer {
     Template(String),
     /// A file serialized from typed structs.
     Typed(TypedFile),
+    /// A user file from `overlays/` (`source` is where it was found).
+    User {
+        source: String,
+        bytes: Vec<u8>,
+    },
 }
 
 /// One entry of the host's root file system.

@@ -7,6 +7,7 @@
 //! the install formats that carry them to a bare machine.
 
 pub mod artifact;
+pub mod daytwo;
 pub mod install;
 pub mod manifest;
 pub mod overlay;
@@ -58,6 +59,7 @@ pub fn rootfs(
             Producer::Typed(TypedFile::Patroni) => {
                 Some(patroni::render(cluster, site, host, m).into_bytes())
             }
+            Producer::User { bytes, .. } => Some(bytes.clone()),
         };
         out.insert(
             path.clone(),
@@ -77,7 +79,7 @@ pub fn host_artifacts(
     plan: &HostPlan,
     rootfs: &BTreeMap<String, RootfsEntry>,
     mtime: u64,
-) -> Vec<(String, Artifact)> {
+) -> Result<Vec<(String, Artifact)>, Error> {
     let base = format!("hosts/{}", plan.name);
     let mut out = Vec::new();
     for (path, e) in rootfs {
@@ -95,7 +97,8 @@ pub fn host_artifacts(
     out.push((
         format!("{base}/overlay.tar.gz"),
         Artifact {
-            bytes: overlay::tar_gz(rootfs, mtime),
+            bytes: overlay::tar_gz(rootfs, mtime)
+                .map_err(|e| Error::Template(format!("host {}: {e}", plan.name)))?,
             mode: 0o644,
         },
     ));
@@ -117,7 +120,7 @@ pub fn host_artifacts(
             mode: 0o644,
         },
     ));
-    out
+    Ok(out)
 }
 
 /// Renders a cluster's own files (`clusters/<cluster>/…`).

@@ -32,37 +32,49 @@ fn id_of(name: &str) -> u64 {
     }
 }
 
-/// The archive's bytes.
-pub fn tar_gz(entries: &BTreeMap<String, RootfsEntry>, mtime: u64) -> Vec<u8> {
+/// The archive's bytes, or what a role's entry asks that a ustar archive
+/// cannot hold (an owner name over the header's 32 bytes, a path too
+/// long): every entry of `overlay.list` is in the archive, or the build fails.
+pub fn tar_gz(entries: &BTreeMap<String, RootfsEntry>, mtime: u64) -> Result<Vec<u8>, String> {
     let mut tar = tar::Builder::new(Vec::new());
     tar.mode(tar::HeaderMode::Deterministic);
     for (path, e) in entries {
         let rel = path.trim_start_matches('/');
+        let fail = |what: &str, err: &dyn std::fmt::Display| {
+            format!("overlay entry {path}: {what}: {err}")
+        };
         let mut header = tar::Header::new_ustar();
         header.set_mtime(mtime);
         header.set_mode(e.mode);
         header.set_uid(id_of(&e.owner));
         header.set_gid(id_of(&e.group));
-        // Names always fit: owners are short system account names.
-        let _ = header.set_username(&e.owner);
-        let _ = header.set_groupname(&e.group);
+        header
+            .set_username(&e.owner)
+            .map_err(|err| fail("owner name", &err))?;
+        header
+            .set_groupname(&e.group)
+            .map_err(|err| fail("group name", &err))?;
         match &e.content {
             None => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_size(0);
                 header.set_cksum();
-                let _ = tar.append_data(&mut header, format!("{rel}/"), std::io::empty());
+                tar.append_data(&mut header, format!("{rel}/"), std::io::empty())
+                    .map_err(|err| fail("archiving", &err))?;
             }
             Some(bytes) => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(bytes.len() as u64);
                 header.set_cksum();
-                let _ = tar.append_data(&mut header, rel, bytes.as_slice());
+                tar.append_data(&mut header, rel, bytes.as_slice())
+                    .map_err(|err| fail("archiving", &err))?;
             }
         }
     }
-    let raw = tar.into_inner().unwrap_or_default();
-    gzip(&raw)
+    let raw = tar
+        .into_inner()
+        .map_err(|err| format!("overlay archive: {err}"))?;
+    Ok(gzip(&raw))
 }
 
 /// gzip with no name, mtime 0 and level 6 (level 9 costs more time than it saves bytes on these small archives).

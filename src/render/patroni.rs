@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::model::{Cluster, Host, Site};
 use crate::plan::context::{
     Mapping, hostport, local_parameters, parameters, paths, pg_hba, source_endpoint, stanza,
+    stanza as stanza_of,
 };
-use crate::spec::v1::SyncMode;
+use crate::spec::v1::{SyncMode, WatchdogMode};
 
 #[derive(Serialize)]
 pub struct PatroniConfig {
@@ -24,13 +25,41 @@ pub struct PatroniConfig {
     pub etcd3: Etcd3,
     pub bootstrap: Bootstrap,
     pub postgresql: Postgresql,
+    pub watchdog: Watchdog,
     pub tags: Tags,
+}
+
+/// Fencing: Patroni keeps `/dev/watchdog` (softdog, loaded by
+/// `modules-load.d`, owned by postgres through a udev rule) alive while it
+/// leads; a hung Patroni resets the host before its leader key expires.
+/// docs/watchdog.rst and docs/yaml_configuration.rst ("Watchdog") of patroni/patroni.
+#[derive(Serialize)]
+pub struct Watchdog {
+    pub mode: &'static str,
+    pub device: String,
+    pub safety_margin: i32,
+}
+
+/// Recovery settings of every member. Patroni strips recovery settings from
+/// `postgresql.auto.conf`, where pgBackRest's restore writes its
+/// `restore_command` (patroni/postgresql/config.py `_sanitize_auto_conf`;
+/// docs/releases.rst, 1.6.1: "one can still specify it in the
+/// `postgresql.recovery_conf.restore_command` section"), so it is set here:
+/// a replica restored from an old backup, or one that lost its slot, and
+/// pg_rewind's `--restore-target-wal` fetch WAL from the archive.
+#[derive(Serialize)]
+pub struct RecoveryConf {
+    pub restore_command: String,
 }
 
 #[derive(Serialize)]
 pub struct RestApi {
     pub listen: String,
     pub connect_address: String,
+    /// Who may call the unsafe endpoints (POST, PUT, PATCH, DELETE): the
+    /// site's members and HAProxies only; Patroni's default allows all.
+    /// https://patroni.readthedocs.io/en/latest/yaml_configuration.html#rest-api
+    pub allowlist: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +105,11 @@ pub struct StandbyCluster {
     pub port: u16,
     pub primary_slot_name: String,
     pub create_replica_methods: Vec<&'static str>,
+    /// WAL from the source's archive when streaming cannot serve it
+    /// (docs/dynamic_configuration.rst, `standby_cluster.restore_command`;
+    /// cascading replicas of the standby cluster use it too, docs/releases.rst 2.1.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_command: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -95,6 +129,7 @@ pub struct Postgresql {
     pub authentication: Authentication,
     pub parameters: BTreeMap<String, Value>,
     pub pg_hba: Vec<String>,
+    pub recovery_conf: RecoveryConf,
     pub create_replica_methods: Vec<&'static str>,
     pub pgbackrest: PgbackrestMethod,
     pub basebackup: BTreeMap<String, String>,
@@ -142,13 +177,28 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
         .followers_of(site)
         .map(|f| (f.slot_name.clone(), Slot { kind: "physical" }))
         .collect();
+    let pgbackrest = p("/usr/bin/pgbackrest");
+    let pgbackrest_config = p(paths::PGBACKREST_CONFIG);
     let standby_cluster = cluster.source_of(site).map(|src| {
-        let (host, port) = source_endpoint(src, m);
+        // Every entry point of the source (each HAProxy): libpq tries them in
+        // turn, and Patroni adds target_session_attrs=read-write to a
+        // multi-host standby connection (patroni/postgresql/config.py,
+        // build_recovery_params).
+        let (host, port) = crate::plan::daytwo::source_entry_points(src, m)
+            .unwrap_or_else(|| source_endpoint(src, m));
+        let restore_command = crate::plan::daytwo::source_repo(cluster, site).map(|_| {
+            format!(
+                "{pgbackrest} --config={pgbackrest_config} --stanza={} --repo={} archive-get %f \"%p\"",
+                stanza_of(src),
+                c.pgbackrest.repos.len() + 1
+            )
+        });
         StandbyCluster {
             host,
             port,
             primary_slot_name: site.slot_name.clone(),
             create_replica_methods: vec!["basebackup"],
+            restore_command,
         }
     });
     let initdb = {
@@ -169,6 +219,7 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
         restapi: RestApi {
             listen: hostport(&addr, c.patroni.restapi_port),
             connect_address: hostport(&addr, c.patroni.restapi_port),
+            allowlist: restapi_allowlist(site, m),
         },
         etcd3: Etcd3 {
             hosts: etcd_hosts,
@@ -219,6 +270,11 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             // Local parameters that must hold on every member whatever the DCS says.
             parameters: local_parameters(site, host, m),
             pg_hba: pg_hba(cluster, site, host, m),
+            recovery_conf: RecoveryConf {
+                restore_command: format!(
+                    "{pgbackrest} --config={pgbackrest_config} --stanza={stanza} archive-get %f \"%p\""
+                ),
+            },
             create_replica_methods: vec!["pgbackrest", "basebackup"],
             pgbackrest: PgbackrestMethod {
                 command: format!(
@@ -239,6 +295,15 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             .into_iter()
             .collect(),
         },
+        watchdog: Watchdog {
+            mode: match c.patroni.watchdog {
+                WatchdogMode::Off => "off",
+                WatchdogMode::Automatic => "automatic",
+                WatchdogMode::Required => "required",
+            },
+            device: p("/dev/watchdog"),
+            safety_margin: 5,
+        },
         tags: Tags {
             nofailover: c.patroni.nofailover,
             noloadbalance: c.patroni.noloadbalance,
@@ -246,6 +311,22 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             nosync: c.patroni.nosync,
         },
     }
+}
+
+/// The addresses the unsafe REST endpoints answer: where the site's members
+/// (Patroni itself, patronictl) and HAProxies connect from.
+fn restapi_allowlist(site: &Site, m: &Mapping) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for h in site
+        .with_role(crate::spec::v1::Role::Pg)
+        .chain(site.with_role(crate::spec::v1::Role::Haproxy))
+    {
+        let a = m.source_of(&h.address);
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// The file's bytes.

@@ -1,114 +1,100 @@
-//! The per-host secrets artifact: `secrets/<host>/*.env`, mode 0600, never in
-//! the manifest. Files hold `KEY=value` lines for systemd's EnvironmentFile.
+//! The per-host secrets artifacts, laid out by the host's secrets contract
+//! (`crate::plan::secrets`): `secrets/<host>/<path on the host>` (mode
+//! 0600 in the output), `secrets/<host>.tar.gz` (the same files with their
+//! owners and modes on the host: the bundle bare-metal hosts fetch) and its
+//! `secrets/<host>.tar.gz.sha256`. None of them enters the manifest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::Artifact;
+use super::{Artifact, RootfsEntry};
 use crate::load::SecretValues;
-use crate::model::{Cluster, Fleet};
-use crate::plan::context::paths;
-use crate::spec::v1::{Role, SecretRef};
+use crate::model::Fleet;
+use crate::plan::secrets as contract;
 
 /// Secret files per host, and the references the hosts need that were not supplied.
 pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>, BTreeSet<String>) {
     let mut files = Vec::new();
     let mut missing = BTreeSet::new();
-    for (cluster, _, host) in fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
-        let mut patroni = Vec::new();
-        let mut pgbackrest = Vec::new();
-        let mut need =
-            |var: String, r: &Option<SecretRef>, what: &str, dest: &mut Vec<String>| match r {
-                Some(r) => match values.values.get(&r.label()) {
-                    Some(v) => dest.push(format!("{var}={v}\n")),
-                    None => {
-                        missing.insert(format!("{} ({what}, {var})", r.label()));
-                    }
-                },
-                None => {
-                    missing.insert(format!(
-                        "{what} of cluster `{}` ({var}): no reference in the spec",
-                        cluster.name
+    for (cluster, site, host) in fleet.hosts() {
+        let mut bundle: BTreeMap<String, RootfsEntry> = BTreeMap::new();
+        let mut complete = true;
+        for f in contract::host_files(cluster, site, host) {
+            match contract::file_bytes(&f, |r| values.values.get(&r.label()).cloned()) {
+                Ok(bytes) => {
+                    files.push((
+                        format!("secrets/{}{}", host.name, f.path),
+                        Artifact {
+                            bytes: bytes.clone(),
+                            mode: 0o600,
+                        },
                     ));
+                    add_file(&mut bundle, f.path, bytes, &f);
                 }
-            };
-        let s = &cluster.secrets;
-        need(
-            "PATRONI_SUPERUSER_PASSWORD".into(),
-            &s.superuser_password,
-            "superuser password",
-            &mut patroni,
-        );
-        need(
-            "PATRONI_REPLICATION_PASSWORD".into(),
-            &s.replication_password,
-            "replication password",
-            &mut patroni,
-        );
-        need(
-            "PATRONI_REWIND_PASSWORD".into(),
-            &s.rewind_password,
-            "rewind password",
-            &mut patroni,
-        );
-        if s.restapi_password.is_some() {
-            patroni.push("PATRONI_RESTAPI_USERNAME=patroni\n".into());
-            need(
-                "PATRONI_RESTAPI_PASSWORD".into(),
-                &s.restapi_password,
-                "REST API password",
-                &mut patroni,
-            );
-        }
-        let site = cluster_site_of(cluster, &host.name);
-        let repos = site
-            .map(|s| crate::plan::context::site_repos(cluster, s))
-            .unwrap_or_default();
-        for (i, r) in repos.iter().enumerate() {
-            let n = i + 1;
-            if r.key_type == crate::spec::v1::S3KeyType::Shared {
-                need(
-                    format!("PGBACKREST_REPO{n}_S3_KEY"),
-                    &r.key,
-                    "S3 access key",
-                    &mut pgbackrest,
-                );
-                need(
-                    format!("PGBACKREST_REPO{n}_S3_KEY_SECRET"),
-                    &r.key_secret,
-                    "S3 secret key",
-                    &mut pgbackrest,
-                );
-            }
-            if s.backup_cipher_pass.is_some() {
-                need(
-                    format!("PGBACKREST_REPO{n}_CIPHER_PASS"),
-                    &s.backup_cipher_pass,
-                    "backup cipher passphrase",
-                    &mut pgbackrest,
-                );
+                Err(m) => {
+                    complete = false;
+                    missing.extend(m);
+                }
             }
         }
-        for (lines, dest) in [
-            (patroni, paths::PATRONI_ENV),
-            (pgbackrest, paths::PGBACKREST_ENV),
-        ] {
-            if !lines.is_empty() {
-                files.push((
-                    format!("secrets/{}{dest}", host.name),
-                    Artifact {
-                        bytes: lines.concat().into_bytes(),
-                        mode: 0o600,
-                    },
-                ));
-            }
+        // A partial bundle would let Patroni start without, say, its REST password.
+        if complete && !bundle.is_empty() {
+            // The bundle's owners and paths are pgimg's own (root, postgres,
+            // fixed paths), never the spec's: they always fit a tar header.
+            let tar = super::overlay::tar_gz(&bundle, fleet.source_date_epoch)
+                .expect("the secrets bundle's fixed owners and paths fit a tar header");
+            let sum = super::manifest::sha256(&tar);
+            files.push((
+                format!("secrets/{}.tar.gz.sha256", host.name),
+                Artifact {
+                    bytes: format!("{sum}  {}.tar.gz\n", host.name).into_bytes(),
+                    mode: 0o600,
+                },
+            ));
+            files.push((
+                format!("secrets/{}.tar.gz", host.name),
+                Artifact {
+                    bytes: tar,
+                    mode: 0o600,
+                },
+            ));
         }
     }
     (files, missing)
 }
 
-fn cluster_site_of<'a>(cluster: &'a Cluster, host: &str) -> Option<&'a crate::model::Site> {
-    cluster
-        .sites
-        .iter()
-        .find(|s| s.hosts.iter().any(|h| h.name == host))
+/// The bundle holds only the secret files themselves: their directories
+/// exist on the host already (the overlay creates them with their own owners),
+/// and an entry for `/etc` would reset its mode on extraction.
+fn add_file(
+    bundle: &mut BTreeMap<String, RootfsEntry>,
+    path: &str,
+    bytes: Vec<u8>,
+    f: &contract::SecretFile,
+) {
+    bundle.insert(
+        path.to_string(),
+        RootfsEntry {
+            content: Some(bytes),
+            mode: f.mode,
+            owner: f.owner.to_string(),
+            group: f.group.to_string(),
+        },
+    );
+}
+
+/// `hosts/<host>/secrets.list`: the host's contract, names only.
+pub fn listing(
+    cluster: &crate::model::Cluster,
+    site: &crate::model::Site,
+    host: &crate::model::Host,
+) -> (String, Artifact) {
+    let files = contract::host_files(cluster, site, host);
+    let delivery = contract::delivery_words(cluster, host);
+    (
+        format!("hosts/{}/secrets.list", host.name),
+        Artifact {
+            bytes: contract::listing(host, &files, &delivery).into_bytes(),
+            mode: 0o644,
+        },
+    )
 }

@@ -3,6 +3,8 @@
 //! missing variable is an error, never an empty string) with HTML escaping
 //! off, because nothing rendered here is HTML.
 
+use std::collections::BTreeMap;
+
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
 };
@@ -33,6 +35,7 @@ impl Templates {
                 .register_template_string(path, text)
                 .map_err(|e| Error::Template(format!("roles/{path}: {e}")))?;
         }
+        check_partials(tree)?;
         Ok(Templates { registry })
     }
 
@@ -110,5 +113,108 @@ fn join_helper(
         })
         .collect();
     out.write(&parts.join(sep))?;
+    Ok(())
+}
+/// How deep partials may include partials: a role tree needs a few levels.
+pub const MAX_PARTIAL_DEPTH: usize = 16;
+
+/// The partials a template includes (`{{> name}}`, `{{#> name}}`, with or
+/// without `~`), as written; `None` for one whose name is computed.
+fn partial_refs(text: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{{") {
+        rest = &rest[i + 2..];
+        let t = rest.trim_start_matches('~').trim_start();
+        let t = t.strip_prefix('#').unwrap_or(t).trim_start();
+        let Some(t) = t.strip_prefix('>') else {
+            continue;
+        };
+        let t = t.trim_start();
+        let name: String = t
+            .trim_start_matches(['"', '\''])
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, '}' | '~' | '"' | '\'' | '('))
+            .collect();
+        out.push((!name.is_empty() && !t.starts_with('(')).then_some(name));
+    }
+    out
+}
+
+/// Every partial a role template includes is another template file of the
+/// tree, and no chain of inclusions loops or runs deeper than
+/// [`MAX_PARTIAL_DEPTH`]: handlebars expands partials by recursion, so a
+/// template that includes itself would overflow the stack.
+fn check_partials(tree: &RoleTree) -> Result<(), Error> {
+    let mut graph: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (path, bytes) in &tree.files {
+        if !path.ends_with(".hbs") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(bytes);
+        let mut refs = Vec::new();
+        for r in partial_refs(&text) {
+            match r {
+                Some(name) if tree.files.contains_key(&name) && name.ends_with(".hbs") => {
+                    refs.push(name)
+                }
+                Some(name) => {
+                    return Err(Error::Template(format!(
+                        "roles/{path}: includes `{name}`, which is not a template file of the role tree"
+                    )));
+                }
+                None => {
+                    return Err(Error::Template(format!(
+                        "roles/{path}: includes a partial by a computed name; name the template file"
+                    )));
+                }
+            }
+        }
+        graph.insert(path.as_str(), refs);
+    }
+    // Depth-first with the chain so far (a name already on it is a loop) and
+    // the height of every template already walked, so each is walked once.
+    fn walk<'a>(
+        graph: &'a BTreeMap<&'a str, Vec<String>>,
+        node: &'a str,
+        chain: &mut Vec<&'a str>,
+        heights: &mut BTreeMap<&'a str, usize>,
+    ) -> Result<usize, Error> {
+        if let Some(h) = heights.get(node) {
+            return Ok(*h);
+        }
+        if let Some(start) = chain.iter().position(|n| *n == node) {
+            let mut cycle: Vec<&str> = chain[start..].to_vec();
+            cycle.push(node);
+            return Err(Error::Template(format!(
+                "roles/{}: partials include each other in a loop: {}",
+                chain[start],
+                cycle.join(" -> ")
+            )));
+        }
+        if chain.len() > MAX_PARTIAL_DEPTH {
+            return Err(Error::Template(format!(
+                "roles/{}: partials nested more than {MAX_PARTIAL_DEPTH} deep",
+                chain[0]
+            )));
+        }
+        chain.push(node);
+        let mut height = 0;
+        for next in graph.get(node).into_iter().flatten() {
+            height = height.max(1 + walk(graph, next.as_str(), chain, heights)?);
+        }
+        chain.pop();
+        if height > MAX_PARTIAL_DEPTH {
+            return Err(Error::Template(format!(
+                "roles/{node}: partials nested more than {MAX_PARTIAL_DEPTH} deep"
+            )));
+        }
+        heights.insert(node, height);
+        Ok(height)
+    }
+    let mut heights = BTreeMap::new();
+    for node in graph.keys() {
+        walk(&graph, node, &mut Vec::new(), &mut heights)?;
+    }
     Ok(())
 }

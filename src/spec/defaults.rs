@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::v1::{
     CompressType, Distro, EtcdClusterState, PatroniInstall, RetentionType, S3KeyType, SelinuxMode,
-    SyncMode, UriStyle,
+    SyncMode, UriStyle, WatchdogMode,
 };
 
 /// What a field defaults to.
@@ -93,6 +93,7 @@ fixed_defaults! {
     PG_MAJOR: u32 = 17; "PostgresSettings.major", "the reference stack's major version";
     PG_PORT: u16 = 5432; "PostgresSettings.port", "reference guide";
     PG_ALLOW_REMOTE_TRUST: bool = false; "PostgresSettings.allow_remote_trust", "";
+    PG_MAX_SLOT_WAL_KEEP_SIZE_MB: u32 = 16384; "PostgresSettings.max_slot_wal_keep_size_mb", "16 GiB: a DR site down for hours keeps its slot, one down for days is rebuilt";
     INITDB_ENCODING: &str = "UTF8"; "InitdbSettings.encoding", "";
     INITDB_LOCALE: &str = "en_US.UTF-8"; "InitdbSettings.locale", "";
     INITDB_DATA_CHECKSUMS: bool = true; "InitdbSettings.data_checksums", "pg_rewind needs checksums or `wal_log_hints`; both are on";
@@ -113,6 +114,7 @@ fixed_defaults! {
     PATRONI_USE_PG_REWIND: bool = true; "PatroniSettings.use_pg_rewind", "reference guide";
     PATRONI_USE_SLOTS: bool = true; "PatroniSettings.use_slots", "";
     PATRONI_NAMESPACE: &str = "/service/"; "PatroniSettings.namespace", "";
+    PATRONI_WATCHDOG: WatchdogMode = WatchdogMode::Automatic; "PatroniSettings.watchdog", "Patroni's own default";
     TAG_NOFAILOVER: bool = false; "PatroniTags.nofailover", "";
     TAG_NOLOADBALANCE: bool = false; "PatroniTags.noloadbalance", "";
     TAG_CLONEFROM: bool = false; "PatroniTags.clonefrom", "";
@@ -120,12 +122,17 @@ fixed_defaults! {
 
     ETCD_CLIENT_PORT: u16 = 2379; "EtcdSettings.client_port", "reference guide";
     ETCD_PEER_PORT: u16 = 2380; "EtcdSettings.peer_port", "reference guide";
+    ETCD_AUTO_COMPACTION_RETENTION_HOURS: u32 = 1; "EtcdSettings.auto_compaction_retention_hours", "hourly, as autobase renders it";
+    ETCD_QUOTA_BACKEND_BYTES: u64 = 4 * 1024 * 1024 * 1024; "EtcdSettings.quota_backend_bytes", "4 GiB; etcd's own default is 2 GiB and it suggests at most 8 GiB";
+    ETCD_HEARTBEAT_INTERVAL_MS: u32 = 100; "EtcdSettings.heartbeat_interval_ms", "etcd's own default";
+    ETCD_ELECTION_TIMEOUT_MS: u32 = 1000; "EtcdSettings.election_timeout_ms", "etcd's own default";
 
     BACKREST_COMPRESS_TYPE: CompressType = CompressType::Lz4; "PgbackrestSettings.compress_type", "reference guide";
     BACKREST_COMPRESS_LEVEL: u8 = 3; "PgbackrestSettings.compress_level", "reference guide";
     BACKREST_PROCESS_MAX: u16 = 4; "PgbackrestSettings.process_max", "reference guide";
     BACKREST_ARCHIVE_TIMEOUT: u32 = 300; "PgbackrestSettings.archive_timeout", "reference guide";
-    BACKREST_ARCHIVE_ASYNC: bool = false; "PgbackrestSettings.archive_async", "";
+    BACKREST_ARCHIVE_ASYNC: bool = true; "PgbackrestSettings.archive_async", "so that an unreachable repository cannot stop a primary";
+    BACKREST_ARCHIVE_PUSH_QUEUE_MAX_MB: u32 = 8192; "PgbackrestSettings.archive_push_queue_max_mb", "";
     REPO_URI_STYLE: UriStyle = UriStyle::Host; "BackupRepo.uri_style", "pgBackRest's own default (`repo-s3-uri-style`)";
     REPO_KEY_TYPE: S3KeyType = S3KeyType::Auto; "BackupRepo.key_type", "on a site with bare-metal hosts (`boot.mac`) the default is `shared`: EC2's instance role does not exist there";
     REPO_RETENTION_FULL_TYPE: RetentionType = RetentionType::Count; "BackupRepo.retention_full_type", "pgBackRest's own default (`repo-retention-full-type`)";
@@ -139,7 +146,8 @@ fixed_defaults! {
     HAPROXY_READ_PORT: u16 = 5001; "HaproxySettings.read_port", "reference guide";
     HAPROXY_STATS_PORT: u16 = 7000; "HaproxySettings.stats_port", "reference guide";
     HAPROXY_MAXCONN: u32 = 1000; "HaproxySettings.maxconn", "reference guide";
-    HAPROXY_SERVER_MAXCONN: u32 = 100; "HaproxySettings.server_maxconn", "reference guide";
+    HAPROXY_REPLICA_MAX_LAG_BYTES: u64 = 16 * 1024 * 1024; "HaproxySettings.replica_max_lag_bytes", "16 MiB";
+    HAPROXY_VIRTUAL_ROUTER_ID: u8 = 51; "HaproxySettings.virtual_router_id", "keepalived's sample configuration";
     HAPROXY_CHECK_INTERVAL_MS: u32 = 3000; "HaproxySettings.check_interval_ms", "reference guide";
     HAPROXY_CHECK_FALL: u32 = 3; "HaproxySettings.check_fall", "reference guide";
     HAPROXY_CHECK_RISE: u32 = 2; "HaproxySettings.check_rise", "reference guide";
@@ -184,11 +192,6 @@ pub const PG_PARAMETERS: &[(&str, Param)] = &[
 /// Kernel tuning of the reference guide (section 1.3); the spec's `os.sysctl`
 /// is merged over it.
 pub const SYSCTL: &[(&str, &str)] = &[
-    ("kernel.shmall", "2097152"),
-    ("kernel.shmmax", "134217728"),
-    ("kernel.shmmni", "4096"),
-    ("vm.overcommit_memory", "2"),
-    ("vm.overcommit_ratio", "80"),
     ("net.core.somaxconn", "65535"),
     ("net.ipv4.tcp_max_syn_backlog", "65535"),
     ("net.core.netdev_max_backlog", "10000"),
@@ -199,6 +202,14 @@ pub const SYSCTL: &[(&str, &str)] = &[
     // process's own open-file limit; pgimg keeps the system-wide limit ample.
     ("fs.file-max", "2097152"),
 ];
+
+/// The reference guide's memory settings, for PostgreSQL's hosts only: strict
+/// overcommit keeps the OOM killer away from the postmaster, but on an HAProxy
+/// or swapless host it only lowers the commit limit. The guide's
+/// `kernel.shmmax`/`shmall` are not used: they would lower EL9's defaults, and
+/// PostgreSQL (9.3 and later) allocates its shared memory with mmap.
+pub const PG_SYSCTL: &[(&str, &str)] =
+    &[("vm.overcommit_memory", "2"), ("vm.overcommit_ratio", "80")];
 
 /// Defaults that are collections: the built-in tables above, and one posix repository.
 pub const COLLECTIONS: &[Entry] = &[
@@ -212,7 +223,7 @@ pub const COLLECTIONS: &[Entry] = &[
                     .collect(),
             )
         }),
-        note: "reference guide, section 1.3; keys you set replace these one by one",
+        note: "reference guide, section 1.3, without its `kernel.shm*`; on pg hosts also `vm.overcommit_memory` 2 and `vm.overcommit_ratio` 80; keys you set replace these one by one",
     },
     Entry {
         field: "PostgresSettings.parameters",
@@ -235,6 +246,13 @@ pub const COLLECTIONS: &[Entry] = &[
 
 /// Defaults computed from other settings.
 pub const DERIVED: &[Entry] = &[
+    Entry {
+        field: "HaproxySettings.server_maxconn",
+        value: DefaultValue::Derived(
+            "`max_connections - superuser_reserved_connections` of the site's pg hosts, less 5 for Patroni and monitoring, divided between the site's HAProxies",
+        ),
+        note: "",
+    },
     Entry {
         field: "Site.scope",
         value: DefaultValue::Derived(

@@ -4,7 +4,9 @@
 //! module and a spec in an unknown version gets one clear message instead of
 //! a page of schema errors.
 
+pub mod calendar;
 pub mod defaults;
+pub mod redact;
 pub mod reference;
 pub mod scalar;
 pub mod v1;
@@ -29,6 +31,37 @@ pub struct Parsed {
 
 /// Parses and schema-checks a spec. On failure, every problem found is returned.
 pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
+    parse_unbounded(source).map_err(bounded)
+}
+
+/// At most [`yaml::MAX_DIAGNOSTICS`] problems, then one that says there are
+/// more: rendering each costs a look-up in the spec's text, and a screenful
+/// more tells the user nothing the first ones did not.
+pub fn bounded(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if diags.len() <= yaml::MAX_DIAGNOSTICS {
+        return diags;
+    }
+    crate::diag::sort(&mut diags);
+    let first_left_out = diags.swap_remove(yaml::MAX_DIAGNOSTICS);
+    diags.truncate(yaml::MAX_DIAGNOSTICS);
+    let mut more = Diagnostic::error(
+        Code::TooManyProblems,
+        &first_left_out.pointer,
+        format!(
+            "more than {} problems; the rest, from here on, are not shown",
+            yaml::MAX_DIAGNOSTICS
+        ),
+    )
+    .expected("a spec with fewer problems")
+    .help("fix the problems shown and run pgimg again");
+    if let (Some(file), Some(span)) = (first_left_out.file, first_left_out.span) {
+        more = more.with_span(file, span);
+    }
+    diags.push(more);
+    diags
+}
+
+fn parse_unbounded(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
     let doc = yaml::parse(&source)?;
     let at = |d: Diagnostic, pointer: &str| match doc.spans.value(pointer) {
         Some(s) => d.with_span(source.name.clone(), s),
@@ -49,13 +82,13 @@ pub fn parse(source: SourceFile) -> Result<Parsed, Vec<Diagnostic>> {
     let report = schema::validate(&doc.value, &doc.spans, &source);
     let mut diags = report.errors;
     let deferred = report.deferred;
-    let errored: Vec<String> = diags
+    let errored: std::collections::BTreeSet<String> = diags
         .iter()
         .chain(&deferred)
         .map(|d| d.pointer.clone())
         .collect();
     for (pointer, word) in &doc.yaml11_booleans {
-        if errored.iter().any(|p| p == pointer) {
+        if errored.contains(pointer) {
             continue;
         }
         let d = Diagnostic::error(

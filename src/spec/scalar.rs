@@ -4,6 +4,19 @@
 //! carries a JSON-schema pattern and length limit, so that the schema stage
 //! rejects any value that could smuggle a newline, a quote, a comment or a
 //! directive into a config file before anything is rendered.
+//!
+//! The consumers and what each would take as syntax (so what no type admits
+//! where that consumer reads it): the kickstart (`#` comment, `%` section,
+//! a leading `-` in `%packages` excludes a package), `%post` and every shell
+//! script (`$`, `;`, `&`, `|`, quotes, backticks, globs), `grub.cfg` (the
+//! metacharacters `{ } | & $ ; < >` and space, see the GRUB manual, "Shell-like
+//! scripting"), PXELINUX (space ends an argument), YAML read by PyYAML
+//! (quotes, and the line breaks NEL U+0085, U+2028 and U+2029, which PyYAML's
+//! reader counts as breaks: `yaml/reader.py`, `NON_PRINTABLE` and the scanner's
+//! `\x85\u2028\u2029`), environment files (whitespace, quotes, `$`),
+//! pgbackrest.conf and haproxy.cfg (`#` comments, whitespace), systemd units
+//! (`%` specifiers), cron (`%` is a newline, a sixth field is a command), and
+//! command-line options (a leading `-`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -62,9 +75,9 @@ constrained_string!(
 constrained_string!(
     /// A host name; RFC 1123 rules are checked semantically (PG0104).
     HostName,
-    "^[A-Za-z0-9][A-Za-z0-9.-]*$",
+    "^[A-Za-z0-9][A-Za-z0-9-]*(\\.[A-Za-z0-9][A-Za-z0-9-]*)*$",
     253,
-    "an RFC 1123 host name: labels of letters, digits and `-`, separated by `.`"
+    "an RFC 1123 host name: labels of letters, digits and `-`, separated by single `.`"
 );
 
 constrained_string!(
@@ -84,11 +97,14 @@ constrained_string!(
 );
 
 constrained_string!(
-    /// An absolute path without spaces, quotes or shell metacharacters.
+    /// An absolute path below `/` without spaces, quotes or shell metacharacters.
+    /// Every component starts with a letter, digit, `_`, `+` or `-`, so `/`,
+    /// `//data`, `/.`, `/data/..` and hidden components are refused: a data
+    /// directory is chowned and chmodded as root by `%post`.
     AbsPath,
-    "^/[A-Za-z0-9._+/-]*$",
+    "^(/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+/?$",
     255,
-    "an absolute path of letters, digits and `._+-/`"
+    "an absolute path below `/`: components of letters, digits and `._+-`, each starting with a letter, digit, `_`, `+` or `-`, separated by single `/`"
 );
 
 constrained_string!(
@@ -118,9 +134,9 @@ constrained_string!(
 constrained_string!(
     /// A free-form single-line value: no control character, quote or backslash.
     Text,
-    "^[^\\u0000-\\u001f\\u007f'\"\\\\]*$",
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ufeff'\"\\\\]*$",
     1024,
-    "a single line of text without quotes, backslashes or control characters"
+    "a single line of text without quotes, backslashes, control characters or line separators"
 );
 
 constrained_string!(
@@ -140,25 +156,32 @@ constrained_string!(
 );
 
 constrained_string!(
-    /// A URL for repositories and boot servers; `$releasever`/`$basearch` are allowed.
+    /// A URL for repositories and boot servers. It is written unquoted into
+    /// the kickstart (where `#` starts a comment), `grub.cfg` (where `;`, `&`,
+    /// `|`, `$`, braces and angle brackets are syntax), PXELINUX, `.repo` files
+    /// and shell commands, so only the characters none of them reads as
+    /// syntax are allowed, and `%` only as a percent-encoded byte.
     Url,
-    "^(https?|ftp|nfs|file)://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$",
+    "^(https?|ftp|nfs|file)://([A-Za-z0-9._~:/?@+,=-]|%[0-9A-Fa-f]{2})+$",
     1000,
-    "an http(s), ftp, nfs or file URL without spaces or quotes"
+    "an http(s), ftp, nfs or file URL of letters, digits, `._~:/?@+,=-` and `%XX` escapes (no `;`, `#`, `$`, `&`, quotes or spaces)"
 );
 
 constrained_string!(
-    /// An etcd cluster token and similar opaque words.
+    /// An etcd cluster token, a package name and similar opaque words. The
+    /// first character is a letter or digit: a leading `-` would exclude a
+    /// package in `%packages` and be an option to `dnf install`.
     Token,
-    "^[A-Za-z0-9_.-]+$",
+    "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     128,
-    "a word of letters, digits, `_`, `.` and `-`"
+    "a word of letters, digits, `_`, `.` and `-`, starting with a letter or digit"
 );
 
 constrained_string!(
-    /// A network interface name.
+    /// A network interface name. No `:`, which separates the fields of
+    /// dracut's `ip=` argument where the name is written.
     Interface,
-    "^[A-Za-z0-9_.:-]+$",
+    "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     15,
     "a network interface name such as `eth0` or `ens192`"
 );
@@ -224,23 +247,31 @@ constrained_string!(
 constrained_string!(
     /// An S3 bucket name.
     Bucket,
-    "^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+    "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$",
     63,
-    "an S3 bucket name"
+    "an S3 bucket name: lowercase labels of letters, digits and `-`, separated by single `.`"
 );
 
 constrained_string!(
     /// A host name with an optional port, such as an S3 endpoint.
     Endpoint,
-    "^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+    "^[A-Za-z0-9][A-Za-z0-9-]*(\\.[A-Za-z0-9][A-Za-z0-9-]*)*(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?$",
     260,
     "a host name with optional `:port`, such as `s3.eu-west-1.amazonaws.com`"
 );
 
 constrained_string!(
+    /// An http(s) URL of a service endpoint: no query, fragment, credentials or shell metacharacter.
+    EndpointUrl,
+    "^https?://[A-Za-z0-9._~:/-]+$",
+    1000,
+    "an http(s) URL of letters, digits and `._~:/-`, such as `https://secrets.example.com/pgimg`"
+);
+
+constrained_string!(
     /// A cloud region name.
     Region,
-    "^[a-z0-9-]+$",
+    "^[a-z0-9]+(-[a-z0-9]+)*$",
     32,
     "a region name such as `eu-west-1`"
 );
@@ -259,4 +290,15 @@ constrained_string!(
     "^[A-Za-z0-9_-]+$",
     32,
     "a keyboard layout such as `us`"
+);
+
+constrained_string!(
+    /// A Linux user name, written unquoted into the kickstart's `user` and
+    /// `%post` (a root shell script) and into a sudoers file name. The
+    /// pattern is shadow-utils' default for `useradd` without its trailing
+    /// `$`, and 32 characters is its length limit (`man 8 useradd`, CAVEATS).
+    UserName,
+    "^[a-z_][a-z0-9_-]*$",
+    32,
+    "a user name: lowercase letters, digits, `_` and `-`, starting with a letter or `_` (at most 32 characters)"
 );

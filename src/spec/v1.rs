@@ -21,6 +21,8 @@ pub struct Spec {
     #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Seconds since the Unix epoch used as the modification time of every archived file.
+    /// At most 8589934591, the largest time a ustar header's 11 octal digits hold.
+    #[schemars(range(max = 8589934591u64))]
     pub source_date_epoch: Option<u64>,
     /// Settings for every cluster, site and host of the fleet, unless overridden closer to the host.
     pub defaults: Option<Settings>,
@@ -169,13 +171,15 @@ pub struct OsSettings {
     /// Whether firewalld runs with exactly the ports the host's roles need.
     pub firewall: Option<bool>,
     /// Name of the administrator account that gets the SSH keys and sudo.
-    pub admin_user: Option<Ident>,
+    pub admin_user: Option<UserName>,
     /// SSH public keys of the administrator account.
     pub ssh_keys: Option<Vec<SshKey>>,
     /// Kernel parameters written to `/etc/sysctl.d/`, merged key by key over the built-in tuning.
     pub sysctl: Option<BTreeMap<SysctlName, ScalarValue>>,
     /// Process limits of the `postgres` user.
     pub limits: Option<LimitSettings>,
+    /// NTP servers chrony uses (none: the distribution's pool).
+    pub ntp_servers: Option<Vec<HostName>>,
 }
 
 /// The Enterprise Linux 9 rebuild the hosts run.
@@ -273,6 +277,11 @@ pub struct PostgresSettings {
     pub users: Option<PgUsers>,
     /// Extra packages, such as `postgresql17-contrib` or extensions.
     pub extra_packages: Option<Vec<Token>>,
+    /// Megabytes of WAL a replication slot may hold back, above all the permanent
+    /// slot of a DR site (`max_slot_wal_keep_size`). A slot past it is
+    /// invalidated and its DR site must be rebuilt, but the primary's disk does not fill.
+    #[schemars(range(min = 1024, max = 1073741823))]
+    pub max_slot_wal_keep_size_mb: Option<u32>,
 }
 
 /// Options for `initdb`.
@@ -388,6 +397,20 @@ pub struct PatroniSettings {
     pub namespace: Option<AbsPath>,
     /// Member tags.
     pub tags: Option<PatroniTags>,
+    /// Patroni's use of `/dev/watchdog` (softdog) to fence a primary whose Patroni hangs.
+    pub watchdog: Option<WatchdogMode>,
+}
+
+/// Patroni's watchdog mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchdogMode {
+    /// No watchdog.
+    Off,
+    /// Use the watchdog when it can be opened, run without it otherwise.
+    Automatic,
+    /// Never lead without an active watchdog.
+    Required,
 }
 
 /// How Patroni is installed.
@@ -473,6 +496,18 @@ pub struct EtcdSettings {
     /// Peer port.
     #[schemars(range(min = 1, max = 65535))]
     pub peer_port: Option<u16>,
+    /// Hours of key history kept before periodic compaction.
+    #[schemars(range(min = 1, max = 8760))]
+    pub auto_compaction_retention_hours: Option<u32>,
+    /// Backend size quota in bytes.
+    #[schemars(range(min = 104857600, max = 8589934592u64))]
+    pub quota_backend_bytes: Option<u64>,
+    /// Milliseconds between leader heartbeats.
+    #[schemars(range(min = 10, max = 10000))]
+    pub heartbeat_interval_ms: Option<u32>,
+    /// Milliseconds without a heartbeat before an election (at least 5 heartbeats, PG0113).
+    #[schemars(range(min = 50, max = 50000))]
+    pub election_timeout_ms: Option<u32>,
     /// `existing` for a member that joins a running etcd cluster, such as a
     /// reinstalled member after `etcdctl member add`; `new` when the members
     /// bootstrap the cluster together. See the cluster's etcd runbook.
@@ -512,6 +547,10 @@ pub struct PgbackrestSettings {
     pub archive_timeout: Option<u32>,
     /// Push WAL asynchronously through a spool directory.
     pub archive_async: Option<bool>,
+    /// Megabytes of WAL the asynchronous archive queue may hold before pgBackRest drops
+    /// WAL rather than let pg_wal fill (`archive-push-queue-max`).
+    #[schemars(range(min = 16, max = 1073741823))]
+    pub archive_push_queue_max_mb: Option<u32>,
     /// Backup schedule (cron, run only where the node is the leader).
     pub schedule: Option<BackupSchedule>,
 }
@@ -654,9 +693,18 @@ pub struct HaproxySettings {
     /// Global connection limit.
     #[schemars(range(min = 1, max = 1000000))]
     pub maxconn: Option<u32>,
-    /// Connection limit per PostgreSQL server.
+    /// Connection limit per PostgreSQL server; every HAProxy of a site together must stay
+    /// below `max_connections - superuser_reserved_connections` (PG0201).
     #[schemars(range(min = 1, max = 1000000))]
     pub server_maxconn: Option<u32>,
+    /// Bytes a replica may lag and still receive reads (`GET /replica?lag=`).
+    pub replica_max_lag_bytes: Option<u64>,
+    /// A virtual address keepalived moves between the site's HAProxies (two or more; the
+    /// keepalived interface is the host's `boot.interface`, else `eth0`).
+    pub virtual_address: Option<Address>,
+    /// keepalived's virtual router id for `virtual_address`.
+    #[schemars(range(min = 1, max = 255))]
+    pub virtual_router_id: Option<u8>,
     /// Milliseconds between health checks.
     #[schemars(range(min = 100, max = 3600000))]
     pub check_interval_ms: Option<u32>,
@@ -682,6 +730,40 @@ pub struct Secrets {
     pub restapi_password: Option<SecretRef>,
     /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
     pub backup_cipher_pass: Option<SecretRef>,
+    /// How hosts get their secrets with no hand step; without it, copy `secrets/<host>/` of the output onto each host yourself.
+    pub delivery: Option<SecretDelivery>,
+}
+
+/// Automatic delivery of each host's secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretDelivery {
+    /// Cloud hosts (user-data): a first-boot unit reads each secret from AWS SSM Parameter Store with the instance role.
+    pub ssm: Option<SsmDelivery>,
+    /// Bare-metal hosts (kickstart): `%post` fetches `<url>/<host>.tar.gz` and checks it against the sha256 given as `pgimg.secrets_sha256=` on the installer's kernel command line.
+    pub https: Option<HttpsDelivery>,
+}
+
+/// Secrets from AWS SSM Parameter Store: one SecureString parameter per reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SsmDelivery {
+    /// Path under which the parameters live, `/pgimg/<cluster>` when unset: `env:NAME` is `<prefix>/NAME`, `file:PATH` is `<prefix>/PATH`.
+    pub prefix: Option<AbsPath>,
+    /// Region of the parameters; the instance's (from its metadata) when unset.
+    pub region: Option<Region>,
+    /// SSM endpoint; `https://ssm.<region>.amazonaws.com` when unset.
+    pub endpoint: Option<EndpointUrl>,
+    /// Instance metadata service; `http://169.254.169.254` when unset.
+    pub metadata_endpoint: Option<EndpointUrl>,
+}
+
+/// The host's secrets bundle over HTTPS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsDelivery {
+    /// Base URL serving `secrets/<host>.tar.gz` of the build output as `<url>/<host>.tar.gz`.
+    pub url: EndpointUrl,
 }
 
 /// A reference to a secret kept outside the spec.

@@ -53,8 +53,12 @@ struct Builder<'a> {
     stack: Vec<Frame>,
     root: Option<Value>,
     documents: usize,
-    /// Anchored values with their size in nodes.
-    anchors: Vec<(usize, Value, usize)>,
+    /// Anchored values with their size in nodes, by anchor id: a map, so that
+    /// each alias costs one look-up however many anchors the document has.
+    anchors: std::collections::HashMap<usize, (Value, usize)>,
+    /// Nodes copied into anchors so far, bounded by [`MAX_ANCHOR_NODES`]:
+    /// nested anchors copy their subtrees once per level.
+    anchor_nodes: usize,
     /// Nodes produced by aliases so far, bounded by [`MAX_ALIAS_NODES`].
     alias_nodes: usize,
     /// Depth of the collection being skipped below [`MAX_DEPTH`], 0 when none.
@@ -110,6 +114,10 @@ impl Builder<'_> {
     }
 
     fn error(&mut self, pointer: &str, span: Span, code: Code, message: String, expected: &str) {
+        // One more than reported, so that the caller knows some were left out.
+        if self.errors.len() > MAX_DIAGNOSTICS {
+            return;
+        }
         self.errors.push(
             Diagnostic::error(code, pointer, message)
                 .expected(expected)
@@ -157,11 +165,25 @@ impl Builder<'_> {
         }
     }
 
-    fn remember_anchor(&mut self, anchor: usize, value: &Value) {
-        if anchor != 0 {
-            self.anchors
-                .push((anchor, value.clone(), node_count(value)));
+    fn remember_anchor(&mut self, anchor: usize, value: &Value, mark: Marker) {
+        if anchor == 0 || self.anchor_nodes > MAX_ANCHOR_NODES {
+            return;
         }
+        let size = node_count(value);
+        self.anchor_nodes = self.anchor_nodes.saturating_add(size);
+        if self.anchor_nodes > MAX_ANCHOR_NODES {
+            let (pointer, _) = self.next_pointer();
+            let span = self.span_at(mark, 1);
+            self.error(
+                &pointer,
+                span,
+                Code::YamlUnsupported,
+                format!("anchors hold more than {MAX_ANCHOR_NODES} nodes"),
+                "anchors around spec-sized values, not nested many levels deep",
+            );
+            return;
+        }
+        self.anchors.insert(anchor, (value.clone(), size));
     }
 
     fn scalar(
@@ -243,7 +265,7 @@ impl Builder<'_> {
             None => Value::String(text),
         };
         self.spans.insert(pointer, NodeSpan { value: span, key });
-        self.remember_anchor(anchor, &value);
+        self.remember_anchor(anchor, &value, mark);
         self.place(value);
     }
 
@@ -365,24 +387,16 @@ impl MarkedEventReceiver for Builder<'_> {
                     Some(Frame::Map { map, anchor, .. }) => (Value::Object(map), anchor),
                     None => return,
                 };
-                self.remember_anchor(anchor, &value);
+                self.remember_anchor(anchor, &value, mark);
                 self.place(value);
             }
             Event::Alias(id) => {
                 let span = self.span_at(mark, 1);
-                let size = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _, _)| *a == id)
-                    .map_or(0, |(_, _, n)| *n);
+                let size = self.anchors.get(&id).map_or(0, |(_, n)| *n);
+                let was_over = self.alias_nodes > MAX_ALIAS_NODES;
                 self.alias_nodes = self.alias_nodes.saturating_add(size);
                 let value = if self.alias_nodes > MAX_ALIAS_NODES {
-                    if !self
-                        .errors
-                        .iter()
-                        .any(|e| e.message.starts_with("aliases expand"))
-                    {
+                    if !was_over {
                         let (pointer, _) = self.next_pointer();
                         self.error(
                             &pointer,
@@ -395,10 +409,8 @@ impl MarkedEventReceiver for Builder<'_> {
                     Value::Null
                 } else {
                     self.anchors
-                        .iter()
-                        .rev()
-                        .find(|(a, _, _)| *a == id)
-                        .map(|(_, v, _)| v.clone())
+                        .get(&id)
+                        .map(|(v, _)| v.clone())
                         .unwrap_or(Value::Null)
                 };
                 if self.in_key_position() {
@@ -428,6 +440,14 @@ impl MarkedEventReceiver for Builder<'_> {
 /// How many nodes aliases may add to a document: far more than any spec
 /// needs, far less than an alias bomb (`a: &a [x, x]`, `b: &b [*a, *a]`, …).
 const MAX_ALIAS_NODES: usize = 100_000;
+
+/// How many nodes anchored values may hold in all, counting a node once per
+/// anchor around it: ten times the largest spec, far less than memory.
+const MAX_ANCHOR_NODES: usize = 1_000_000;
+
+/// How many problems one parse reports: every one beyond costs time and
+/// output and tells the user nothing the first ones did not.
+pub const MAX_DIAGNOSTICS: usize = 200;
 
 /// How deep collections may nest: the spec language needs about ten levels;
 /// much deeper values would exhaust the stack of the recursive stages after
@@ -543,7 +563,8 @@ pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
         stack: Vec::new(),
         root: None,
         documents: 0,
-        anchors: Vec::new(),
+        anchors: std::collections::HashMap::new(),
+        anchor_nodes: 0,
         alias_nodes: 0,
         skipped: 0,
         spans: SpanTable::default(),
@@ -587,6 +608,21 @@ pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
     }
     if !builder.errors.is_empty() {
         return Err(builder.errors);
+    }
+    if builder.root.is_none() {
+        // An empty file (or one of comments only) still gets a position.
+        let span = Span {
+            line: 1,
+            col: 1,
+            len: 1,
+        };
+        builder.spans.insert(
+            String::new(),
+            NodeSpan {
+                value: span,
+                key: None,
+            },
+        );
     }
     Ok(Document {
         value: builder.root.unwrap_or(Value::Null),

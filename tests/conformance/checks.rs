@@ -435,7 +435,7 @@ pub fn user_data(file: &Path, work: &Path) -> Result<String, String> {
 
 // ---------------------------------------------------------------- haproxy
 
-/// `haproxy -dW -c -f`: without `-dW` warnings exit 0. Every `server` must
+/// `haproxy -dW -c -f` (plus `pgimg-process.cfg` beside it): without `-dW` warnings exit 0. Every `server` must
 /// name an IP address, or the check would resolve it through DNS.
 pub fn haproxy(file: &Path) -> Result<(), String> {
     let text = read(file)?;
@@ -455,12 +455,15 @@ pub fn haproxy(file: &Path) -> Result<(), String> {
             }
         }
     }
-    let out = run(
-        Command::new(tool("haproxy")?)
-            .args(["-dW", "-c", "-f"])
-            .arg(file),
-        RUN_TIMEOUT,
-    )?;
+    // The process settings (user, group, chroot, stats socket) live next to
+    // haproxy.cfg, and haproxy.service loads both: check them together.
+    let mut cmd = Command::new(tool("haproxy")?);
+    cmd.args(["-dW", "-c", "-f"]).arg(file);
+    let process = file.with_file_name("pgimg-process.cfg");
+    if process.exists() {
+        cmd.arg("-f").arg(&process);
+    }
+    let out = run(&mut cmd, RUN_TIMEOUT)?;
     let t = out.text();
     if !out.success() || t.contains("[WARNING]") || t.contains("[ALERT]") {
         return Err(format!("haproxy -dW -c rejected it {}", out.report()));

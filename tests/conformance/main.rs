@@ -13,6 +13,7 @@
 
 mod checks;
 mod schema_verdicts;
+mod secrets_delivery;
 mod suite;
 mod tools;
 

@@ -57,19 +57,19 @@ const VARIANTS: &[(&str, &str, &str, bool)] = &[
     ("unknown-key", "loop_wait: 10", "loop_wiat: 10", false),
     (
         "s3-no-region",
-        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
         "repos: [{ type: s3, bucket: backups }]",
         false,
     ),
     (
         "s3-complete",
-        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
         "repos: [{ type: s3, bucket: backups, region: eu-west-1 }]",
         true,
     ),
     (
         "retention-time",
-        "repos: [{ type: posix, path: /var/lib/pgbackrest }]",
+        "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
         "repos: [{ type: posix, retention_full_type: time, retention_full: 30 }]",
         true,
     ),

@@ -116,6 +116,7 @@ fn build_into(
         roles: roles.clone(),
         secrets: Default::default(),
         mapping,
+        overlays: Default::default(),
     };
     let tree = pgimg::build(v, &inputs).map_err(|e| format!("build failed: {e}"))?;
     pgimg::write::write(&tree, out).map_err(|e| format!("writing {}: {e}", out.display()))

@@ -1,6 +1,8 @@
 //! End to end: the reference topology, started by `pgimg lab` from its
 //! rendered artifacts, fails over, switches over, keeps acknowledged writes,
-//! backs up and restores, and follows into its DR site; then a negative
+//! backs up and restores, rebuilds a replica from a backup older than the
+//! primary's WAL through the archive, and follows into its DR site, which
+//! backs up and archives on its own with the source's repository gone; then a negative
 //! control shows the DR check really depends on the permanent slot.
 //!
 //! Needs the real programs (scripts/install-test-deps, then
@@ -193,6 +195,35 @@ fn address(lab: &Lab, host: &str) -> String {
 }
 
 /// kill -9 of a member's Patroni and PostgreSQL.
+/// A directory made unreachable (mode 000) until dropped, also when a phase panics.
+struct Unreachable {
+    path: PathBuf,
+    mode: u32,
+}
+
+impl Unreachable {
+    fn new(path: PathBuf) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod 000");
+        Unreachable { path, mode }
+    }
+}
+
+impl Drop for Unreachable {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) =
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(self.mode))
+        {
+            eprintln!("restoring the mode of {}: {e}", self.path.display());
+        }
+    }
+}
+
 fn kill_member(lab: &Lab, host: &str) {
     let patroni = lab.running(host, "patroni").expect("patroni runs");
     let pm = lab.postmaster_pid(host).expect("postmaster runs");
@@ -225,13 +256,18 @@ fn patronictl(lab: &Lab, host: &str, args: &[&str], stdin: Option<&str>) -> Resu
 }
 
 fn pgbackrest(lab: &Lab, host: &str, args: &[&str]) -> Result<String, String> {
+    pgbackrest_stanza(lab, host, "pg_cluster", args)
+}
+
+fn pgbackrest_stanza(lab: &Lab, host: &str, stanza: &str, args: &[&str]) -> Result<String, String> {
     let conf = lab
         .path(host, "/etc/pgbackrest/pgbackrest.conf")
         .display()
         .to_string();
     let exe = lab.path(host, "/usr/bin/pgbackrest").display().to_string();
     let conf_arg = format!("--config={conf}");
-    let mut argv = vec![exe.as_str(), conf_arg.as_str(), "--stanza=pg_cluster"];
+    let stanza_arg = format!("--stanza={stanza}");
+    let mut argv = vec![exe.as_str(), conf_arg.as_str(), stanza_arg.as_str()];
     argv.extend_from_slice(args);
     // A backup the leader's first-backup callback runs holds the lock for a moment.
     let t = Instant::now();
@@ -748,11 +784,95 @@ fn main() {
     );
 
     phase(
+        "archive recovery: a replica rebuilt from a backup older than the primary's WAL catches up",
+        || {
+            let leader = leader_host(lab, "primary");
+            let replica = site(lab, "primary")
+                .pg_hosts()
+                .map(|h| h.name.clone())
+                .find(|h| *h != leader)
+                .expect("a replica");
+            // The newest backup (the phase before) predates everything below.
+            let needed = write(lab, "SELECT pg_walfile_name(pg_current_wal_lsn())").expect("lsn");
+            kill_member(lab, &replica);
+            let t = Instant::now();
+            // A burst of WAL larger than wal_keep_size (256MB).
+            write(
+                lab,
+                "CREATE TABLE burst AS SELECT g, repeat('x', 900) AS pad FROM generate_series(1, 400000) g",
+            )
+            .expect("burst");
+            // The replica's slot would keep that WAL on the primary: drop it (Patroni
+            // recreates it at the current position), then let checkpoints recycle.
+            let slot = site(lab, "primary")
+                .pg_hosts()
+                .find(|h| h.name == replica)
+                .map(|h| h.member.clone())
+                .expect("the replica's member");
+            let _ = write(
+                lab,
+                &format!(
+                    "SELECT pg_drop_replication_slot('{slot}') FROM pg_replication_slots WHERE slot_name = '{slot}' AND NOT active"
+                ),
+            );
+            for _ in 0..3 {
+                write(lab, "SELECT pg_switch_wal(); CHECKPOINT").expect("checkpoint");
+            }
+            let oldest = write(
+                lab,
+                "SELECT min(name) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' \
+                 AND left(name, 8) = left(pg_walfile_name(pg_current_wal_lsn()), 8)",
+            )
+            .expect("oldest WAL");
+            println!("the replica needs WAL from {needed}; the primary keeps WAL from {oldest} on");
+            assert!(
+                oldest.as_str() > needed.as_str(),
+                "the primary still has the WAL the replica needs; the proof would prove nothing"
+            );
+            let data = lab.path(&replica, "/var/lib/pgsql/17/data");
+            for entry in std::fs::read_dir(&data).expect("data dir") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path).expect("remove");
+                } else {
+                    std::fs::remove_file(&path).expect("remove");
+                }
+            }
+            lab.start_patroni(&replica).expect("restart Patroni");
+            let rows = retry(
+                "the rebuilt replica has the burst",
+                Duration::from_secs(300),
+                || match count(lab, &address(lab, &replica), 5432, "burst")? {
+                    400000 => Ok(400000),
+                    n => Err(format!("{n} rows")),
+                },
+            );
+            lab.wait_site("primary", Duration::from_secs(120))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let log =
+                std::fs::read_to_string(lab.log_file(&replica, "patroni")).unwrap_or_default();
+            println!(
+                "{replica} restored by pgBackRest and caught up through restore_command ({rows} rows) in {:.1} s; archive-get in its log: {}",
+                t.elapsed().as_secs_f64(),
+                log.contains("archive-get")
+            );
+            write(lab, "DROP TABLE burst").expect("drop");
+        },
+    );
+
+    phase(
         "DR: the standby leader streams through the permanent slot; promotion",
         || {
             dr_streams(lab, "dr", Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
             let dr = site(lab, "dr");
             let host = dr.pg_hosts().next().expect("dr host").name.clone();
+            // The outage DR exists for: the source's repository is unreachable.
+            let source_repo = std::fs::canonicalize(
+                lab.path(&leader_host(lab, "primary"), "/var/lib/pgbackrest"),
+            )
+            .expect("the source's repository");
+            let unreachable = Unreachable::new(source_repo);
+            let promoted_at = Instant::now();
             patronictl(
                 lab,
                 &host,
@@ -778,6 +898,34 @@ fn main() {
             println!(
                 "the DR site accepts writes on {on} ({} is {})",
                 l.name, l.role
+            );
+            // It backs up and archives into its own repository by itself.
+            let dr_leader = host_of_member(lab, "dr", &l.name);
+            let backups = retry(
+                "the promoted DR site's first backup, in its own repository",
+                Duration::from_secs(300),
+                || {
+                    let out = pgbackrest_stanza(
+                        lab,
+                        &dr_leader,
+                        "dr_cluster",
+                        &["--output=json", "info"],
+                    )?;
+                    match out.matches("\"label\"").count() {
+                        0 => Err("no backup yet".to_string()),
+                        n => Ok(n),
+                    }
+                },
+            );
+            let first_backup = promoted_at.elapsed().as_secs_f64();
+            let (a, w, _) = haproxy(lab, "dr");
+            sql(lab, &a, w, "SELECT pg_switch_wal()").expect("switch");
+            pgbackrest_stanza(lab, &dr_leader, "dr_cluster", &["check"])
+                .unwrap_or_else(|e| panic!("the promoted DR site does not archive: {e}"));
+            drop(unreachable);
+            println!(
+                "with the source's repository unreachable, the promoted DR site took its first backup ({backups}) {first_backup:.1} s after promotion and archives (pgbackrest check) at {:.1} s",
+                promoted_at.elapsed().as_secs_f64()
             );
         },
     );

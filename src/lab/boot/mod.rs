@@ -688,6 +688,9 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
             values: super::lab_secrets(&v.fleet),
         },
         mapping: m.clone(),
+        overlays: crate::load::overlays(
+            &crate::load::spec_dir(&opts.spec).join(crate::load::OVERLAYS),
+        )?,
     };
     let tree = crate::build(&v, &inputs)?;
     std::fs::create_dir_all(&root).map_err(io("creating", &root))?;

@@ -1,0 +1,285 @@
+//! `pgimg build`: validate, render, write, and report — for people (a
+//! summary and each host's closure hash, marked when it changed since the
+//! output it replaces) or as one JSON document on stdout.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::term::{Term, plural};
+use crate::cli::Format;
+use crate::commands::Output;
+use crate::diag;
+
+pub struct Args<'a> {
+    pub spec: &'a Path,
+    pub out: &'a Path,
+    pub roles: Option<&'a Path>,
+    pub format: Format,
+    pub strict: bool,
+    /// Fail on a missing, empty or unreadable secret (`--require-secrets`, implied by `--strict`).
+    pub require_secrets: bool,
+    /// `NAME=value` lines for `env:` references (`--secrets-env`).
+    pub secrets_env: Option<&'a Path>,
+}
+
+/// How a host's closure compares with the output being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// There was no previous output to compare with.
+    Unknown,
+    New,
+    Changed,
+    Unchanged,
+}
+
+impl Change {
+    fn of(previous: &BTreeMap<String, String>, host: &str, closure: &str) -> Change {
+        if previous.is_empty() {
+            return Change::Unknown;
+        }
+        match previous.get(host) {
+            None => Change::New,
+            Some(c) if c == closure => Change::Unchanged,
+            Some(_) => Change::Changed,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Change::Unknown => "",
+            Change::New => "new",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// What a successful build reports.
+pub struct Report {
+    pub out: String,
+    pub clusters: usize,
+    /// Host, cluster, site, closure, change, artifact paths; in fleet order.
+    pub hosts: Vec<HostReport>,
+    pub public_artifacts: usize,
+    /// Hosts rendered, and hosts kept from the previous output unrendered.
+    pub rendered: usize,
+    pub kept: usize,
+    /// False when the output already was exactly this build (nothing written).
+    pub written: bool,
+    pub notes: Vec<String>,
+    pub missing_secrets: Vec<String>,
+    pub warnings: Vec<diag::Diagnostic>,
+}
+
+pub struct HostReport {
+    pub name: String,
+    pub cluster: String,
+    pub site: String,
+    pub closure: String,
+    pub change: Change,
+    pub artifacts: Vec<String>,
+}
+
+/// The human report: a summary line, then one labelled line per host.
+pub fn human(r: &Report, term: &Term) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}",
+        term.good(&format!(
+            "{} {} cluster{}, {} host{} ({} rendered, {} unchanged), {} artifacts in {}",
+            if !r.written {
+                "up to date:"
+            } else if r.kept > 0 {
+                "rebuilt"
+            } else {
+                "built"
+            },
+            r.clusters,
+            plural(r.clusters),
+            r.hosts.len(),
+            plural(r.hosts.len()),
+            r.rendered,
+            r.kept,
+            r.public_artifacts,
+            r.out
+        ))
+    );
+    let width = r.hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
+    let changed = r
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.change, Change::Changed | Change::New))
+        .count();
+    for h in &r.hosts {
+        let mark = match h.change {
+            Change::Changed | Change::New => format!("  {}", term.notice(h.change.word())),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "  host {:<width$}  closure sha256:{}{mark}",
+            h.name, h.closure
+        );
+        if term.verbose {
+            for a in &h.artifacts {
+                let _ = writeln!(o, "    {a}");
+            }
+        }
+    }
+    if r.hosts.iter().any(|h| h.change != Change::Unknown) {
+        let _ = writeln!(
+            o,
+            "{changed} of {} host{} changed since the previous output",
+            r.hosts.len(),
+            plural(r.hosts.len())
+        );
+    }
+    o
+}
+
+/// The JSON report: one document.
+pub fn json(r: &Report) -> Value {
+    json!({
+        "status": "built",
+        "out": r.out,
+        "clusters": r.clusters,
+        "artifacts": r.public_artifacts,
+        "rendered": r.rendered,
+        "unchanged": r.kept,
+        "written": r.written,
+        "hosts": r.hosts.iter().map(|h| json!({
+            "name": h.name,
+            "cluster": h.cluster,
+            "site": h.site,
+            "closure": format!("sha256:{}", h.closure),
+            "change": match h.change { Change::Unknown => Value::Null, c => c.word().into() },
+            "artifacts": h.artifacts,
+        })).collect::<Vec<_>>(),
+        "notes": r.notes,
+        "missing_secrets": r.missing_secrets,
+        "diagnostics": diags_json(&r.warnings),
+    })
+}
+
+fn diags_json(d: &[diag::Diagnostic]) -> Vec<Value> {
+    d.iter()
+        .map(|d| serde_json::from_str(&diag::render_json(d)).unwrap_or(Value::Null))
+        .collect()
+}
+
+/// Prints the one JSON document.
+fn print_json(v: &Value, o: &mut Output) -> io::Result<()> {
+    writeln!(
+        o.out,
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    )
+}
+
+pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+    let json_out = a.format == Format::Json;
+    let fail = |e: crate::Error, o: &mut Output| {
+        if json_out {
+            print_json(&json!({"status": "error", "error": e.to_string()}), o)?;
+            Ok(ExitCode::from(2))
+        } else {
+            super::fail(e, term, o)
+        }
+    };
+    let source = match crate::load::spec(a.spec) {
+        Ok(s) => s,
+        Err(e) => return fail(e, o),
+    };
+    let validated = match crate::validate(source.clone(), a.strict) {
+        Ok(v) => v,
+        Err(d) => {
+            if json_out {
+                print_json(
+                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                    o,
+                )?;
+            } else {
+                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if !json_out {
+        super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
+    }
+    let inputs = crate::ops::real_inputs(
+        &validated,
+        a.spec,
+        a.roles,
+        a.secrets_env,
+        a.require_secrets || a.strict,
+    );
+    let inputs = match inputs {
+        Ok(i) => i,
+        Err(crate::ops::Failure::Error(e)) => return fail(e, o),
+        Err(crate::ops::Failure::Invalid(_, d)) => {
+            if json_out {
+                print_json(
+                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                    o,
+                )?;
+            } else {
+                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let fleet = &validated.fleet;
+    let previous = crate::load::previous_closures(a.out);
+    let bar = super::term::progress(term, fleet.hosts().count());
+    let built = crate::ops::build_to_dir_reporting(&validated, &inputs, a.out, &|_| bar.inc(1));
+    bar.finish_and_clear();
+    let built = match built {
+        Ok(r) => r,
+        Err(e) => return fail(e, o),
+    };
+    let artifacts = crate::load::host_artifacts(a.out);
+    let hosts = fleet
+        .hosts()
+        .map(|(c, s, h)| {
+            let closure = built.closures.get(&h.name).cloned().unwrap_or_default();
+            HostReport {
+                change: Change::of(&previous, &h.name, &closure),
+                name: h.name.clone(),
+                cluster: c.name.clone(),
+                site: s.name.clone(),
+                closure,
+                artifacts: artifacts.get(&h.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let report = Report {
+        out: a.out.display().to_string(),
+        clusters: fleet.clusters.len(),
+        hosts,
+        public_artifacts: built.artifacts,
+        rendered: built.rendered,
+        kept: built.kept,
+        written: built.changed,
+        notes: built.notes.clone(),
+        missing_secrets: built.missing_secrets.clone(),
+        warnings: validated.warnings.clone(),
+    };
+    if json_out {
+        print_json(&json(&report), o)?;
+    } else {
+        if !term.quiet {
+            o.out.write_all(human(&report, term).as_bytes())?;
+        }
+        for note in &report.notes {
+            writeln!(o.err, "note: {note}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

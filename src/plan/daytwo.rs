@@ -1,0 +1,138 @@
+//! Day-two facts derived from the model for the templates' context and
+//! patroni.yml: the DR site's read-only view of its source's repository,
+//! the source's entry points, keepalived and the per-member stagger of
+//! maintenance timers. HAProxy's connection budget is in `check::daytwo`,
+//! which checks it.
+
+use serde_json::Value;
+
+use crate::model::{BackupRepo, Cluster, Host, Site};
+use crate::plan::context::Mapping;
+use crate::spec::v1::{RepoType, Role};
+
+/// The source's repository a DR site may read (for `archive-get` and a cold
+/// restore), never write: the source's first repository, when it is S3 and so
+/// reachable from another region. A posix repository is storage of the
+/// source's own hosts, out of the DR site's reach.
+///
+/// Repository options in a stanza section apply to that stanza only: with
+/// pgBackRest 2.55.1, `--repo=2` is valid for the stanza whose section
+/// defines repo2 and rejected ("key '2' is not valid for 'repo' option")
+/// for any other; the conformance suite runs pgBackRest on the result.
+pub fn source_repo<'a>(cluster: &'a Cluster, site: &'a Site) -> Option<&'a BackupRepo> {
+    if !site.is_dr() {
+        return None;
+    }
+    let src = cluster.source_of(site)?;
+    src.config()
+        .pgbackrest
+        .repos
+        .first()
+        .filter(|r| r.kind == RepoType::S3)
+}
+
+/// Minutes past the hour of a member's etcd maintenance: members of a site
+/// take turns, so no two defragment (which blocks the member) at once.
+pub fn etcd_maintenance_minute(site: &Site, host: &Host) -> u32 {
+    let index = site
+        .with_role(Role::Etcd)
+        .position(|h| h.name == host.name)
+        .unwrap_or(0) as u32;
+    (index * 15) % 60
+}
+
+/// The `daytwo` part of a host's template context.
+pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Value {
+    use super::context::{hostport, repo_context, stanza};
+    use crate::spec::v1::WatchdogMode;
+    use serde_json::json;
+    let c = &host.config;
+    let own_repos = c.pgbackrest.repos.len();
+    let cipher = cluster.secrets.backup_cipher_pass.is_some();
+    // The source's repository takes the number after the site's own, inside
+    // the source stanza's section only: nothing the DR stanza runs writes there.
+    let source_repo = source_repo(cluster, site).and_then(|r| {
+        let src = cluster.source_of(site)?;
+        let mut v = serde_json::to_value(repo_context(
+            own_repos,
+            r,
+            &stanza(src),
+            &host.name,
+            m,
+            cipher,
+        ))
+        .ok()?;
+        v["stanza"] = json!(stanza(src));
+        Some(v)
+    });
+    let calendar = |cron: &str| crate::spec::calendar::on_calendar(cron).unwrap_or_default();
+    let haproxies: Vec<&Host> = site.with_role(Role::Haproxy).collect();
+    let keepalived = c
+        .haproxy
+        .virtual_address
+        .as_ref()
+        .filter(|_| host.has(Role::Haproxy) && haproxies.len() >= 2)
+        .map(|vip| {
+            let index = haproxies.iter().position(|h| h.name == host.name).unwrap_or(0);
+            let vip = m.addr(vip);
+            json!({
+                "bind": if vip.contains(':') { format!("ipv6@{vip}") } else { vip.clone() },
+                "virtual_address": vip,
+                "router_id": c.haproxy.virtual_router_id,
+                "interface": host.boot.interface.clone().unwrap_or_else(|| "eth0".into()),
+                // The first HAProxy of the site holds the address while it is healthy.
+                "priority": 150 - 10 * index.min(10),
+                "peers": haproxies.iter().filter(|h| h.name != host.name).map(|h| m.addr(&h.address)).collect::<Vec<_>>(),
+            })
+        });
+    // Every entry point of the source: its HAProxies' write ports (libpq
+    // tries them in order), else its pg hosts.
+    let source_entry_points = cluster
+        .source_of(site)
+        .map(|src| {
+            source_entry_points(src, m).unwrap_or_else(|| super::context::source_endpoint(src, m))
+        })
+        .map(|(hosts, port)| json!({"hosts": hosts, "port": port}));
+    let etcd_hosts = |s: &Site| {
+        s.with_role(Role::Etcd)
+            .map(|h| hostport(&m.addr(&h.address), h.config.etcd.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    json!({
+        "watchdog": match c.patroni.watchdog {
+            WatchdogMode::Off => "off",
+            WatchdogMode::Automatic => "automatic",
+            WatchdogMode::Required => "required",
+        },
+        "watchdog_on": c.patroni.watchdog != WatchdogMode::Off,
+        "max_slot_wal_keep_size_mb": c.postgresql.max_slot_wal_keep_size_mb,
+        "follower_slots": cluster.followers_of(site).map(|f| f.slot_name.clone()).collect::<Vec<_>>(),
+        "repo_numbers": (1..=own_repos).collect::<Vec<_>>(),
+        "source_repo": source_repo,
+        "source_entry_points": source_entry_points,
+        "schedule": {
+            "full": calendar(&c.pgbackrest.full),
+            "diff": calendar(&c.pgbackrest.diff),
+            "incr": calendar(&c.pgbackrest.incr),
+        },
+        "etcd_maintenance_minute": format!("{:02}", etcd_maintenance_minute(site, host)),
+        "etcd_hosts": etcd_hosts(site),
+        "has_keepalived": keepalived.is_some(),
+        "keepalived": keepalived,
+        "ntp": !c.os.ntp_servers.is_empty(),
+        "namespace": c.patroni.namespace,
+    })
+}
+
+/// Every write entry point of a source site, comma-separated for libpq, and
+/// their port: its HAProxies (which must share a write port), else `None`.
+pub fn source_entry_points(src: &Site, m: &Mapping) -> Option<(String, u16)> {
+    let proxies: Vec<&Host> = src.with_role(Role::Haproxy).collect();
+    let port = proxies.first()?.config.haproxy.write_port;
+    if proxies.iter().any(|h| h.config.haproxy.write_port != port) {
+        return None;
+    }
+    let hosts: Vec<String> = proxies.iter().map(|h| m.addr(&h.address)).collect();
+    Some((hosts.join(","), port))
+}

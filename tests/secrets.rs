@@ -1,0 +1,421 @@
+//! Secrets: one case per secret code (reference position, all at once), the
+//! contract listing, and `secrets init` → `build --require-secrets` through
+//! the binary on every example, with no value in any public artifact or log.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pgimg::diag::Diagnostic;
+use pgimg::source::SourceFile;
+
+use crate::support;
+
+/// The codes whose cases live here rather than in tests/rules.rs.
+pub const CODES: &[&str] = &["PG0212", "PG0400", "PG0401", "PG0402", "PG0403", "PG0404"];
+
+const BASE: &str = "tests/errors/base.yml";
+
+/// The base spec with a secrets section of file references appended.
+fn base_with_secrets() -> String {
+    support::read(BASE).replace(
+        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n",
+        "secrets:\n  superuser_password: { file: s/superuser }\n  replication_password: { file: s/replication }\n  rewind_password: { file: s/rewind }\n",
+    )
+}
+
+/// Line (1-based) and column of the `{` of the reference on the line holding `key`.
+fn position(text: &str, key: &str) -> (usize, usize) {
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with(key))
+        .unwrap_or_else(|| panic!("no `{key}` line"));
+    (i + 1, line.find('{').map(|c| c + 1).unwrap_or(0))
+}
+
+/// A temporary directory with `s/<name>` secret files.
+fn secret_dir(files: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("s")).unwrap();
+    for (name, content) in files {
+        let p = dir.path().join("s").join(name);
+        match content {
+            Some(c) => std::fs::write(p, c).unwrap(),
+            // A directory where a file belongs: unreadable as a secret.
+            None => std::fs::create_dir(p).unwrap(),
+        }
+    }
+    dir
+}
+
+fn secret_diags(text: &str, dir: &Path) -> Vec<Diagnostic> {
+    let v = pgimg::validate(SourceFile::new(BASE, text.to_string()), false)
+        .unwrap_or_else(|d| panic!("the spec does not validate: {d:#?}"));
+    let (_, _, diags) =
+        pgimg::secret_ops::read_and_check(&v, &dir.join("base.yml"), None, true).unwrap();
+    diags
+}
+
+fn assert_one(diags: &[Diagnostic], code: &str, at: (usize, usize)) {
+    assert_eq!(diags.len(), 1, "expected one {code}, got {diags:#?}");
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), code, "{d:#?}");
+    let span = d.span.unwrap_or_else(|| panic!("{code} has no position"));
+    assert_eq!(
+        (span.line, span.col),
+        at,
+        "{code} at the wrong place: {d:#?}"
+    );
+    assert_eq!(d.file.as_deref(), Some(BASE));
+    assert!(d.is_error());
+    assert!(d.expected.as_deref().is_some_and(|e| !e.is_empty()));
+}
+
+const GOOD: &str = "Abcdefgh12345678";
+
+#[test]
+fn all_secrets_present_gives_no_diagnostic() {
+    let dir = secret_dir(&[
+        ("superuser", Some("Abcdefgh12345678\n")),
+        ("replication", Some(GOOD)),
+        ("rewind", Some(GOOD)),
+    ]);
+    assert!(secret_diags(&base_with_secrets(), dir.path()).is_empty());
+}
+
+#[test]
+fn pg0300_missing_secret_file() {
+    let dir = secret_dir(&[("replication", Some(GOOD)), ("rewind", Some(GOOD))]);
+    let text = base_with_secrets();
+    let diags = secret_diags(&text, dir.path());
+    assert_one(&diags, "PG0400", position(&text, "superuser_password:"));
+    assert!(diags[0].message.contains("s/superuser"));
+}
+
+#[test]
+fn pg0300_unset_environment_variable() {
+    let dir = secret_dir(&[("replication", Some(GOOD)), ("rewind", Some(GOOD))]);
+    let text = base_with_secrets().replace(
+        "{ file: s/superuser }",
+        "{ env: PGIMG_TEST_SURELY_UNSET_SECRET }",
+    );
+    let diags = secret_diags(&text, dir.path());
+    assert_one(&diags, "PG0400", position(&text, "superuser_password:"));
+    assert!(diags[0].message.contains("PGIMG_TEST_SURELY_UNSET_SECRET"));
+}
+
+#[test]
+fn pg0301_empty_secret() {
+    let dir = secret_dir(&[
+        ("superuser", Some(GOOD)),
+        ("replication", Some("\n")),
+        ("rewind", Some(GOOD)),
+    ]);
+    let text = base_with_secrets();
+    assert_one(
+        &secret_diags(&text, dir.path()),
+        "PG0401",
+        position(&text, "replication_password:"),
+    );
+}
+
+#[test]
+fn pg0302_unreadable_secret() {
+    let dir = secret_dir(&[
+        ("superuser", Some(GOOD)),
+        ("replication", Some(GOOD)),
+        ("rewind", None),
+    ]);
+    let text = base_with_secrets();
+    assert_one(
+        &secret_diags(&text, dir.path()),
+        "PG0402",
+        position(&text, "rewind_password:"),
+    );
+}
+
+#[test]
+fn pg0303_unsafe_value_never_shown() {
+    const BAD: &str = "pass;rm -rf /";
+    let dir = secret_dir(&[
+        ("superuser", Some(BAD)),
+        ("replication", Some(GOOD)),
+        ("rewind", Some(GOOD)),
+    ]);
+    let text = base_with_secrets();
+    let diags = secret_diags(&text, dir.path());
+    assert_one(&diags, "PG0403", position(&text, "superuser_password:"));
+    let shown = pgimg::diag::render_human(&diags[0], Some(&SourceFile::new(BASE, text)));
+    assert!(!shown.contains("pass;rm"), "{shown}");
+}
+
+#[test]
+fn pg0304_cluster_without_a_required_reference() {
+    let dir = secret_dir(&[("replication", Some(GOOD)), ("rewind", Some(GOOD))]);
+    let text = base_with_secrets().replace("  superuser_password: { file: s/superuser }\n", "");
+    let diags = secret_diags(&text, dir.path());
+    let (line, _) = position(&text, "- name: main");
+    assert_one(&diags, "PG0404", (line, 5));
+}
+
+#[test]
+fn every_bad_secret_is_reported_at_once() {
+    let dir = secret_dir(&[("superuser", Some("a b")), ("rewind", Some(""))]);
+    let text = base_with_secrets();
+    let codes: Vec<&str> = secret_diags(&text, dir.path())
+        .iter()
+        .map(|d| d.code.as_str())
+        .collect();
+    assert_eq!(codes, ["PG0403", "PG0400", "PG0401"]);
+}
+
+#[test]
+fn the_contract_lists_every_secret_file_with_owner_mode_and_reader() {
+    let text = support::read("examples/reference-cluster.yml");
+    let v = support::validate("examples/reference-cluster.yml", &text).unwrap();
+    let tree = pgimg::build(
+        &v,
+        &pgimg::BuildInputs {
+            roles: pgimg::load::RoleTree::embedded(),
+            secrets: Default::default(),
+            mapping: Default::default(),
+            overlays: Default::default(),
+        },
+    )
+    .unwrap();
+    let list = String::from_utf8(tree.files["hosts/pg1/secrets.list"].bytes.clone()).unwrap();
+    for want in [
+        "file /etc/patroni/patroni.env root:root 0600",
+        "patroni.service (EnvironmentFile=",
+        "PATRONI_SUPERUSER_PASSWORD",
+        "env:PGIMG_SUPERUSER_PASSWORD",
+        "file /var/lib/pgsql/.pgpass postgres:postgres 0600",
+    ] {
+        assert!(list.contains(want), "secrets.list lacks `{want}`:\n{list}");
+    }
+    let haproxy =
+        String::from_utf8(tree.files["hosts/haproxy/secrets.list"].bytes.clone()).unwrap();
+    assert!(haproxy.contains("needs no secret"), "{haproxy}");
+    // Patroni is skipped, not crash-looped, until its secrets are there.
+    let unit = String::from_utf8(
+        tree.files["hosts/pg1/rootfs/etc/systemd/system/patroni.service"]
+            .bytes
+            .clone(),
+    )
+    .unwrap();
+    assert!(unit.contains("ConditionPathExists=/etc/patroni/patroni.env"));
+    assert!(
+        tree.files
+            .contains_key("hosts/pg1/rootfs/etc/systemd/system/patroni-secrets.path")
+    );
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(support::pgimg());
+    cmd.args(args).current_dir(dir).env_remove("RUST_BACKTRACE");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PGIMG_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn all_files(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+fn contents(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    if path.to_string_lossy().ends_with(".gz") {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut raw)
+            .unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+#[test]
+fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
+    // S3 keys are issued by the object store: the user supplies them.
+    const S3: &[(&str, &str)] = &[
+        ("PGIMG_S3_KEY", "AKIDEXAMPLEKEY0001"),
+        ("PGIMG_S3_KEY_SECRET", "s3SecretExampleValue0002"),
+    ];
+    for example in ["minimal", "reference-cluster", "fleet"] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join("spec.yml");
+        std::fs::copy(
+            support::root().join(format!("examples/{example}.yml")),
+            &spec,
+        )
+        .unwrap();
+
+        let check = run(dir.path(), &["secrets", "check", "spec.yml"], &[]);
+        assert_eq!(check.status.code(), Some(1), "{example}: check before init");
+        assert!(String::from_utf8_lossy(&check.stdout).contains("missing"));
+
+        let init = run(dir.path(), &["secrets", "init", "spec.yml"], S3);
+        assert!(init.status.success(), "{example}: init: {init:?}");
+        let env_file = dir.path().join("secrets.env");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&env_file).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{example}: secrets.env mode");
+        let values: BTreeMap<String, String> = std::fs::read_to_string(&env_file)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(values.len() >= 3, "{example}: {values:?}");
+        assert!(values.values().all(|v| v.len() == 32), "{example}");
+
+        // A second init changes nothing: never overwrites.
+        let before = std::fs::read(&env_file).unwrap();
+        let again = run(dir.path(), &["secrets", "init", "spec.yml"], S3);
+        assert!(again.status.success());
+        assert_eq!(
+            std::fs::read(&env_file).unwrap(),
+            before,
+            "{example}: init overwrote"
+        );
+
+        let check = run(
+            dir.path(),
+            &[
+                "secrets",
+                "check",
+                "spec.yml",
+                "--secrets-env",
+                "secrets.env",
+            ],
+            S3,
+        );
+        assert!(
+            check.status.success(),
+            "{example}: check after init: {check:?}"
+        );
+
+        let build = run(
+            dir.path(),
+            &[
+                "build",
+                "spec.yml",
+                "-o",
+                "out",
+                "--require-secrets",
+                "--secrets-env",
+                "secrets.env",
+            ],
+            S3,
+        );
+        assert!(build.status.success(), "{example}: build: {build:?}");
+        let logs = [&init, &again, &check, &build]
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect::<String>();
+        let mut every: BTreeMap<String, String> = values.clone();
+        every.extend(S3.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let out = dir.path().join("out");
+        let mut delivered = 0;
+        for path in all_files(&out) {
+            let rel = path
+                .strip_prefix(&out)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let text = contents(&path);
+            if rel.starts_with("secrets/") {
+                delivered += values
+                    .values()
+                    .filter(|v| text.contains(v.as_str()))
+                    .count();
+                continue;
+            }
+            for (name, v) in &every {
+                assert!(!text.contains(v.as_str()), "{example}: {rel} holds {name}");
+            }
+        }
+        assert!(delivered > 0, "{example}: the secrets reached secrets/");
+        for (name, v) in &every {
+            assert!(!logs.contains(v.as_str()), "{example}: a log holds {name}");
+        }
+
+        // One secret gone: the build fails at the line of its reference, writing nothing new.
+        let (gone, _) = values.iter().next().unwrap();
+        let rest: String = values
+            .iter()
+            .filter(|(k, _)| *k != gone)
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
+        std::fs::write(&env_file, rest).unwrap();
+        let text = std::fs::read_to_string(&spec).unwrap();
+        let line = text
+            .lines()
+            .position(|l| l.contains(&format!("env: {gone} ")))
+            .unwrap()
+            + 1;
+        for flag in ["--require-secrets", "--strict"] {
+            let failed = run(
+                dir.path(),
+                &[
+                    "build",
+                    "spec.yml",
+                    "-o",
+                    "out2",
+                    flag,
+                    "--secrets-env",
+                    "secrets.env",
+                ],
+                &[],
+            );
+            let stderr = String::from_utf8_lossy(&failed.stderr);
+            assert_eq!(failed.status.code(), Some(1), "{example} {flag}: {stderr}");
+            assert!(stderr.contains("PG0400"), "{stderr}");
+            assert!(
+                stderr.contains(&format!("spec.yml:{line}:")),
+                "{example}: {stderr}"
+            );
+            assert!(!dir.path().join("out2").exists());
+        }
+    }
+}
+
+/// PG0212 needs two edits of the base (an S3 repository, no cipher), so its
+/// case is here rather than among the one-mutation cases of tests/rules.rs.
+#[test]
+fn pg0212_s3_without_cipher() {
+    let text = support::read(BASE)
+        .replace("  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n", "")
+        .replace(
+            "repos: [{ type: posix, path: /var/lib/pgbackrest, mount: { server: nfs1, export: /pgbackrest } }]",
+            "repos: [{ type: s3, bucket: backups, region: eu-west-1, key: { env: K }, key_secret: { env: S } }]",
+        );
+    let diags = support::diagnostics(BASE, &text, false);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let d = &diags[0];
+    assert_eq!(d.code.as_str(), "PG0212");
+    let span = d.span.expect("a position");
+    assert_eq!((span.line, span.col), (19, 17));
+    assert!(!d.is_error());
+}
