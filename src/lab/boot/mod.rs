@@ -18,6 +18,7 @@
 pub mod install;
 pub mod mapping;
 pub mod standin;
+pub mod standins;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -36,6 +37,11 @@ pub const DEFAULT_BASE: &str = "/var/cache/pgimg/boot-base";
 pub const DEPS: &str = "/opt/pgimg-deps";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 const STOP_TIMEOUT: Duration = Duration::from_secs(45);
+/// Units whose failure is an alert about the cluster, not a failed boot: the
+/// DR slot check fails while its DR site is not streaming yet, which at first
+/// boot is true for a while. `up` reports them; the boot test runs them again
+/// once the cluster has converged and requires them to pass.
+pub const MONITORS: &[&str] = &["pgimg-slot-check.service"];
 const CONTAINER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin";
 
 #[derive(Debug, Clone)]
@@ -92,6 +98,13 @@ pub struct State {
     pub hosts: Vec<HostState>,
     /// How secrets reached the hosts (printed by `up` and `status`).
     pub secrets_delivery: String,
+    /// The stand-ins' namespace and link (`standins.rs`), and their server while it runs.
+    #[serde(default)]
+    pub standins_netns: String,
+    #[serde(default)]
+    pub standins_veth: String,
+    #[serde(default)]
+    pub standins_pid: Option<u32>,
 }
 
 /// A boot lab on disk.
@@ -400,6 +413,11 @@ impl Boot {
     /// (`Restart=` hides a unit that cannot start from `is-system-running`),
     /// with the tail of each one's journal.
     pub fn failed_units_report(&self, host: &str) -> String {
+        self.failed_units_report_except(host, &[])
+    }
+
+    /// `failed_units_report` without the units named in `except`.
+    pub fn failed_units_report_except(&self, host: &str, except: &[&str]) -> String {
         let mut out = String::new();
         let failed = self
             .sh(
@@ -407,7 +425,7 @@ impl Boot {
                 "systemctl list-units --state=failed,auto-restart --no-legend --plain | awk '{print $1}'",
             )
             .unwrap_or_default();
-        for unit in failed.split_whitespace() {
+        for unit in failed.split_whitespace().filter(|u| !except.contains(u)) {
             out.push_str(&format!(
                 "  host {host}: unit {unit} failed; journal tail:\n"
             ));
@@ -563,6 +581,16 @@ impl Boot {
     pub fn down(mut self) -> Result<(), Error> {
         let mut errors = Vec::new();
         let names: Vec<String> = self.state.hosts.iter().map(|h| h.name.clone()).collect();
+        // Every container is asked to power off first, so they halt together.
+        for h in self.state.hosts.clone() {
+            if let Some(pid) = h.nspawn_pid
+                && self.is_our_nspawn(&h, pid)
+            {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+        }
         for h in &names {
             if let Err(e) = self.stop_host(h, false) {
                 errors.push(e.to_string());
@@ -587,6 +615,36 @@ impl Boot {
             {
                 errors.push(e.to_string());
             }
+        }
+        let sdir = standins::dir_of(self.root());
+        if let Some(pid) = self.state.standins_pid
+            && standins::is_ours(pid, &sdir)
+        {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let t = Instant::now();
+            while standins::is_ours(pid, &sdir) && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if standins::is_ours(pid, &sdir) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+        let (ns, veth) = (
+            self.state.standins_netns.clone(),
+            self.state.standins_veth.clone(),
+        );
+        if !ns.is_empty()
+            && netns_exists(&ns)
+            && let Err(e) = ip(&["netns", "delete", &ns])
+        {
+            errors.push(e.to_string());
+        }
+        if !veth.is_empty()
+            && link_exists(&veth)
+            && let Err(e) = ip(&["link", "delete", &veth])
+            && link_exists(&veth)
+        {
+            errors.push(e.to_string());
         }
         if link_exists(&self.state.bridge)
             && let Err(e) = ip(&["link", "delete", &self.state.bridge])
@@ -678,15 +736,20 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
         }
         std::fs::remove_dir_all(&root).map_err(io("removing", &root))?;
     }
-    let m = mapping::boot_mapping(&v.fleet)?;
+    let mut m = mapping::boot_mapping(&v.fleet)?;
+    let values = super::lab_secrets(&v.fleet);
+    let standins_plan = standins::plan(cluster, &m, &values);
+    // The lab's name service: the stand-ins' names, in each host's /etc/hosts.
+    m.names.insert(
+        standins::ADDRESS.to_string(),
+        standins_plan.names.iter().cloned().collect(),
+    );
     let inputs = crate::BuildInputs {
         roles: match &opts.roles {
             Some(d) => crate::load::roles(d)?,
             None => crate::load::RoleTree::embedded(),
         },
-        secrets: crate::load::SecretValues {
-            values: super::lab_secrets(&v.fleet),
-        },
+        secrets: crate::load::SecretValues { values },
         mapping: m.clone(),
         overlays: crate::load::overlays(
             &crate::load::spec_dir(&opts.spec).join(crate::load::OVERLAYS),
@@ -705,6 +768,9 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
         sites: Vec::new(),
         hosts: Vec::new(),
         secrets_delivery: String::new(),
+        standins_netns: format!("pgboot{}-svc", opts.net),
+        standins_veth: format!("pgb{}svc", opts.net),
+        standins_pid: None,
     };
     let mut index = 0;
     for s in &cluster.sites {
@@ -758,9 +824,15 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
             opts.net
         )));
     }
+    if netns_exists(&state.standins_netns) || link_exists(&state.standins_veth) {
+        return Err(fail(format!(
+            "network namespace `{}` or link `{}` exists already: another boot lab uses --net {}",
+            state.standins_netns, state.standins_veth, opts.net
+        )));
+    }
     let mut boot = Boot { state };
     boot.save()?;
-    let result = bring_up(&mut boot, t0);
+    let result = bring_up(&mut boot, t0, &standins_plan);
     if let Err(e) = result {
         eprintln!(
             "boot lab did not come up; `pgimg lab status --boot` and {}/hosts/*/console.log say more, `pgimg lab down --boot` cleans up",
@@ -775,7 +847,7 @@ fn phase(t0: Instant, what: &str) {
     eprintln!("[{:>6.1} s] {what}", t0.elapsed().as_secs_f64());
 }
 
-fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
+fn bring_up(boot: &mut Boot, t0: Instant, plan: &standins::Plan) -> Result<(), Error> {
     // systemd-nspawn keeps per-container state in /run/systemd/nspawn and
     // refuses to remove it unless it is on a temporary file system, which
     // /run is not on machines that do not boot with systemd.
@@ -804,6 +876,17 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
         ip(&["-n", &h.netns, "link", "set", "lo", "up"])?;
     }
     phase(t0, "network: bridge, namespaces and links up");
+    start_standins(boot, plan)?;
+    phase(
+        t0,
+        &format!(
+            "stand-ins at {}: metadata service, SSM, secrets bundles, S3 ({})",
+            standins::ADDRESS,
+            plan.names.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    );
+    let sdir = standins::dir_of(boot.root());
+    let ca = std::fs::read(sdir.join("ca.crt")).map_err(io("reading", &sdir))?;
 
     let standin = standin::load()?;
     let standin_files = standin::files(&standin);
@@ -831,13 +914,24 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
             )?;
         }
         let host_out = boot.out().join("hosts").join(&h.name);
+        // The data centre's CA, as the host would trust it.
+        write_file(
+            &merged.join(standins::CA_IN_HOST.trim_start_matches('/')),
+            &ca,
+            0o644,
+        )?;
+        let cmdline = kernel_cmdline(&boot.out(), &h.name)?;
+        write_file(&dir.join("cmdline"), cmdline.as_bytes(), 0o644)?;
         with_chroot_mounts(&merged, || {
+            chroot(&merged, &["update-ca-certificates"])?;
             chroot(
                 &merged,
                 &["/usr/lib/pgimg-standin/install-package", standin::IMAGE],
             )?;
             match h.install {
-                InstallPath::Kickstart => play_kickstart(&merged, &host_out),
+                InstallPath::Kickstart => {
+                    play_kickstart(&merged, &host_out, &h.netns, &dir.join("cmdline"))
+                }
                 InstallPath::CloudInit => seed_cloud_init(&merged, &host_out, &h.name),
             }
         })
@@ -847,8 +941,15 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
                 h.name, h.install
             ))
         })?;
-        if deliver_secrets(&boot.out(), &h.name, &merged)? {
-            delivered.push(h.name.clone());
+        if boot.out().join("secrets").join(&h.name).is_dir() {
+            delivered.push(format!(
+                "{} ({})",
+                h.name,
+                match h.install {
+                    InstallPath::Kickstart => "kickstart %post: fetch-secrets https",
+                    InstallPath::CloudInit => "pgimg-secrets.service: fetch-secrets ssm",
+                }
+            ));
         }
         phase(
             t0,
@@ -866,7 +967,8 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
         "none needed".into()
     } else {
         format!(
-            "out/secrets/<host>/ installed at its paths (root:root 0600) by the lab's {SECRETS_UNIT} after the install path and before patroni.service, the hand step the artifacts document (\"deliver the host's secrets separately before Patroni starts\"): {}",
+            "by the rendered mechanism, from the stand-ins at {}: {}",
+            standins::ADDRESS,
             delivered.join(", ")
         )
     };
@@ -882,8 +984,9 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
     for h in &names {
         let s = boot.system_state(h, BOOT_TIMEOUT)?;
         phase(t0, &format!("{h}: systemctl is-system-running: {s}"));
-        if s != "running" {
-            bad.push(format!("{h}: {s}\n{}", boot.failed_units_report(h)));
+        let report = boot.failed_units_report_except(h, MONITORS);
+        if s != "running" && !(s == "degraded" && report.is_empty()) {
+            bad.push(format!("{h}: {s}\n{report}"));
         }
     }
     // A unit with Restart= that cannot start shows as auto-restart, not
@@ -891,7 +994,7 @@ fn bring_up(boot: &mut Boot, t0: Instant) -> Result<(), Error> {
     for _ in 0..4 {
         std::thread::sleep(Duration::from_secs(3));
         for h in &names {
-            let report = boot.failed_units_report(h);
+            let report = boot.failed_units_report_except(h, MONITORS);
             if !report.is_empty() && !bad.iter().any(|b| b.starts_with(&format!("{h}:"))) {
                 bad.push(format!("{h}: units fail\n{report}"));
             }
@@ -954,7 +1057,12 @@ fn chroot(merged: &Path, args: &[&str]) -> Result<Output, Error> {
 /// `firewall` command (anaconda calls `firewall-offline-cmd` with the
 /// command's options), `services`, then every `%post` in the installed
 /// system (chroot) with its interpreter, its log where it says.
-fn play_kickstart(merged: &Path, host_out: &Path) -> Result<(), Error> {
+fn play_kickstart(
+    merged: &Path,
+    host_out: &Path,
+    netns: &str,
+    cmdline: &Path,
+) -> Result<(), Error> {
     let ks_path = host_out.join("kickstart.ks");
     let text = std::fs::read_to_string(&ks_path).map_err(io("reading", &ks_path))?;
     let ks =
@@ -997,14 +1105,25 @@ fn play_kickstart(merged: &Path, host_out: &Path) -> Result<(), Error> {
             post.body.as_bytes(),
             0o700,
         )?;
-        let out = Command::new("chroot")
+        // The installer runs %post on the host's own network (its static
+        // address is on the kernel line), with the installer's kernel
+        // command line in /proc/cmdline.
+        let proc_cmdline = merged.join("proc/cmdline");
+        run(Command::new("mount")
+            .arg("--bind")
+            .arg(cmdline)
+            .arg(&proc_cmdline))?;
+        let out = Command::new("ip")
+            .args(["netns", "exec", netns, "chroot"])
             .arg(merged)
             .args(["/usr/bin/env", "-i"])
             .arg(format!("PATH={CONTAINER_PATH}"))
             .args(["LANG=C.UTF-8", "HOME=/root", &post.interpreter, &script])
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| fail(format!("running %post: {e}")))?;
+            .map_err(|e| fail(format!("running %post: {e}")));
+        let _ = run(Command::new("umount").arg(&proc_cmdline));
+        let out = out?;
         let _ = std::fs::remove_file(merged.join(script.trim_start_matches('/')));
         if let Some(log) = &post.log {
             let mut bytes = out.stdout.clone();
@@ -1059,55 +1178,54 @@ fn seed_cloud_init(merged: &Path, host_out: &Path, host: &str) -> Result<(), Err
     Ok(())
 }
 
-/// Where the lab stages a host's secrets, inside the host.
-const SECRETS_STAGE: &str = "/var/lib/pgimg-boot-lab/secrets";
-const SECRETS_UNIT: &str = "pgimg-boot-lab-secrets.service";
+/// The installer's kernel command line as the lab boots a kickstart host:
+/// its install entry's own arguments are the installer's business; what
+/// `%post` reads is `pgimg.secrets_sha256=`, which the operator adds from
+/// `secrets/<host>.tar.gz.sha256` (never in a reviewable file).
+fn kernel_cmdline(out: &Path, host: &str) -> Result<String, Error> {
+    let p = out.join("secrets").join(format!("{host}.tar.gz.sha256"));
+    let mut line = format!("BOOT_IMAGE=vmlinuz inst.ks=hosts/{host}/kickstart.ks");
+    if p.is_file() {
+        let text = std::fs::read_to_string(&p).map_err(io("reading", &p))?;
+        let sum = text.split_whitespace().next().unwrap_or_default();
+        line.push_str(&format!(" pgimg.secrets_sha256={sum}"));
+    }
+    line.push('\n');
+    Ok(line)
+}
 
-/// Stages `out/secrets/<host>/` in the host, and a unit that installs each
-/// file at its path (root:root 0600) once the install path has run and
-/// before Patroni starts: the hand step the artifacts document, played by
-/// the lab. The destination directories must exist by then (the overlay's).
-fn deliver_secrets(out: &Path, host: &str, merged: &Path) -> Result<bool, Error> {
-    let src = out.join("secrets").join(host);
-    if !src.is_dir() {
-        return Ok(false);
-    }
-    let stage = merged.join(SECRETS_STAGE.trim_start_matches('/'));
-    let mut installs = String::new();
-    for e in walkdir::WalkDir::new(&src).sort_by_file_name() {
-        let e = e.map_err(|e| fail(format!("{}: {e}", src.display())))?;
-        if !e.file_type().is_file() {
-            continue;
-        }
-        let rel = e
-            .path()
-            .strip_prefix(&src)
-            .map_err(|_| fail("secrets path"))?
-            .to_string_lossy()
-            .into_owned();
-        let bytes = std::fs::read(e.path()).map_err(io("reading", e.path()))?;
-        write_file(&stage.join(&rel), &bytes, 0o600)?;
-        installs.push_str(&format!(
-            "ExecStart=/usr/bin/install -m 0600 -o root -g root {SECRETS_STAGE}/{rel} /{rel}\n"
-        ));
-    }
-    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o700))
-        .map_err(io("setting the mode of", &stage))?;
-    let unit = format!(
-        "# pgimg boot lab: the secrets hand step the artifacts document, played by the lab.\n\
-         [Unit]\nDescription=Deliver this host's secrets (boot lab)\n\
-         After=cloud-final.service\nBefore=patroni.service\n\n\
-         [Service]\nType=oneshot\nRemainAfterExit=yes\n{installs}\n\
-         [Install]\nWantedBy=multi-user.target\n"
+/// The stand-ins' namespace on the bridge, their certificates, and their server.
+fn start_standins(boot: &mut Boot, plan: &standins::Plan) -> Result<(), Error> {
+    let (ns, veth) = (
+        boot.state.standins_netns.clone(),
+        boot.state.standins_veth.clone(),
     );
-    let units = merged.join("etc/systemd/system");
-    write_file(&units.join(SECRETS_UNIT), unit.as_bytes(), 0o644)?;
-    let wants = units.join("multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(io("creating", &wants))?;
-    let link = wants.join(SECRETS_UNIT);
-    if !link.exists() {
-        std::os::unix::fs::symlink(format!("/etc/systemd/system/{SECRETS_UNIT}"), &link)
-            .map_err(io("linking", &link))?;
-    }
-    Ok(true)
+    ip(&["netns", "add", &ns])?;
+    ip(&[
+        "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ])?;
+    ip(&["link", "set", &veth, "master", &boot.state.bridge, "up"])?;
+    mapping::check_address(standins::ADDRESS)?;
+    let cidr = format!("{}/{}", standins::ADDRESS, mapping::PREFIX_LEN);
+    ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
+    ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    let dir = standins::dir_of(boot.root());
+    standins::certificates(plan, &dir)?;
+    write_file(
+        &dir.join("boot-standins.py"),
+        standins::SERVER.as_bytes(),
+        0o755,
+    )?;
+    let config = standins::config(plan, &dir, &boot.out().join("secrets"));
+    write_file(
+        &dir.join("config.json"),
+        serde_json::to_string_pretty(&config)
+            .unwrap_or_default()
+            .as_bytes(),
+        0o600,
+    )?;
+    let pid = standins::start(&dir, &ns, &Path::new(DEPS).join("bin/python3"))?;
+    boot.state.standins_pid = Some(pid);
+    boot.save()
 }
