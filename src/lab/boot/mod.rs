@@ -461,6 +461,10 @@ impl Boot {
         // --register=no --keep-unit: the machine need not run systemd itself
         // (no machined, no scope); systemd-nspawn(1).
         let child = Command::new("systemd-nspawn")
+            // /tmp on the root file system, as on EL9, where tmp.mount is
+            // opt-in (docs.redhat.com, RHEL migration planning guide,
+            // "Temporary storage space"); nspawn mounts a tmpfs there unless told.
+            .env("SYSTEMD_NSPAWN_TMPFS_TMP", "0")
             .args(["--quiet", "--boot", "--register=no", "--keep-unit"])
             .arg(format!("--machine={}", h.machine))
             .arg("--directory")
