@@ -460,7 +460,23 @@ impl Boot {
         let console2 = console.try_clone().map_err(io("opening", &dir))?;
         // --register=no --keep-unit: the machine need not run systemd itself
         // (no machined, no scope); systemd-nspawn(1).
-        let child = Command::new("systemd-nspawn")
+        // A cgroup of its own per container: with --keep-unit and no
+        // machined, systemd-nspawn keeps the cgroup it starts in, and two
+        // containers in one cgroup share the cgroups of their units (one
+        // container's patroni.service would be the other's).
+        let cgroups = cgroup_dirs(&h.machine);
+        for d in &cgroups {
+            std::fs::create_dir_all(d).map_err(io("creating", d))?;
+        }
+        let enter: String = cgroups
+            .iter()
+            .map(|d| format!("echo $$ > {}/cgroup.procs || exit 1; ", d.display()))
+            .collect();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{enter}exec \"$@\""))
+            .arg("sh")
+            .arg("systemd-nspawn")
             // /tmp on the root file system, as on EL9, where tmp.mount is
             // opt-in (docs.redhat.com, RHEL migration planning guide,
             // "Temporary storage space"); nspawn mounts a tmpfs there unless told.
@@ -601,6 +617,7 @@ impl Boot {
             }
         }
         for h in self.state.hosts.clone() {
+            remove_cgroups(&h.machine);
             for m in mounts_under(&self.merged(&h.name)) {
                 if run(Command::new("umount").arg(&m)).is_err() {
                     let _ = run(Command::new("umount").arg("-l").arg(&m));
@@ -1232,4 +1249,44 @@ fn start_standins(boot: &mut Boot, plan: &standins::Plan) -> Result<(), Error> {
     let pid = standins::start(&dir, &ns, &Path::new(DEPS).join("bin/python3"))?;
     boot.state.standins_pid = Some(pid);
     boot.save()
+}
+
+/// The cgroups a container's systemd-nspawn runs in: under `pgimg-boot/` of
+/// the hierarchies systemd manages (cgroup v2's root, or v1's `name=systemd`
+/// and the hybrid `unified`).
+fn cgroup_dirs(machine: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let roots: Vec<PathBuf> = if root.join("cgroup.procs").exists() {
+        vec![root.to_path_buf()]
+    } else {
+        ["systemd", "unified"]
+            .iter()
+            .map(|h| root.join(h))
+            .filter(|p| p.join("cgroup.procs").exists())
+            .collect()
+    };
+    roots
+        .into_iter()
+        .map(|r| r.join("pgimg-boot").join(machine))
+        .collect()
+}
+
+/// Removes a stopped container's cgroups, deepest first (empty ones only).
+fn remove_cgroups(machine: &str) {
+    for d in cgroup_dirs(machine) {
+        if !d.is_dir() {
+            continue;
+        }
+        for e in walkdir::WalkDir::new(&d)
+            .contents_first(true)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_dir())
+        {
+            let _ = std::fs::remove_dir(e.path());
+        }
+        if let Some(parent) = d.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }
