@@ -299,9 +299,8 @@ fn overlay(b: &Boot) -> Result<(), String> {
 /// GetParameter with a SigV4 signature), and each file of `secrets.list` is
 /// on disk with its owner and mode, so that its reader can read it.
 fn secrets_delivered(b: &Boot) -> Result<(), String> {
-    let requests = pgimg::lab::boot::standins::requests(
-        &pgimg::lab::boot::standins::dir_of(b.root()),
-    );
+    let requests =
+        pgimg::lab::boot::standins::requests(&pgimg::lab::boot::standins::dir_of(b.root()));
     let mut bad = Vec::new();
     for h in &b.state.hosts {
         let list_path = b.out().join("hosts").join(&h.name).join("secrets.list");
@@ -327,9 +326,7 @@ fn secrets_delivered(b: &Boot) -> Result<(), String> {
             ),
             InstallPath::CloudInit => (
                 "signed SSM GetParameter (pgimg-secrets.service: fetch-secrets ssm)",
-                from_host(&|r| {
-                    r["target"] == "AmazonSSM.GetParameter" && r["signed"] == true
-                }),
+                from_host(&|r| r["target"] == "AmazonSSM.GetParameter" && r["signed"] == true),
             ),
         };
         println!("  {:<12} {n} × {how}", h.name);
@@ -353,7 +350,10 @@ fn secrets_delivered(b: &Boot) -> Result<(), String> {
                 .unwrap_or("?")
                 .to_string();
             let got = b
-                .sh(&h.name, &format!("stat -c '%U:%G %a' '{}' 2>&1 || true", f[1]))
+                .sh(
+                    &h.name,
+                    &format!("stat -c '%U:%G %a' '{}' 2>&1 || true", f[1]),
+                )
                 .map_err(|e| e.to_string())?;
             let want = format!("{} {}", f[2], f[3].trim_start_matches('0'));
             if got.trim() != want {
@@ -400,10 +400,7 @@ fn timers(b: &Boot) -> Result<(), String> {
         let mut ran = Vec::new();
         for unit in units.split_whitespace() {
             let out = b
-                .exec(
-                    &h.name,
-                    &["timeout", "240", "systemctl", "start", unit],
-                )
+                .exec(&h.name, &["timeout", "240", "systemctl", "start", unit])
                 .map_err(|e| e.to_string())?;
             if out.status.success() {
                 ran.push(unit.to_string());
@@ -626,9 +623,13 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
             t0,
             &format!("{name}: stanza and first full backup, nobody running pgBackRest"),
             || {
+                // Bounded above pgBackRest's archive-timeout (300 s in the
+                // rendered pgbackrest.conf): when first-backup's stanza-create
+                // holds the archive lock as the asynchronous archive-push
+                // starts, that push (and first-backup's `check`) waits it out.
                 retry(
                     "a full backup in pgbackrest info",
-                    Duration::from_secs(180),
+                    Duration::from_secs(400),
                     || {
                         let leader =
                             healthy(b, &sites[0].name, false, pg_hosts(b, &sites[0].name).len())?;

@@ -48,8 +48,10 @@ pub fn boot_mapping(fleet: &Fleet) -> Result<Mapping, Error> {
     }
     // The instance metadata service's link-local address is not the lab's
     // to contact: its stand-in is (`standins.rs`).
-    m.addresses
-        .insert(super::standins::IMDS.into(), super::standins::ADDRESS.into());
+    m.addresses.insert(
+        super::standins::IMDS.into(),
+        super::standins::ADDRESS.into(),
+    );
     assert_lab_range(&m)?;
     Ok(m)
 }

@@ -647,7 +647,9 @@ impl Boot {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if standins::is_ours(pid, &sdir) {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
             }
         }
         let (ns, veth) = (

@@ -65,7 +65,11 @@ fn split_url(u: &str) -> Option<(String, String)> {
 
 /// The stand-ins a cluster needs, from the spec and the lab's secret values
 /// (keyed by the references' labels, as `lab_secrets` gives them).
-pub fn plan(cluster: &Cluster, m: &crate::plan::context::Mapping, values: &BTreeMap<String, String>) -> Plan {
+pub fn plan(
+    cluster: &Cluster,
+    m: &crate::plan::context::Mapping,
+    values: &BTreeMap<String, String>,
+) -> Plan {
     let mut p = Plan::default();
     let d = &cluster.secrets.delivery;
     let mut regions = BTreeSet::new();
@@ -83,7 +87,9 @@ pub fn plan(cluster: &Cluster, m: &crate::plan::context::Mapping, values: &BTree
                     .endpoint
                     .clone()
                     .unwrap_or_else(|| format!("s3.{reg}.amazonaws.com"));
-                let endpoint = endpoint.rsplit_once(':').map_or(endpoint.clone(), |(h, _)| h.to_string());
+                let endpoint = endpoint
+                    .rsplit_once(':')
+                    .map_or(endpoint.clone(), |(h, _)| h.to_string());
                 if let Some(b) = &r.bucket {
                     p.buckets.insert(b.clone());
                     if r.uri_style == UriStyle::Host {
@@ -165,8 +171,19 @@ pub fn certificates(p: &Plan, dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     openssl(
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=pgimg boot lab CA", "-keyout", "ca.key", "-out", "ca.crt",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pgimg boot lab CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
         ],
         dir,
     )?;
@@ -179,15 +196,36 @@ pub fn certificates(p: &Plan, dir: &Path) -> Result<(), Error> {
     std::fs::write(dir.join("server.ext"), ext).map_err(|e| Error::io("writing", dir, e))?;
     openssl(
         &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=pgimg boot lab stand-ins",
-            "-keyout", "server.key", "-out", "server.csr",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=pgimg boot lab stand-ins",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
         ],
         dir,
     )?;
     openssl(
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
         ],
         dir,
     )
@@ -215,8 +253,8 @@ pub fn config(p: &Plan, dir: &Path, bundles: &Path) -> serde_json::Value {
 
 /// Starts the server in `netns`; returns its pid once it listens (bounded).
 pub fn start(dir: &Path, netns: &str, python: &Path) -> Result<u32, Error> {
-    let log = std::fs::File::create(dir.join("server.log"))
-        .map_err(|e| Error::io("creating", dir, e))?;
+    let log =
+        std::fs::File::create(dir.join("server.log")).map_err(|e| Error::io("creating", dir, e))?;
     let log2 = log.try_clone().map_err(|e| Error::io("opening", dir, e))?;
     let child = Command::new("ip")
         .args(["netns", "exec", netns])
@@ -246,7 +284,9 @@ pub fn start(dir: &Path, netns: &str, python: &Path) -> Result<u32, Error> {
 /// Whether `pid` is still the stand-ins' server of the lab at `dir`.
 pub fn is_ours(pid: u32, dir: &Path) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).contains(&*dir.join("boot-standins.py").to_string_lossy()))
+        .map(|b| {
+            String::from_utf8_lossy(&b).contains(&*dir.join("boot-standins.py").to_string_lossy())
+        })
         .unwrap_or(false)
 }
 
