@@ -189,6 +189,27 @@ mod tests {
     }
 
     #[test]
+    fn the_metadata_endpoint_moves_with_the_address_map_and_names_do_not() {
+        let text = std::fs::read_to_string("examples/reference-cluster.yml").expect("reads");
+        let v = crate::validate(
+            SourceFile::new("reference-cluster.yml".to_string(), text),
+            false,
+        )
+        .expect("valid");
+        let m = boot_mapping(&v.fleet).expect("maps");
+        assert_eq!(m.url("http://169.254.169.254"), "http://198.19.255.254");
+        assert_eq!(
+            m.url("http://169.254.169.254:80/latest/api/token"),
+            "http://198.19.255.254:80/latest/api/token"
+        );
+        assert_eq!(
+            m.url("https://secrets.example.com/pgimg"),
+            "https://secrets.example.com/pgimg"
+        );
+        assert_eq!(m.url("not a url"), "not a url");
+    }
+
+    #[test]
     fn the_guard_refuses_addresses_outside_the_lab_ranges() {
         for ok in ["198.18.0.1", "198.19.255.254", "127.0.0.1", "127.9.1.2"] {
             assert!(check_address(ok).is_ok(), "{ok}");
