@@ -198,15 +198,46 @@ fn opened_ports(calls: &str) -> BTreeSet<u16> {
     out
 }
 
+/// The per-peer rules of the recorded calls: (port, source address) of each
+/// `--add-rich-rule='rule family="ipv4" source address="A/32" port
+/// port="P" protocol="tcp" accept'` (firewalld.richlanguage(5)); the
+/// recorder logs its arguments shell-quoted.
+fn rich_rules(calls: &str) -> BTreeSet<(u16, String)> {
+    let mut out = BTreeSet::new();
+    for l in calls.lines().filter(|l| l.starts_with("firewall-")) {
+        let plain = l.replace('\\', "");
+        for rule in plain.split("--add-rich-rule=").skip(1) {
+            let field = |key: &str| {
+                let start = rule.find(key)? + key.len();
+                let end = rule[start..].find('"')? + start;
+                Some(rule[start..end].to_string())
+            };
+            if let (Some(a), Some(p)) = (field("address=\""), field(" port=\"")) {
+                if let Ok(p) = p.parse::<u16>() {
+                    out.insert((p, a.trim_end_matches("/32").to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Every TCP port a unit of the host listens on beyond loopback must be
-/// opened by the install path's firewall calls, and nothing else.
+/// opened by the install path's firewall calls, and nothing else. With
+/// per-peer rules, every connection the running cluster makes to a port
+/// must come from a source its rules admit (the lab's firewall records,
+/// it does not filter: a connection the rules would drop is a defect the
+/// real firewall would turn into an outage), and no port is open to all.
 fn firewall(b: &Boot) -> Result<(), String> {
     let mut bad = Vec::new();
     for h in &b.state.hosts {
         let calls = b
             .sh(&h.name, "cat /var/log/pgimg-standin/calls.log")
             .map_err(|e| e.to_string())?;
-        let opened = opened_ports(&calls);
+        let rules = rich_rules(&calls);
+        let all_sources = opened_ports(&calls);
+        let mut opened = all_sources.clone();
+        opened.extend(rules.iter().map(|(p, _)| *p));
         // port → unit, from the listening sockets and their processes' cgroups.
         let listening = b
             .sh(
@@ -241,6 +272,55 @@ fn firewall(b: &Boot) -> Result<(), String> {
                 "host {}: the firewall step opens {p}/tcp, on which nothing listens",
                 h.name
             ));
+        }
+        if !rules.is_empty() {
+            for p in &all_sources {
+                bad.push(format!(
+                    "host {}: the firewall step opens {p}/tcp to every source, not to its peers",
+                    h.name
+                ));
+            }
+            let established = b
+                .sh(&h.name, "ss -Htn state established | awk '{print $3, $4}'")
+                .map_err(|e| e.to_string())?;
+            let mut seen = BTreeSet::new();
+            for l in established.lines() {
+                let mut f = l.split_whitespace();
+                let (Some(local), Some(peer)) = (f.next(), f.next()) else {
+                    continue;
+                };
+                let (Some((_, lp)), Some((pa, _))) =
+                    (local.rsplit_once(':'), peer.rsplit_once(':'))
+                else {
+                    continue;
+                };
+                let Ok(lp) = lp.parse::<u16>() else { continue };
+                let pa = pa.trim_start_matches("[::ffff:").trim_end_matches(']');
+                if pa.starts_with("127.") || !units.contains_key(&lp) {
+                    continue;
+                }
+                seen.insert((lp, pa.to_string()));
+            }
+            for (p, peer) in &seen {
+                if !rules.contains(&(*p, peer.clone())) {
+                    let name = b
+                        .state
+                        .hosts
+                        .iter()
+                        .find(|x| &x.address == peer)
+                        .map_or("not a lab host", |x| x.name.as_str());
+                    bad.push(format!(
+                        "host {}: unit {} on {p}/tcp takes connections from {peer} ({name}), which its firewall rules do not admit",
+                        h.name, units[p]
+                    ));
+                }
+            }
+            println!(
+                "  {:<12} per-peer rules {} , connections seen {}",
+                h.name,
+                rules.len(),
+                seen.len()
+            );
         }
     }
     if bad.is_empty() {
@@ -569,7 +649,14 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
                     retry("write through HAProxy", Duration::from_secs(60), || {
                         psql(b, &client, &ha.address, 5000,
                         "CREATE TABLE IF NOT EXISTS boot_test (v text); INSERT INTO boot_test VALUES ('boot'); SELECT pg_is_in_recovery()")
-                        .and_then(|r| if r == "f" { Ok(()) } else { Err(format!("5000 reached a standby: {r}")) })
+                        .and_then(|r| {
+                            // psql prints every statement's tag, then the last result.
+                            if r.lines().last() == Some("f") {
+                                Ok(())
+                            } else {
+                                Err(format!("5000 reached a standby: {r}"))
+                            }
+                        })
                     });
                 }
                 retry("read through HAProxy", Duration::from_secs(60), || {
