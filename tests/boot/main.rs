@@ -212,10 +212,10 @@ fn rich_rules(calls: &str) -> BTreeSet<(u16, String)> {
                 let end = rule[start..].find('"')? + start;
                 Some(rule[start..end].to_string())
             };
-            if let (Some(a), Some(p)) = (field("address=\""), field(" port=\"")) {
-                if let Ok(p) = p.parse::<u16>() {
-                    out.insert((p, a.trim_end_matches("/32").to_string()));
-                }
+            if let (Some(a), Some(p)) = (field("address=\""), field(" port=\""))
+                && let Ok(p) = p.parse::<u16>()
+            {
+                out.insert((p, a.trim_end_matches("/32").to_string()));
             }
         }
     }
@@ -706,9 +706,20 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
         );
     }
     {
+        // The first full backup is waited for on the small example only:
+        // see below why it can take five minutes, which the test's time
+        // budget affords once. The reference example must have its stanza.
+        let want_full = name == "small";
         phase(
             t0,
-            &format!("{name}: stanza and first full backup, nobody running pgBackRest"),
+            &format!(
+                "{name}: {}, nobody running pgBackRest",
+                if want_full {
+                    "stanza and first full backup"
+                } else {
+                    "stanza created"
+                }
+            ),
             || {
                 // Bounded above pgBackRest's archive-timeout (300 s in the
                 // rendered pgbackrest.conf): when first-backup's stanza-create
@@ -733,7 +744,13 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
                             .as_array()
                             .map(|a| a.iter().any(|x| x["type"] == "full"))
                             .unwrap_or(false);
-                        if full { Ok(()) } else { Err(out) }
+                        // pgBackRest info: status 0 ok, 2 "no valid backups" (the stanza exists).
+                        let stanza = matches!(v[0]["status"]["code"].as_u64(), Some(0 | 2));
+                        if full || (!want_full && stanza) {
+                            Ok(())
+                        } else {
+                            Err(out)
+                        }
                     },
                 );
             },
@@ -873,7 +890,10 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
 }
 
 /// A copy of the built-in roles with each edit applied to its file.
-fn mutated_roles(name: &str, edits: &[(&str, &dyn Fn(&str) -> String)]) -> PathBuf {
+/// A role file and the edit of its text.
+type Edit<'a> = (&'a str, &'a dyn Fn(&str) -> String);
+
+fn mutated_roles(name: &str, edits: &[Edit]) -> PathBuf {
     let dir = root(&format!("roles-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     let status = Command::new("cp")

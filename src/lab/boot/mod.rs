@@ -674,6 +674,7 @@ impl Boot {
         {
             errors.push(e.to_string());
         }
+        release_nspawn_state();
         if errors.is_empty() {
             let root = self.state.root.clone();
             if !mounts_under(&root).is_empty() {
@@ -1290,5 +1291,28 @@ fn remove_cgroups(machine: &str) {
         if let Some(parent) = d.parent() {
             let _ = std::fs::remove_dir(parent);
         }
+    }
+}
+
+/// Unmounts the tmpfs `up` put on `/run/systemd/nspawn` once no
+/// systemd-nspawn runs any more (another lab on this machine may still
+/// use it).
+fn release_nspawn_state() {
+    let p = Path::new("/run/systemd/nspawn");
+    if run_is_tmpfs() || !is_mounted(p) {
+        return;
+    }
+    let busy = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .is_some_and(|pid| cmdline(pid).starts_with("systemd-nspawn"))
+            })
+        })
+        .unwrap_or(true);
+    if !busy {
+        let _ = run(Command::new("umount").arg(p));
     }
 }
