@@ -815,6 +815,15 @@ fn run_example(t0: Instant, spec: &str, name: &str, failures: &mut Vec<String>) 
             },
         );
     }
+    // The reference example alone runs the timers, reboots a member and
+    // kills a leader: the small one would repeat them (the time budget).
+    if name == "small" {
+        phase(t0, &format!("{name}: down"), || {
+            let b = g.0.take().expect("lab");
+            b.down().unwrap_or_else(|e| panic!("down: {e}"));
+        });
+        return;
+    }
     soft(
         t0,
         &format!("{name}: every timer's service runs and succeeds"),
