@@ -215,11 +215,25 @@ fn rich_rules(calls: &str) -> BTreeSet<(u16, String)> {
             if let (Some(a), Some(p)) = (field("address=\""), field(" port=\""))
                 && let Ok(p) = p.parse::<u16>()
             {
-                out.insert((p, a.trim_end_matches("/32").to_string()));
+                out.insert((p, a));
             }
         }
     }
     out
+}
+
+/// Whether a rich rule's source (`A`, `A/32` or a network `N/len`) admits `peer`.
+fn admits(source: &str, peer: &str) -> bool {
+    let (net, len) = source.split_once('/').unwrap_or((source, "32"));
+    let (Ok(net), Ok(len), Ok(peer)) = (
+        net.parse::<std::net::Ipv4Addr>(),
+        len.parse::<u32>(),
+        peer.parse::<std::net::Ipv4Addr>(),
+    ) else {
+        return source == peer;
+    };
+    let mask = u32::MAX.checked_shl(32 - len.min(32)).unwrap_or(0);
+    u32::from(net) & mask == u32::from(peer) & mask
 }
 
 /// Every TCP port a unit of the host listens on beyond loopback must be
@@ -302,7 +316,7 @@ fn firewall(b: &Boot) -> Result<(), String> {
                 seen.insert((lp, pa.to_string()));
             }
             for (p, peer) in &seen {
-                if !rules.contains(&(*p, peer.clone())) {
+                if !rules.iter().any(|(rp, src)| rp == p && admits(src, peer)) {
                     let name = b
                         .state
                         .hosts
@@ -1030,6 +1044,15 @@ fn main() {
             .unwrap_or(false),
         "the boot test runs containers: run it as root"
     );
+    // The firewall reader understands the recorder's shell quoting.
+    let sample = r#"firewall-offline-cmd --add-rich-rule=rule\ family=\"ipv4\"\ source\ address=\"198.18.1.11/32\"\ port\ port=\"5432\"\ protocol=\"tcp\"\ accept"#;
+    assert_eq!(
+        rich_rules(sample),
+        BTreeSet::from([(5432, "198.18.1.11/32".to_string())])
+    );
+    assert!(admits("198.18.1.11/32", "198.18.1.11"));
+    assert!(admits("198.18.0.0/15", "198.19.0.1"));
+    assert!(!admits("198.18.1.11/32", "198.18.1.12"));
     // `cargo test --test boot -- NAME…` runs only the named parts
     // (small, reference, negative); no argument runs them all.
     let only: Vec<String> = std::env::args()
