@@ -252,7 +252,8 @@ impl Sink for Staging<'_> {
                 .get(rel)
                 .is_some_and(|old| old.as_slice() == bytes)
                 || prev.sums.get(rel).is_some_and(|sum| {
-                    sum.size == bytes.len() as u64 && sum.sha256 == crate::digest::sha256(bytes)
+                    sum.size == bytes.len() as u64
+                        && sum.sha256 == crate::digest::Digest32::of(bytes)
                 }))
         {
             let old = prev.dir.join(rel);
@@ -270,6 +271,27 @@ impl Sink for Staging<'_> {
             .open(&path)
             .map_err(|e| Error::io("creating", &path, e))?;
         std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io("writing", &path, e))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("setting mode of", &path, e))
+    }
+
+    fn put_with(
+        &self,
+        rel: &str,
+        mode: u32,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let path = self.parents(rel)?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("creating", &path, e))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        write(&mut w).map_err(|e| Error::io("writing", &path, e))?;
+        let file = w
+            .into_inner()
+            .map_err(|e| Error::io("writing", &path, e.into_error()))?;
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io("setting mode of", &path, e))
     }
