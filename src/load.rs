@@ -192,21 +192,27 @@ pub fn roles(dir: &Path) -> Result<RoleTree, Error> {
 /// Each host's closure hash in a previous build's `manifest.json` under `out`;
 /// empty when there is none or it cannot be read (the build then marks nothing).
 pub fn previous_closures(out: &Path) -> std::collections::BTreeMap<String, String> {
-    let Ok(bytes) = std::fs::read(out.join("manifest.json")) else {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        hosts: BTreeMap<String, Host>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Host {
+        closure: Option<String>,
+    }
+    // Typed, so that the rest of a large manifest is skipped, not held.
+    let Ok(file) = std::fs::File::open(out.join("manifest.json")) else {
         return Default::default();
     };
-    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let Ok(manifest) = serde_json::from_reader::<_, Manifest>(reader) else {
         return Default::default();
     };
-    manifest["hosts"]
-        .as_object()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .filter_map(|(h, e)| Some((h.clone(), e["closure"].as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+    manifest
+        .hosts
+        .into_iter()
+        .filter_map(|(h, e)| Some((h, e.closure?)))
+        .collect()
 }
 
 // The role tree is an input like the spec: `build.rs` embeds `roles/` and
@@ -248,40 +254,37 @@ impl RoleTree {
 pub const OUTPUT_MARKER: &str = ".pgimg-output";
 
 /// What a build needs of the output it may replace: which hosts' inputs
-/// are unchanged (their fingerprints), the sums of what is there, and the
-/// secret files it holds, so that an unchanged host is kept unrendered and
-/// an unchanged build writes nothing.
+/// are unchanged (their fingerprints), the sums of what is there (a host's
+/// artifacts are those under `hosts/<host>/`), and the secret files it
+/// holds, so that an unchanged host is kept unrendered and an unchanged
+/// build writes nothing.
 #[derive(Debug, Clone, Default)]
 pub struct PreviousOutput {
     pub dir: PathBuf,
-    pub manifest_sha256: String,
+    pub manifest_sha256: crate::digest::Digest32,
     /// Host → fingerprint.
     pub fingerprints: BTreeMap<String, String>,
-    /// Host → its artifacts (`hosts/<host>/…`).
-    pub host_artifacts: BTreeMap<String, Vec<String>>,
+    /// Host → closure, as the previous build reported it.
+    pub closures: BTreeMap<String, String>,
     /// Every public artifact's sum.
     pub sums: BTreeMap<String, crate::digest::Sum>,
     /// `secrets/…` → bytes.
     pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
+// Only what a rebuild needs: a host's artifact list is its range of
+// `artifacts`, so it is not read twice.
 #[derive(serde::Deserialize)]
 struct ManifestFile {
     pgimg_version: String,
     hosts: BTreeMap<String, ManifestHost>,
-    artifacts: BTreeMap<String, ManifestArtifact>,
+    artifacts: BTreeMap<String, crate::digest::Sum>,
 }
 
 #[derive(serde::Deserialize)]
 struct ManifestHost {
+    closure: String,
     fingerprint: Option<String>,
-    artifacts: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct ManifestArtifact {
-    sha256: String,
-    size: u64,
 }
 
 /// Reads the previous output at `out`, if it is a pgimg output of this
@@ -298,26 +301,15 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     }
     let mut prev = PreviousOutput {
         dir: out.to_path_buf(),
-        manifest_sha256: crate::digest::sha256(&bytes),
+        manifest_sha256: crate::digest::Digest32::of(&bytes),
         ..Default::default()
     };
+    drop(bytes);
     for (host, h) in m.hosts {
         prev.fingerprints.insert(host.clone(), h.fingerprint?);
-        prev.host_artifacts.insert(host, h.artifacts);
+        prev.closures.insert(host, h.closure);
     }
-    prev.sums = m
-        .artifacts
-        .into_iter()
-        .map(|(p, a)| {
-            (
-                p,
-                crate::digest::Sum {
-                    sha256: a.sha256,
-                    size: a.size,
-                },
-            )
-        })
-        .collect();
+    prev.sums = m.artifacts;
     let secrets = out.join("secrets");
     if secrets.is_dir() {
         for e in walkdir::WalkDir::new(&secrets).sort_by_file_name() {
@@ -333,31 +325,27 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
 
 /// Each host's artifact paths in the `manifest.json` under `out` (empty when unreadable).
 pub fn host_artifacts(out: &Path) -> BTreeMap<String, Vec<String>> {
-    let Ok(bytes) = std::fs::read(out.join("manifest.json")) else {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        hosts: BTreeMap<String, Host>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Host {
+        #[serde(default)]
+        artifacts: Vec<String>,
+    }
+    let Ok(file) = std::fs::File::open(out.join("manifest.json")) else {
         return BTreeMap::new();
     };
-    let Ok(manifest) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let Ok(manifest) = serde_json::from_reader::<_, Manifest>(reader) else {
         return BTreeMap::new();
     };
-    manifest["hosts"]
-        .as_object()
-        .map(|hosts| {
-            hosts
-                .iter()
-                .map(|(h, e)| {
-                    let paths = e["artifacts"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|p| p.as_str().map(String::from))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (h.clone(), paths)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    manifest
+        .hosts
+        .into_iter()
+        .map(|(h, e)| (h, e.artifacts))
+        .collect()
 }
 
 /// The directory of user files, beside the spec (`overlays/`).

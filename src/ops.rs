@@ -158,10 +158,10 @@ fn unchanged(
     let Some(prev) = previous else {
         return false;
     };
-    c.sites.iter().flat_map(|s| s.hosts.iter()).all(|h| {
-        prev.fingerprints.get(&h.name) == fps.get(&h.name)
-            && prev.host_artifacts.contains_key(&h.name)
-    })
+    c.sites
+        .iter()
+        .flat_map(|s| s.hosts.iter())
+        .all(|h| prev.fingerprints.get(&h.name) == fps.get(&h.name))
 }
 
 /// Plans and renders every artifact of a validated spec in memory. Pure: no
@@ -227,23 +227,24 @@ fn up_to_date(
         return Ok(None);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    let secrets: BTreeMap<String, Vec<u8>> = secret_files
-        .into_iter()
-        .map(|(p, a)| (p, a.bytes))
-        .collect();
-    if secrets != prev.secrets {
+    if secret_files.len() != prev.secrets.len()
+        || secret_files
+            .iter()
+            .any(|(p, a)| prev.secrets.get(p).is_none_or(|old| *old != a.bytes))
+    {
         return Ok(None);
     }
-    let mut sums = prev.sums.clone();
-    sums.remove("manifest.json");
-    sums.remove("SHA256SUMS");
-    for (p, b) in &secrets {
-        sums.insert(p.clone(), Sum::of(b));
-    }
+    drop(secret_files);
+    // Every host is unchanged and the secret files (which never enter the
+    // manifest) are the same: the manifest this build would write is the
+    // previous one exactly when its digest is, computed without its bytes.
+    let sums = &prev.sums;
     let hosts: Vec<(String, String)> = fps.into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
-    let finished = render::manifest::finish(&sums, &hosts, &spec_sha, &inputs.roles.digest());
-    if crate::digest::sha256(&finished.manifest) != prev.manifest_sha256 {
+    let finished =
+        render::manifest::manifest(sums, &hosts, &spec_sha, &inputs.roles.digest(), None)
+            .map_err(|e| Error::io("hashing", Path::new("manifest.json"), e))?;
+    if finished.manifest_sha256 != prev.manifest_sha256 {
         return Ok(None);
     }
     let no_mac: Vec<String> = fleet
@@ -318,11 +319,14 @@ pub fn build_into(
         .par_iter()
         .map(|(c, s, host)| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
-                let kept = prev.host_artifacts[&host.name]
-                    .iter()
-                    .cloned()
-                    .chain(render::install::pxe::paths(host));
-                for path in kept {
+                let prefix = format!("hosts/{}/", host.name);
+                for (path, sum) in prev.sums.range(prefix.clone()..) {
+                    if !path.starts_with(&prefix) {
+                        break;
+                    }
+                    rec.keep(path, sum)?;
+                }
+                for path in render::install::pxe::paths(host) {
                     let sum = prev.sums.get(&path).ok_or_else(|| {
                         Error::Invariant(format!("{path}: in the previous manifest without a sum"))
                     })?;
@@ -395,9 +399,23 @@ pub fn build_into(
         .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
     let host_fps: Vec<(String, String)> = fps.into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
-    let finished = render::manifest::finish(&sums, &host_fps, &spec_sha, &inputs.roles.digest());
-    sink.put("manifest.json", &finished.manifest, 0o644)?;
-    sink.put("SHA256SUMS", &finished.sha256sums, 0o644)?;
+    let roles_sha = inputs.roles.digest();
+    let mut finished = None;
+    sink.put_with("manifest.json", 0o644, &mut |w| {
+        finished = Some(render::manifest::manifest(
+            &sums,
+            &host_fps,
+            &spec_sha,
+            &roles_sha,
+            Some(w),
+        )?);
+        Ok(())
+    })?;
+    let finished =
+        finished.ok_or_else(|| Error::Invariant("manifest.json was not written".into()))?;
+    sink.put_with("SHA256SUMS", 0o644, &mut |w| {
+        render::manifest::sha256sums(&sums, &finished.manifest_sha256, w)
+    })?;
     Ok(BuildReport {
         notes,
         missing_secrets,

@@ -8,7 +8,7 @@
 //! Modes are set explicitly, so the umask plays no part.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use std::collections::BTreeSet;
@@ -141,7 +141,19 @@ pub struct Staging<'a> {
     tmp: PathBuf,
     previous: Option<&'a PreviousOutput>,
     created: Mutex<BTreeSet<PathBuf>>,
+    /// The process's umask, when it could be read: a mode it leaves whole
+    /// is given at creation, and the chmod after it is skipped.
+    umask: Option<u32>,
     committed: bool,
+}
+
+/// The process's file mode creation mask, from `/proc/self/status` (the
+/// `Umask:` line); `None` where it is not there, and every mode is then set
+/// with a chmod after creation.
+fn umask() -> Option<u32> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 impl<'a> Staging<'a> {
@@ -161,6 +173,7 @@ impl<'a> Staging<'a> {
             tmp,
             previous,
             created: Mutex::new(BTreeSet::new()),
+            umask: umask(),
             committed: false,
         })
     }
@@ -185,14 +198,16 @@ impl<'a> Staging<'a> {
         }
         for dir in missing.into_iter().rev() {
             let full = self.tmp.join(&dir);
-            match fs::create_dir(&full) {
+            let mode = if dir.starts_with("secrets") {
+                0o700
+            } else {
+                0o755
+            };
+            match fs::DirBuilder::new().mode(mode).create(&full) {
                 Ok(()) => {
-                    let mode = if dir.starts_with("secrets") {
-                        0o700
-                    } else {
-                        0o755
-                    };
-                    set_mode(&full, mode)?;
+                    if !self.exact(mode) {
+                        set_mode(&full, mode)?;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::io("creating", &full, e)),
@@ -203,6 +218,27 @@ impl<'a> Staging<'a> {
                 .insert(dir);
         }
         Ok(path)
+    }
+
+    /// Whether creating with `mode` gives exactly `mode`: the umask takes
+    /// none of its bits.
+    fn exact(&self, mode: u32) -> bool {
+        self.umask.is_some_and(|m| m & mode == 0)
+    }
+
+    /// Creates a new file with `mode`, the umask notwithstanding.
+    fn create(&self, path: &Path, mode: u32) -> Result<fs::File, Error> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| Error::io("creating", path, e))?;
+        if !self.exact(mode) {
+            file.set_permissions(fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io("setting mode of", path, e))?;
+        }
+        Ok(file)
     }
 
     /// Swaps the staged output into place and removes the previous one.
@@ -252,7 +288,8 @@ impl Sink for Staging<'_> {
                 .get(rel)
                 .is_some_and(|old| old.as_slice() == bytes)
                 || prev.sums.get(rel).is_some_and(|sum| {
-                    sum.size == bytes.len() as u64 && sum.sha256 == crate::digest::sha256(bytes)
+                    sum.size == bytes.len() as u64
+                        && sum.sha256 == crate::digest::Digest32::of(bytes)
                 }))
         {
             let old = prev.dir.join(rel);
@@ -262,16 +299,26 @@ impl Sink for Staging<'_> {
                 return Ok(());
             }
         }
-        // One open, one write and an fchmod: tens of thousands of small
-        // files make the path lookups of a separate chmod count.
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io("creating", &path, e))?;
-        std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io("writing", &path, e))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| Error::io("setting mode of", &path, e))
+        // One open with the mode and one write (an fchmod only when the
+        // umask would take bits): tens of thousands of small files make
+        // every system call per file count.
+        let mut file = self.create(&path, mode)?;
+        std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io("writing", &path, e))
+    }
+
+    fn put_with(
+        &self,
+        rel: &str,
+        mode: u32,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let path = self.parents(rel)?;
+        let file = self.create(&path, mode)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        write(&mut w).map_err(|e| Error::io("writing", &path, e))?;
+        w.into_inner()
+            .map(drop)
+            .map_err(|e| Error::io("writing", &path, e.into_error()))
     }
 
     fn keep(&self, rel: &str) -> Result<(), Error> {
@@ -310,7 +357,6 @@ pub fn new_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 /// fails rather than replace an existing file.
 pub fn create_secret_file(path: &Path, value: &str) -> Result<(), Error> {
     use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
@@ -333,7 +379,6 @@ pub fn create_secret_file(path: &Path, value: &str) -> Result<(), Error> {
 /// 0600; lines already there are never changed.
 pub fn append_env_file(path: &Path, lines: &[(String, String)]) -> Result<(), Error> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)

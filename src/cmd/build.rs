@@ -244,7 +244,13 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return fail(e, o),
     };
-    let artifacts = crate::load::host_artifacts(a.out);
+    // Each host's artifact list is shown only in JSON and verbose reports:
+    // a large fleet's manifest is not read back otherwise.
+    let artifacts = if json_out || term.verbose {
+        crate::load::host_artifacts(a.out)
+    } else {
+        BTreeMap::new()
+    };
     let hosts = fleet
         .hosts()
         .map(|(c, s, h)| {

@@ -44,6 +44,19 @@ impl ArtifactTree {
 pub trait Sink: Sync {
     fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error>;
 
+    /// Puts a file whose bytes `write` produces, such as the manifest, which
+    /// is streamed so that it is never held whole; this default collects them.
+    fn put_with(
+        &self,
+        path: &str,
+        mode: u32,
+        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        write(&mut bytes).map_err(|e| Error::io("rendering", std::path::Path::new(path), e))?;
+        self.put(path, &bytes, mode)
+    }
+
     /// Takes `path` as the previous output has it, without rendering it
     /// again. Only a sink that was given a previous output is asked to.
     fn keep(&self, path: &str) -> Result<(), Error> {

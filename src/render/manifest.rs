@@ -1,11 +1,16 @@
 //! `manifest.json` and `SHA256SUMS` over every public artifact, and the
 //! per-host closure hash an operator can compare with what a host runs.
+//!
+//! Both are streamed to a writer as they are serialized: a large fleet's
+//! manifest is hundreds of megabytes, and no copy of it is ever held.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::digest::{Digest32, HashWriter, Tee};
 pub use crate::digest::{hex, sha256};
 
 use super::artifact::Sum;
@@ -15,129 +20,224 @@ pub fn is_public(path: &str) -> bool {
     !path.starts_with("secrets/")
 }
 
-#[derive(Serialize)]
-struct Manifest<'a> {
-    pgimg_version: &'a str,
-    inputs: Inputs<'a>,
-    hosts: BTreeMap<&'a str, HostEntry<'a>>,
-    artifacts: BTreeMap<&'a str, ArtifactEntry<'a>>,
+/// The artifacts of `host` (`hosts/<host>/…`), in order.
+fn host_range<'a>(
+    sums: &'a BTreeMap<String, Sum>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a Sum)> + 'a {
+    sums.range::<str, _>((
+        std::ops::Bound::Included(prefix),
+        std::ops::Bound::Unbounded,
+    ))
+    .take_while(move |(p, _)| p.starts_with(prefix))
 }
 
-#[derive(Serialize)]
+/// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
+fn closure(sums: &BTreeMap<String, Sum>, host: &str) -> String {
+    let prefix = format!("hosts/{host}/");
+    let mut h = Sha256::new();
+    for (path, sum) in host_range(sums, &prefix) {
+        h.update(sum.sha256.hex_bytes());
+        h.update(b"  ");
+        h.update(path.as_bytes());
+        h.update(b"\n");
+    }
+    hex(&h.finalize())
+}
+
+struct Manifest<'a> {
+    sums: &'a BTreeMap<String, Sum>,
+    /// Host → (fingerprint, closure), sorted by host.
+    hosts: &'a BTreeMap<&'a str, (&'a str, &'a str)>,
+    spec_sha256: &'a str,
+    roles_sha256: &'a str,
+}
+
 struct Inputs<'a> {
     spec_sha256: &'a str,
     roles_sha256: &'a str,
 }
 
-// Borrowed fields: a large fleet's manifest has tens of thousands of entries,
-// and copies of their paths and sums would all be alive at the build's peak.
-#[derive(Serialize)]
+struct Hosts<'a>(&'a Manifest<'a>);
+
 struct HostEntry<'a> {
-    closure: String,
-    /// sha256 over everything the host's artifacts are computed from: an
-    /// unchanged fingerprint lets the next build keep them unrendered.
+    sums: &'a BTreeMap<String, Sum>,
+    host: &'a str,
     fingerprint: &'a str,
-    artifacts: Vec<&'a str>,
+    closure: &'a str,
 }
 
-#[derive(Serialize)]
-struct ArtifactEntry<'a> {
-    sha256: &'a str,
-    size: u64,
+struct Paths<'a> {
+    sums: &'a BTreeMap<String, Sum>,
+    host: &'a str,
 }
 
-/// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
-fn closure<'a>(sums: &'a BTreeMap<String, Sum>, host: &str) -> (String, Vec<&'a str>) {
-    let prefix = format!("hosts/{host}/");
-    let mut h = Sha256::new();
-    let mut paths = Vec::new();
-    for (path, sum) in sums
-        .range::<str, _>((
-            std::ops::Bound::Included(prefix.as_str()),
-            std::ops::Bound::Unbounded,
-        ))
-        .take_while(|(p, _)| p.starts_with(&prefix))
-    {
-        h.update(format!("{}  {path}\n", sum.sha256).as_bytes());
-        paths.push(path.as_str());
+struct Artifacts<'a>(&'a BTreeMap<String, Sum>);
+
+struct ArtifactEntry<'a>(&'a Sum);
+
+impl Serialize for Manifest<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Manifest", 4)?;
+        m.serialize_field("pgimg_version", env!("CARGO_PKG_VERSION"))?;
+        m.serialize_field(
+            "inputs",
+            &Inputs {
+                spec_sha256: self.spec_sha256,
+                roles_sha256: self.roles_sha256,
+            },
+        )?;
+        m.serialize_field("hosts", &Hosts(self))?;
+        m.serialize_field("artifacts", &Artifacts(self.sums))?;
+        m.end()
     }
-    (hex(&h.finalize()), paths)
 }
 
-/// What closes a build: `manifest.json`, `SHA256SUMS` and the hosts' closures.
+impl Serialize for Inputs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("Inputs", 2)?;
+        m.serialize_field("spec_sha256", self.spec_sha256)?;
+        m.serialize_field("roles_sha256", self.roles_sha256)?;
+        m.end()
+    }
+}
+
+impl Serialize for Hosts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.hosts.len()))?;
+        for (host, (fingerprint, closure)) in self.0.hosts {
+            m.serialize_entry(
+                host,
+                &HostEntry {
+                    sums: self.0.sums,
+                    host,
+                    fingerprint,
+                    closure,
+                },
+            )?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for HostEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("HostEntry", 3)?;
+        m.serialize_field("closure", self.closure)?;
+        // sha256 over everything the host's artifacts are computed from: an
+        // unchanged fingerprint lets the next build keep them unrendered.
+        m.serialize_field("fingerprint", self.fingerprint)?;
+        m.serialize_field(
+            "artifacts",
+            &Paths {
+                sums: self.sums,
+                host: self.host,
+            },
+        )?;
+        m.end()
+    }
+}
+
+impl Serialize for Paths<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let prefix = format!("hosts/{}/", self.host);
+        s.collect_seq(host_range(self.sums, &prefix).map(|(p, _)| p))
+    }
+}
+
+impl Serialize for Artifacts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .filter(|(p, _)| is_public(p))
+                .map(|(p, sum)| (p, ArtifactEntry(sum))),
+        )
+    }
+}
+
+impl Serialize for ArtifactEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_struct("ArtifactEntry", 2)?;
+        m.serialize_field("sha256", &self.0.sha256)?;
+        m.serialize_field("size", &self.0.size)?;
+        m.end()
+    }
+}
+
+/// What closes a build besides the two files: each host's closure and the
+/// manifest's digest (for `SHA256SUMS`, and to tell whether it changed).
 pub struct Finished {
-    pub manifest: Vec<u8>,
-    pub sha256sums: Vec<u8>,
+    pub manifest_sha256: Digest32,
     pub closures: BTreeMap<String, String>,
 }
 
-/// Computes `manifest.json` and `SHA256SUMS` from the sums of every artifact
-/// (secrets included: they are filtered out here) and each host's fingerprint.
-pub fn finish(
+/// Streams `manifest.json` to `out` from the sums of every artifact
+/// (secrets included: they are filtered out here) and each host's
+/// fingerprint; `out` may be `None` when only its digest is wanted.
+pub fn manifest(
     sums: &BTreeMap<String, Sum>,
     hosts: &[(String, String)],
     spec_sha256: &str,
     roles_sha256: &str,
-) -> Finished {
-    let mut host_entries = BTreeMap::new();
-    let mut closures = BTreeMap::new();
-    for (h, fingerprint) in hosts {
-        let (c, paths) = closure(sums, h);
-        closures.insert(h.clone(), c.clone());
-        host_entries.insert(
-            h.as_str(),
-            HostEntry {
-                closure: c,
-                fingerprint,
-                artifacts: paths,
-            },
-        );
-    }
-    let artifacts = sums
+    out: Option<&mut dyn Write>,
+) -> io::Result<Finished> {
+    let closures: BTreeMap<String, String> = hosts
         .iter()
-        .filter(|(p, _)| is_public(p))
-        .map(|(p, s)| {
-            (
-                p.as_str(),
-                ArtifactEntry {
-                    sha256: s.sha256.as_str(),
-                    size: s.size,
-                },
-            )
-        })
+        .map(|(h, _)| (h.clone(), closure(sums, h)))
         .collect();
-    let manifest = Manifest {
-        pgimg_version: env!("CARGO_PKG_VERSION"),
-        inputs: Inputs {
-            spec_sha256,
-            roles_sha256,
-        },
-        hosts: host_entries,
-        artifacts,
+    let entries: BTreeMap<&str, (&str, &str)> = hosts
+        .iter()
+        .map(|(h, fp)| (h.as_str(), (fp.as_str(), closures[h].as_str())))
+        .collect();
+    let m = Manifest {
+        sums,
+        hosts: &entries,
+        spec_sha256,
+        roles_sha256,
     };
-    // Sized up front: growing a multi-megabyte buffer by doubling would hold
-    // two copies at once at the build's peak.
-    let mut json = Vec::with_capacity(256 * sums.len() + 4096);
-    serde_json::to_writer_pretty(&mut json, &manifest).expect("the manifest serializes");
-    json.push(b'\n');
-    // SHA256SUMS lists manifest.json too, in its sorted place.
-    let manifest_sum = sha256(&json);
-    let mut manifest_line = Some(format!("{manifest_sum}  manifest.json\n"));
-    let mut listing = String::with_capacity(112 * sums.len() + 112);
-    for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
-        if p.as_str() > "manifest.json"
-            && let Some(line) = manifest_line.take()
-        {
-            listing.push_str(&line);
-        }
-        listing.push_str(&format!("{}  {p}\n", sum.sha256));
-    }
-    if let Some(line) = manifest_line {
-        listing.push_str(&line);
-    }
-    Finished {
-        manifest: json,
-        sha256sums: listing.into_bytes(),
+    let mut sink = io::sink();
+    let mut tee = Tee {
+        inner: match out {
+            Some(w) => w,
+            None => &mut sink,
+        },
+        hash: HashWriter::default(),
+    };
+    serde_json::to_writer_pretty(&mut tee, &m).map_err(io::Error::other)?;
+    tee.write_all(b"\n")?;
+    tee.flush()?;
+    let manifest_sha256 = tee.hash.finish();
+    drop(entries);
+    Ok(Finished {
+        manifest_sha256,
         closures,
+    })
+}
+
+/// Streams `SHA256SUMS` to `out`: every public artifact, and manifest.json
+/// in its sorted place.
+pub fn sha256sums(
+    sums: &BTreeMap<String, Sum>,
+    manifest_sha256: &Digest32,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let line = |out: &mut dyn Write, sha: &Digest32, path: &str| {
+        out.write_all(&sha.hex_bytes())?;
+        out.write_all(b"  ")?;
+        out.write_all(path.as_bytes())?;
+        out.write_all(b"\n")
+    };
+    let mut manifest_pending = true;
+    for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
+        if manifest_pending && p.as_str() > "manifest.json" {
+            line(out, manifest_sha256, "manifest.json")?;
+            manifest_pending = false;
+        }
+        line(out, &sum.sha256, p)?;
     }
+    if manifest_pending {
+        line(out, manifest_sha256, "manifest.json")?;
+    }
+    out.flush()
 }
