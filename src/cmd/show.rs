@@ -77,7 +77,7 @@ pub fn show(v: &Validated) -> Result<String, crate::Error> {
         .to_vec(),
     ];
     for ((c, s, h), plan) in v.fleet.hosts().zip(&plans) {
-        let mut ports: Vec<u16> = plan.ports.iter().map(|p| p.0).collect();
+        let mut ports: Vec<u16> = plan.ports.iter().filter_map(|p| p.port).collect();
         ports.dedup();
         rows.push(vec![
             c.name.clone(),
