@@ -159,7 +159,9 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
 /// (`Ctx::ports`): pgimg keeps no table of role ports of its own.
 pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (_, _, h) in ctx.fleet.hosts() {
+    for (_, s, h) in ctx.fleet.hosts() {
+        // A site without `pg` hosts is PG0200 already: nothing to reach there.
+        let has_pg = s.with_role(Role::Pg).next().is_some();
         let Some(ports) = ctx.ports.get(&h.name) else {
             continue;
         };
@@ -197,7 +199,7 @@ pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
                     .for_host(&h.name),
                 );
             }
-            if h.config.os.firewall && p.for_clients && p.sources == 0 {
+            if h.config.os.firewall && has_pg && p.for_clients && p.sources == 0 {
                 out.push(
                     Diagnostic::error(
                         Code::ClosedClientPort,

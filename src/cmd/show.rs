@@ -158,6 +158,7 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("network/gateway", opt(&n.gateway));
     put("network/dns", list(&n.dns));
     put("network/domain", opt(&n.domain));
+    put("network/client_networks", list(&n.client_networks));
     let r = &c.repos;
     put("repos/baseos", opt(&r.baseos));
     put("repos/appstream", opt(&r.appstream));

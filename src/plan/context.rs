@@ -656,14 +656,18 @@ fn firewall_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) ->
     if let Some(src) = cluster.source_of(site) {
         etcd_clients.extend(src.with_role(Role::Pg));
     }
-    let keepalived = host.config.haproxy.virtual_address.is_some()
-        && site.with_role(Role::Haproxy).count() >= 2;
+    let keepalived =
+        host.config.haproxy.virtual_address.is_some() && site.with_role(Role::Haproxy).count() >= 2;
     FirewallContext {
         etcd_peers: sources(&mut site.with_role(Role::Etcd)),
         etcd_clients: sources(&mut etcd_clients.into_iter()),
         members: sources(&mut site.with_role(Role::Pg)),
         haproxies: sources(&mut site.with_role(Role::Haproxy)),
-        followers: sources(&mut cluster.followers_of(site).flat_map(|f| f.with_role(Role::Pg))),
+        followers: sources(
+            &mut cluster
+                .followers_of(site)
+                .flat_map(|f| f.with_role(Role::Pg)),
+        ),
         haproxy_peers: if keepalived && host.has(Role::Haproxy) {
             sources(&mut site.with_role(Role::Haproxy))
         } else {

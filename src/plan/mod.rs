@@ -287,17 +287,14 @@ pub fn plan_host(
     Ok(plan)
 }
 
-/// An address or a network (`a.b.c.d/n`, `x::/n`): what a firewall source may be.
+/// What a firewall source may look like: an address or a network
+/// (`a.b.c.d/n`, `x::/n`), never a name. Whether it is a valid one is the
+/// semantic checks' business (PG0103), which run before any build.
 fn is_source(s: &str) -> bool {
-    let (addr, prefix) = match s.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (s, None),
-    };
-    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
-        return false;
-    };
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max) && !p.starts_with('+'))
+    !s.is_empty()
+        && (s.contains('.') || s.contains(':'))
+        && s.chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/'))
 }
 
 /// Two roles may plan the same directory alike; anything else planned twice is an error.

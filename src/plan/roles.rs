@@ -319,7 +319,9 @@ impl RoleDefs {
             for p in &def.ports {
                 let known = matches!(p.proto.as_str(), "tcp" | "udp" | "sctp" | "dccp");
                 let name_ok = !p.proto.is_empty()
-                    && p.proto.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    && p.proto
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
                 if p.port.is_some() != known || !name_ok {
                     return Err(Error::Template(format!(
                         "roles/{path}: port `{}` needs a `port` with a protocol of tcp, udp, sctp or dccp, \
