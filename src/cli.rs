@@ -219,6 +219,10 @@ pub struct LabArgs {
     /// Use the role templates in this directory instead of the built-in ones.
     #[arg(long)]
     pub roles: Option<PathBuf>,
+    /// Boot mode: every host a systemd-nspawn container with systemd as PID 1,
+    /// installed by its own kickstart or user-data, on 198.18.0.0/15 (as root).
+    #[arg(long)]
+    pub boot: bool,
 }
 
 /// How `pgimg diff` prints its report.

@@ -150,6 +150,12 @@ fn secrets_command(action: SecretsAction, term: &Term, o: &mut Output) -> io::Re
 
 fn lab_command(action: LabAction, o: &mut Output) -> io::Result<ExitCode> {
     let (LabAction::Up(a) | LabAction::Status(a) | LabAction::Down(a)) = &action;
+    if a.boot {
+        return match lab::boot::command(action) {
+            Ok(text) => o.out.write_all(text.as_bytes()).map(|()| ExitCode::SUCCESS),
+            Err(e) => error(&e, o),
+        };
+    }
     let opts = lab::Options {
         spec: a.spec.clone(),
         cluster: a.cluster.clone(),

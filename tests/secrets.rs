@@ -360,7 +360,9 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
         for format in ["text", "markdown", "json"] {
             let diff = run(
                 dir.path(),
-                &["diff", "out", "out-b", "--format", format, "--color", "never"],
+                &[
+                    "diff", "out", "out-b", "--format", format, "--color", "never",
+                ],
                 &[],
             );
             // 0 (same) or 1 (different): never an error.
@@ -372,7 +374,10 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
         }
         for side in ["out", "out-b"] {
             let verify = run(dir.path(), &["verify", side], &[]);
-            assert!(verify.status.success(), "{example}: verify {side}: {verify:?}");
+            assert!(
+                verify.status.success(),
+                "{example}: verify {side}: {verify:?}"
+            );
             review.push(verify);
         }
         let review_logs: String = review

@@ -610,7 +610,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__lab__subcmd__down)
-            opts="-q -v -h --root --net --roles --quiet --verbose --color --help"
+            opts="-q -v -h --root --net --roles --boot --quiet --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -710,7 +710,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__lab__subcmd__status)
-            opts="-q -v -h --root --net --roles --quiet --verbose --color --help"
+            opts="-q -v -h --root --net --roles --boot --quiet --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -740,7 +740,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__lab__subcmd__up)
-            opts="-q -v -h --root --net --roles --quiet --verbose --color --help"
+            opts="-q -v -h --root --net --roles --boot --quiet --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

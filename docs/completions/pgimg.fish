@@ -169,6 +169,7 @@ complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcomm
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from up" -l color -d 'When to colour the output: on a terminal unless NO_COLOR is set (auto), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from up" -l boot -d 'Boot mode: every host a systemd-nspawn container with systemd as PID 1, installed by its own kickstart or user-data, on 198.18.0.0/15 (as root)'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from up" -s q -l quiet -d 'Print only diagnostics and errors: no summary, no per-host lines, no progress'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from up" -s v -l verbose -d 'Print more: `build` lists every artifact of each host'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
@@ -178,6 +179,7 @@ complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcomm
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from status" -l color -d 'When to colour the output: on a terminal unless NO_COLOR is set (auto), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from status" -l boot -d 'Boot mode: every host a systemd-nspawn container with systemd as PID 1, installed by its own kickstart or user-data, on 198.18.0.0/15 (as root)'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print only diagnostics and errors: no summary, no per-host lines, no progress'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more: `build` lists every artifact of each host'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
@@ -187,6 +189,7 @@ complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcomm
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from down" -l color -d 'When to colour the output: on a terminal unless NO_COLOR is set (auto), always, never' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from down" -l boot -d 'Boot mode: every host a systemd-nspawn container with systemd as PID 1, installed by its own kickstart or user-data, on 198.18.0.0/15 (as root)'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from down" -s q -l quiet -d 'Print only diagnostics and errors: no summary, no per-host lines, no progress'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from down" -s v -l verbose -d 'Print more: `build` lists every artifact of each host'
 complete -c pgimg -n "__fish_pgimg_using_subcommand lab; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'

@@ -19,6 +19,7 @@
 //! Bookkeeping lives in `<lab root>/.lab/`: `state.json` (the topology as
 //! mapped), `procs` (every process started, with its start time) and `log/`.
 
+pub mod boot;
 pub mod mapping;
 
 mod daemons;

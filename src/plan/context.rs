@@ -33,6 +33,9 @@ pub struct Mapping {
     /// route's source (127.0.0.1), whichever loopback address the client
     /// stands for. `None` (a real build): each host's own address.
     pub source: Option<String>,
+    /// Names a lab's own name service answers (stand-ins of services outside
+    /// the cluster), as `/etc/hosts` lines: address → names. Empty for a real build.
+    pub names: BTreeMap<String, Vec<String>>,
 }
 
 impl Mapping {
@@ -54,6 +57,29 @@ impl Mapping {
             .get(host)
             .cloned()
             .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
+    /// A URL with its host mapped like an address (`http://169.254.169.254`
+    /// → the lab's stand-in): only an IP literal in `addresses` moves.
+    pub fn url(&self, u: &str) -> String {
+        let Some((scheme, rest)) = u.split_once("://") else {
+            return u.to_string();
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => {
+                (h, Some(p))
+            }
+            _ => (authority, None),
+        };
+        match self.addresses.get(host) {
+            Some(a) => match port {
+                Some(p) => format!("{scheme}://{a}:{p}{tail}"),
+                None => format!("{scheme}://{a}{tail}"),
+            },
+            None => u.to_string(),
+        }
     }
 
     /// The prefix of a host's absolute paths: empty for a real build.
@@ -324,7 +350,7 @@ pub struct HostContext {
     pub haproxy: HaproxyContext,
     pub source_date_epoch: u64,
     /// Day-two facts (`render::daytwo::host_context`).
-    pub daytwo: Value,
+    pub daytwo: super::daytwo::DayTwo,
     pub secrets: SecretsContext,
     pub firewall: FirewallContext,
 }
@@ -342,7 +368,7 @@ pub struct SecretsContext {
     pub conf: String,
 }
 
-fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> SecretsContext {
+fn secrets_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> SecretsContext {
     let d = &cluster.secrets.delivery;
     let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
     let files = crate::plan::secrets::host_files(cluster, site, host);
@@ -351,7 +377,7 @@ fn secrets_context(cluster: &Cluster, site: &Site, host: &Host) -> SecretsContex
         ssm: fetch && d.ssm.is_some(),
         https: fetch && d.https.is_some(),
         conf: if fetch {
-            crate::plan::secrets::source_conf(cluster, host, &files)
+            crate::plan::secrets::source_conf(cluster, host, &files, m)
         } else {
             String::new()
         },
@@ -414,6 +440,8 @@ pub struct ClusterFacts {
     pub name: String,
     /// Every host of every site: DR runbooks and checks name them.
     pub hosts: Vec<MemberFacts>,
+    /// `/etc/hosts` lines of a lab's stand-ins (`Mapping::names`); empty for a real build.
+    pub lab_names: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -794,6 +822,11 @@ pub fn host_context(
                 .flat_map(|s| s.hosts.iter())
                 .map(member)
                 .collect(),
+            lab_names: m
+                .names
+                .iter()
+                .map(|(a, n)| format!("{a} {}\n", n.join(" ")))
+                .collect(),
         },
         site: SiteFacts {
             name: site.name.clone(),
@@ -960,7 +993,7 @@ pub fn host_context(
         },
         source_date_epoch: fleet.source_date_epoch,
         daytwo: super::daytwo::host_context(cluster, site, host, m),
-        secrets: secrets_context(cluster, site, host),
+        secrets: secrets_context(cluster, site, host, m),
         firewall: firewall_context(cluster, site, host, m),
     }
 }
