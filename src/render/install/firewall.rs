@@ -14,14 +14,21 @@
 //!
 //! Syntax: firewalld.richlanguage(5), "General rule structure" (`rule
 //! [family] [source] port|protocol … accept`, `port port="…" protocol="…"`,
-//! `protocol value="…"`, a source being an address or a network). Rich rules
+//! `protocol value="…"`, a source being an address or a network;
+//! https://man.archlinux.org/man/firewalld.richlanguage.5). Rich rules
 //! rather than a dedicated zone with sources: a zone's sources open all of
 //! its ports to all of them, while here each port has its own sources. The
-//! kickstart's `firewall` command cannot name sources (pykickstart's
-//! `firewall`: `--port`, `--service`, `--trust`, `--remove-service` only), and
-//! firewalld does not run in `%post`'s chroot or before cloud-init's
-//! `runcmd` has started it, so both use `firewall-offline-cmd`, which edits
-//! the permanent configuration the daemon loads at start. firewall-offline-cmd
+//! kickstart's `firewall` command has ports, services and trusted
+//! interfaces but no source (pykickstart's `commands/firewall.py`,
+//! https://pykickstart.readthedocs.io/en/latest/_modules/pykickstart/commands/firewall.html).
+//! `%post` runs chrooted in the installed system, where most systemctl
+//! commands do nothing (RHEL "%post script",
+//! https://docs.redhat.com/en/documentation/red_hat_enterprise_linux/10/install-post_script_section_options),
+//! so firewalld is not running there, nor yet when cloud-init's `runcmd`
+//! enables it: both use `firewall-offline-cmd`, "to be used only if the
+//! firewalld service is not running … in the install environment"
+//! (firewall-offline-cmd(1)), which edits the permanent configuration the
+//! daemon loads at start. firewall-offline-cmd
 //! refuses to mix its lokkit options (`--remove-service`) with the others
 //! (`--add-service`, `--add-rich-rule`): "Can't use lokkit options with other
 //! options" (firewalld 1.3), so they are separate commands. The conformance
