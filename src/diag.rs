@@ -70,6 +70,7 @@ codes! {
     PatroniTiming = "PG0120", Error, "Patroni needs `loop_wait + 2 * retry_timeout <= ttl`";
     PatroniMinimum = "PG0121", Error, "a Patroni timing is below its minimum (ttl 20, loop_wait 1, retry_timeout 3)";
     PortCollision = "PG0130", Error, "two services of one host use the same port";
+    ClosedClientPort = "PG0131", Warning, "the firewall opens a port meant for clients to no source at all: set `network.client_networks`";
     UnknownSource = "PG0140", Error, "a DR site's `standby_of` names no site of its cluster";
     StandbyCycle = "PG0141", Error, "DR sites follow each other in a cycle";
     SameScope = "PG0142", Error, "a DR site has the same Patroni scope as its source";

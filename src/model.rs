@@ -149,6 +149,7 @@ pub struct Network {
     pub gateway: Option<String>,
     pub dns: Vec<String>,
     pub domain: Option<String>,
+    pub client_networks: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -684,6 +685,12 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
                 .map(|d| d.0)
                 .collect(),
             domain: net.domain.map(|d| d.0),
+            client_networks: net
+                .client_networks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.0)
+                .collect(),
         },
         repos: Repos {
             baseos: repos.baseos.map(|u| u.0),

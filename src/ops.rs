@@ -36,7 +36,8 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
     };
     let fleet = model::resolve(&parsed.spec);
     let mut diags = parsed.warnings.clone();
-    diags.extend(check::run(&fleet, &parsed.spans, &parsed.source));
+    let ports = planned_ports(&fleet);
+    diags.extend(check::run(&fleet, &parsed.spans, &parsed.source, &ports));
     if strict {
         diag::make_strict(&mut diags);
     }
@@ -49,6 +50,35 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
         fleet,
         warnings: diags,
     })
+}
+
+/// The ports each host's roles open, planned from the embedded role tree's
+/// `role.yaml` files, for the semantic checks. A host that cannot be planned
+/// is left out: the build reports why.
+fn planned_ports(fleet: &model::Fleet) -> check::PlannedPorts {
+    let Ok(defs) = RoleDefs::parse(&load::RoleTree::embedded()) else {
+        return Default::default();
+    };
+    let m = Mapping::default();
+    fleet
+        .hosts()
+        .filter_map(|(c, s, h)| {
+            let plan = plan::plan_host(&defs, fleet, c, s, h, &m).ok()?;
+            let ports = plan
+                .ports
+                .iter()
+                .map(|p| check::PortFact {
+                    port: p.port,
+                    proto: p.proto.clone(),
+                    service: p.service.clone(),
+                    setting: p.setting.clone(),
+                    sources: p.sources.len(),
+                    for_clients: p.for_clients,
+                })
+                .collect();
+            Some((h.name.clone(), ports))
+        })
+        .collect()
 }
 
 /// Everything a build reads besides the spec.

@@ -156,11 +156,11 @@ fn resolve_names_the_layer_and_line_of_each_setting() {
     // The site overrides the cluster's token; the defaults set the domain; nobody sets the ttl.
     assert_eq!(
         row("etcd/token"),
-        "etcd/token dr-etcd-cluster-01 site dr examples/reference-cluster.yml:85"
+        "etcd/token dr-etcd-cluster-01 site dr examples/reference-cluster.yml:88"
     );
     let spec = support::read("examples/reference-cluster.yml");
     assert_eq!(
-        spec.lines().nth(84).map(str::trim),
+        spec.lines().nth(87).map(str::trim),
         Some("token: dr-etcd-cluster-01")
     );
     assert_eq!(
@@ -170,7 +170,7 @@ fn resolve_names_the_layer_and_line_of_each_setting() {
     assert_eq!(row("patroni/ttl"), "patroni/ttl 30 built-in");
     // A field of a repository the site wrote, and one it left to the default.
     assert!(
-        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:91")
+        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:94")
     );
     assert_eq!(
         row("pgbackrest/repos/0/retention_full"),

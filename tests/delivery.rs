@@ -313,10 +313,19 @@ fn the_reference_example_has_bare_metal_hosts() {
         "{ks}"
     );
     assert!(ks.contains("chown postgres:postgres /var/lib/pgsql/17\n"));
-    assert!(ks.contains("--port=2379:tcp,2380:tcp,5432:tcp,8008:tcp\n"));
+    // The installer's firewall command opens SSH only; %post opens each
+    // role port to its sources, as the user-data does, never to everyone.
+    assert!(ks.contains(
+        "firewall --enabled --service=ssh --remove-service=cockpit --remove-service=dhcpv6-client\n"
+    ));
+    assert!(!ks.contains("--port="), "{ks}");
+    assert!(ks.contains(
+        "--add-rich-rule='rule family=\"ipv4\" source address=\"172.31.39.118/32\" port port=\"2380\" protocol=\"tcp\" accept'"
+    ));
     let lb = String::from_utf8_lossy(file(&tree, "hosts/haproxy/kickstart.ks")).into_owned();
     assert!(lb.contains("\nsetsebool -P haproxy_connect_any 1\n"));
-    assert!(lb.contains("--port=5000:tcp,5001:tcp,7000:tcp\n"));
+    assert!(!lb.contains("--port="));
+    assert!(lb.contains("port port=\"5000\" protocol=\"tcp\" accept'"));
     assert!(lb.contains("\nautopart\n"));
 }
 
@@ -479,4 +488,102 @@ clusters:
     assert_eq!(run.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("host big1: user-data is"), "{stderr}");
     assert!(!out.exists(), "nothing written");
+}
+
+/// The firewall lines of a kickstart's `%post` and of a user-data's `runcmd`.
+fn firewall_lines(ks: &str, user_data: &str) -> (Vec<String>, Vec<String>) {
+    let ks_lines = ks
+        .lines()
+        .filter(|l| l.starts_with("firewall-offline-cmd "))
+        .map(String::from)
+        .collect();
+    let ud_lines = user_data
+        .lines()
+        .filter_map(|l| l.strip_prefix("- 'firewall-offline-cmd "))
+        .map(|l| {
+            let l = l.strip_suffix('\'').unwrap_or(l);
+            format!("firewall-offline-cmd {}", l.replace("''", "'"))
+        })
+        .collect();
+    (ks_lines, ud_lines)
+}
+
+#[test]
+fn the_firewall_opens_each_port_to_its_sources_alike_in_both_install_paths() {
+    let text = support::read("examples/reference-cluster.yml")
+        .replace(
+            "{ name: haproxy, address: 172.31.10.50, roles: [haproxy],",
+            "{ name: haproxy, address: 172.31.10.50, roles: [haproxy], settings: { haproxy: { virtual_address: 172.31.10.49 } } }\n          - { name: haproxy2, address: 172.31.10.51, roles: [haproxy], settings: { haproxy: { virtual_address: 172.31.10.49 } },",
+        )
+        .replace("client_networks: [10.20.0.0/16]", "client_networks: [10.20.0.0/16, fd00:20::/64]");
+    let tree = build_text("reference-cluster.yml", &text, RoleTree::embedded()).expect("build");
+    let host = |h: &str| {
+        let ks =
+            String::from_utf8_lossy(file(&tree, &format!("hosts/{h}/kickstart.ks"))).into_owned();
+        let ud = user_data_text(file(&tree, &format!("hosts/{h}/user-data")));
+        let (k, u) = firewall_lines(&ks, &ud);
+        assert_eq!(k, u, "{h}: the two install paths open the same");
+        k.join("\n")
+    };
+    let rule = |src: &str, port: &str| {
+        let family = if src.contains(':') { "ipv6" } else { "ipv4" };
+        format!(
+            "'rule family=\"{family}\" source address=\"{src}\" port port=\"{port}\" protocol=\"tcp\" accept'"
+        )
+    };
+    let pg1 = host("pg1");
+    assert!(
+        pg1.starts_with("firewall-offline-cmd --add-service=ssh\n"),
+        "{pg1}"
+    );
+    // No port is open to every source any more.
+    assert!(!pg1.contains("--add-port"), "{pg1}");
+    // etcd's peer port: the other etcd members only.
+    let peer: Vec<&str> = pg1
+        .lines()
+        .filter(|l| l.contains("port=\"2380\""))
+        .collect();
+    assert_eq!(peer.len(), 1, "{pg1}");
+    assert_eq!(peer[0].matches("--add-rich-rule").count(), 2, "{pg1}");
+    assert!(
+        !peer[0].contains("172.31.10.5"),
+        "no HAProxy on etcd's peer port: {pg1}"
+    );
+    // PostgreSQL: members, both HAProxies, the DR site's members, the client networks.
+    for src in [
+        "172.31.10.50/32",
+        "172.31.10.51/32",
+        "10.20.0.0/16",
+        "fd00:20::/64",
+    ] {
+        assert!(pg1.contains(&rule(src, "5432")), "{src} on 5432: {pg1}");
+    }
+    let dr_member = "172.32.34.169/32";
+    assert!(pg1.contains(&rule(dr_member, "5432")), "{pg1}");
+    // The REST API: the site's members and HAProxies, never the clients or the DR site.
+    assert!(pg1.contains(&rule("172.31.10.51/32", "8008")), "{pg1}");
+    assert!(!pg1.contains(&rule("10.20.0.0/16", "8008")), "{pg1}");
+    assert!(!pg1.contains(&rule(dr_member, "8008")), "{pg1}");
+    // HAProxy: clients on its listeners, the DR members on the write port only, VRRP from the peer.
+    let lb = host("haproxy");
+    assert!(lb.contains(&rule("10.20.0.0/16", "5000")), "{lb}");
+    assert!(lb.contains(&rule(dr_member, "5000")), "{lb}");
+    assert!(!lb.contains(&rule(dr_member, "5001")), "{lb}");
+    assert!(
+        lb.contains("--add-rich-rule='rule family=\"ipv4\" source address=\"172.31.10.51/32\" protocol value=\"vrrp\" accept'"),
+        "{lb}"
+    );
+    assert!(
+        !lb.contains("source address=\"172.31.10.50/32\""),
+        "not itself: {lb}"
+    );
+    // Without the firewall, no rule at all.
+    let off = text.replace(
+        "  os:\n    timezone: UTC",
+        "  os:\n    firewall: false\n    timezone: UTC",
+    );
+    let tree = build_text("reference-cluster.yml", &off, RoleTree::embedded()).expect("build");
+    let ks = String::from_utf8_lossy(file(&tree, "hosts/pg1/kickstart.ks")).into_owned();
+    assert!(ks.contains("\nfirewall --disabled\n"));
+    assert!(!ks.contains("firewall-offline-cmd"));
 }

@@ -184,7 +184,7 @@ cases! {
     pg0111_even_etcd => case(LB1, "roles: [haproxy, etcd] }", "PG0111", (23, 9));
     pg0112_single_etcd => case(
         "          - { name: n2, address: 10.3.0.12, roles: [pg, etcd] }\n          - { name: n3, address: 10.3.0.13, roles: [etcd] }\n",
-        "",
+        "          - { name: n2, address: 10.3.0.12, roles: [pg] }\n",
         "PG0112",
         (41, 9)
     );
@@ -201,6 +201,12 @@ cases! {
         "roles: [haproxy], settings: { haproxy: { stats_port: 5000 } } }",
         "PG0130",
         (27, 99)
+    );
+    pg0131_closed_client_port => case(
+        "{ name: n2, address: 10.3.0.12, roles: [pg, etcd] }",
+        "{ name: n2, address: 10.3.0.12, roles: [etcd] }",
+        "PG0131",
+        (42, 13)
     );
     pg0140_unknown_source => case(
         "standby_of: east\n        scope: main_west",
@@ -468,7 +474,8 @@ fn strict_turns_each_warning_into_an_error() {
     assert_eq!(
         warnings,
         [
-            "PG0030", "PG0112", "PG0114", "PG0181", "PG0202", "PG0212", "PG0303", "PG0410"
+            "PG0030", "PG0112", "PG0114", "PG0131", "PG0181", "PG0202", "PG0212", "PG0303",
+            "PG0410"
         ]
     );
 }

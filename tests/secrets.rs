@@ -324,6 +324,91 @@ fn init_then_require_secrets_builds_every_example_and_leaks_nothing() {
             S3,
         );
         assert!(build.status.success(), "{example}: build: {build:?}");
+
+        // A second build whose every secret differs, then `pgimg diff` of the
+        // two outputs in each format and `pgimg verify` of each: neither the
+        // diffs nor any log may show a value of either side.
+        let other: BTreeMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.chars().rev().collect::<String>() + "Zz"))
+            .collect();
+        let other_env: String = other.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(dir.path().join("other.env"), other_env).unwrap();
+        let other_s3: Vec<(String, String)> = S3
+            .iter()
+            .map(|(k, v)| (k.to_string(), format!("{v}Other")))
+            .collect();
+        let other_s3_ref: Vec<(&str, &str)> = other_s3
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let build_b = run(
+            dir.path(),
+            &[
+                "build",
+                "spec.yml",
+                "-o",
+                "out-b",
+                "--require-secrets",
+                "--secrets-env",
+                "other.env",
+            ],
+            &other_s3_ref,
+        );
+        assert!(build_b.status.success(), "{example}: build b: {build_b:?}");
+        let mut review = Vec::new();
+        for format in ["text", "markdown", "json"] {
+            let diff = run(
+                dir.path(),
+                &[
+                    "diff", "out", "out-b", "--format", format, "--color", "never",
+                ],
+                &[],
+            );
+            // 0 (same) or 1 (different): never an error.
+            assert!(
+                matches!(diff.status.code(), Some(0 | 1)),
+                "{example}: diff --format {format}: {diff:?}"
+            );
+            review.push(diff);
+        }
+        for side in ["out", "out-b"] {
+            let verify = run(dir.path(), &["verify", side], &[]);
+            assert!(
+                verify.status.success(),
+                "{example}: verify {side}: {verify:?}"
+            );
+            review.push(verify);
+        }
+        let review_logs: String = review
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect();
+        assert!(!review_logs.is_empty());
+        let both_sides = values
+            .iter()
+            .chain(other.iter())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(S3.iter().copied())
+            .chain(other_s3_ref.iter().copied());
+        for (name, v) in both_sides {
+            assert!(
+                !review_logs.contains(v),
+                "{example}: diff or verify output holds {name}"
+            );
+            assert!(
+                !String::from_utf8_lossy(&build_b.stdout).contains(v)
+                    && !String::from_utf8_lossy(&build_b.stderr).contains(v),
+                "{example}: the second build's log holds {name}"
+            );
+        }
+
         let logs = [&init, &again, &check, &build]
             .iter()
             .map(|o| {

@@ -21,7 +21,29 @@ pub struct Ctx<'a> {
     pub fleet: &'a Fleet,
     pub spans: &'a SpanTable,
     pub source: &'a SourceFile,
+    /// Host name → the ports its roles open, as planned from `role.yaml`.
+    pub ports: &'a PlannedPorts,
 }
+
+/// A port a host's roles open, as the plan has it (`roles/*/role.yaml`
+/// `ports:`): rules see ports only through these, never through a table of
+/// their own. `ops::validate` plans the hosts to fill them in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortFact {
+    /// `None` for a protocol without ports (VRRP).
+    pub port: Option<u16>,
+    pub proto: String,
+    pub service: String,
+    /// The setting that chooses the port (`postgresql/port`).
+    pub setting: Option<String>,
+    /// How many sources the firewall opens it to.
+    pub sources: usize,
+    /// Whether the client networks are among its sources.
+    pub for_clients: bool,
+}
+
+/// Host name → its ports.
+pub type PlannedPorts = std::collections::BTreeMap<String, Vec<PortFact>>;
 
 impl Ctx<'_> {
     /// `file:line` of the node at `pointer`, for "first used at" notes.
@@ -72,8 +94,13 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "ports",
-        codes: &[Code::PortCollision],
+        codes: &[Code::PortCollision, Code::ClosedClientPort],
         run: network::ports,
+    },
+    Rule {
+        name: "client networks",
+        codes: &[Code::InvalidAddress],
+        run: network::client_networks,
     },
     Rule {
         name: "network boot",
@@ -215,11 +242,17 @@ pub const RULES: &[Rule] = &[
 ];
 
 /// Runs every rule; the result is sorted, deduplicated and positioned.
-pub fn run(fleet: &Fleet, spans: &SpanTable, source: &SourceFile) -> Vec<Diagnostic> {
+pub fn run(
+    fleet: &Fleet,
+    spans: &SpanTable,
+    source: &SourceFile,
+    ports: &PlannedPorts,
+) -> Vec<Diagnostic> {
     let ctx = Ctx {
         fleet,
         spans,
         source,
+        ports,
     };
     let found: Vec<Diagnostic> = RULES.iter().flat_map(|r| (r.run)(&ctx)).collect();
     let mut out: Vec<Diagnostic> = once_per_setting(found)

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::Ctx;
+use super::{Ctx, PortFact};
 use crate::diag::{Code, Diagnostic};
 use crate::spec::v1::{HbaMethod, HbaType, Role};
 
@@ -154,46 +154,83 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
+/// Port clashes and ports meant for clients that the firewall opens to no
+/// one, over the ports the host's roles open as planned from `role.yaml`
+/// (`Ctx::ports`): pgimg keeps no table of role ports of its own.
 pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (_, _, h) in ctx.fleet.hosts() {
-        let c = &h.config;
-        let mut used: Vec<(u16, &str, &str)> = Vec::new();
-        if h.has(Role::Etcd) {
-            used.push((c.etcd.client_port, "etcd client", "etcd/client_port"));
-            used.push((c.etcd.peer_port, "etcd peer", "etcd/peer_port"));
-        }
-        if h.has(Role::Pg) {
-            used.push((c.postgresql.port, "PostgreSQL", "postgresql/port"));
-            used.push((
-                c.patroni.restapi_port,
-                "Patroni REST API",
-                "patroni/restapi_port",
-            ));
-        }
-        if h.has(Role::Haproxy) {
-            used.push((c.haproxy.write_port, "HAProxy write", "haproxy/write_port"));
-            used.push((c.haproxy.read_port, "HAProxy read", "haproxy/read_port"));
-            used.push((c.haproxy.stats_port, "HAProxy stats", "haproxy/stats_port"));
-        }
-        for (i, (port, what, path)) in used.iter().enumerate() {
-            if let Some((_, first, first_path)) = used[..i].iter().find(|(p, _, _)| p == port) {
-                // Point at whichever of the two the user wrote; a built-in default cannot be edited.
-                let p = if h.origins.contains_key(*path) {
-                    h.origin(path)
+    for (_, s, h) in ctx.fleet.hosts() {
+        // A site without `pg` hosts is PG0200 already: nothing to reach there.
+        let has_pg = s.with_role(Role::Pg).next().is_some();
+        let Some(ports) = ctx.ports.get(&h.name) else {
+            continue;
+        };
+        // Point at whichever setting the user wrote; a built-in default cannot be edited.
+        let written = |p: &PortFact| {
+            p.setting
+                .as_deref()
+                .is_some_and(|s| h.origins.contains_key(s))
+        };
+        let origin = |p: &PortFact| match &p.setting {
+            Some(s) => h.origin(s),
+            None => h.pointer.clone(),
+        };
+        for (i, p) in ports.iter().enumerate() {
+            let Some(port) = p.port else { continue };
+            let first = ports[..i]
+                .iter()
+                .find(|q| q.port == Some(port) && q.proto == p.proto);
+            if let Some(first) = first {
+                let at = if written(p) || !written(first) {
+                    origin(p)
                 } else {
-                    h.origin(first_path)
+                    origin(first)
                 };
                 out.push(
                     Diagnostic::error(
                         Code::PortCollision,
-                        &p,
+                        &at,
                         format!(
-                            "port {port} on host `{}` is used by both {first} and {what}",
-                            h.name
+                            "port {port} on host `{}` is used by both {} and {}",
+                            h.name, first.service, p.service
                         ),
                     )
                     .expected("a port no other service of this host uses")
+                    .for_host(&h.name),
+                );
+            }
+            if h.config.os.firewall && has_pg && p.for_clients && p.sources == 0 {
+                out.push(
+                    Diagnostic::error(
+                        Code::ClosedClientPort,
+                        &h.origin("network/client_networks"),
+                        format!(
+                            "the firewall of host `{}` opens port {port} ({}) to no source: no client reaches it",
+                            h.name, p.service
+                        ),
+                    )
+                    .expected("`network.client_networks`: the networks clients connect from, such as `10.20.0.0/16`")
+                    .for_host(&h.name),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Client networks must be networks (`10.20.0.0/16`, `fd00::/64`).
+pub fn client_networks(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (_, _, h) in ctx.fleet.hosts() {
+        for (i, n) in h.config.network.client_networks.iter().enumerate() {
+            if parse_cidr(n).is_none() {
+                out.push(
+                    Diagnostic::error(
+                        Code::InvalidAddress,
+                        &format!("{}/{i}", h.origin("network/client_networks")),
+                        format!("invalid network `{n}`"),
+                    )
+                    .expected("an IPv4 or IPv6 address with a prefix length that fits it, such as `10.20.0.0/16`")
                     .for_host(&h.name),
                 );
             }

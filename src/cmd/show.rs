@@ -77,7 +77,7 @@ pub fn show(v: &Validated) -> Result<String, crate::Error> {
         .to_vec(),
     ];
     for ((c, s, h), plan) in v.fleet.hosts().zip(&plans) {
-        let mut ports: Vec<u16> = plan.ports.iter().map(|p| p.0).collect();
+        let mut ports: Vec<u16> = plan.ports.iter().filter_map(|p| p.port).collect();
         ports.dedup();
         rows.push(vec![
             c.name.clone(),
@@ -158,6 +158,7 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
     put("network/gateway", opt(&n.gateway));
     put("network/dns", list(&n.dns));
     put("network/domain", opt(&n.domain));
+    put("network/client_networks", list(&n.client_networks));
     let r = &c.repos;
     put("repos/baseos", opt(&r.baseos));
     put("repos/appstream", opt(&r.appstream));

@@ -213,6 +213,13 @@ impl Lab {
                 let c = &h.config;
                 let plan = &plans[&h.name];
                 let mp = |p: &str| PathBuf::from(m.path(&h.name, p));
+                // Ports as the roles open them (`role.yaml` `ports:`), by service.
+                let port = |service: &str| {
+                    plan.ports
+                        .iter()
+                        .find(|p| p.service == service)
+                        .and_then(|p| p.port)
+                };
                 hosts.push(HostState {
                     name: h.name.clone(),
                     services: plan
@@ -233,11 +240,12 @@ impl Lab {
                     member: h.member_name.clone(),
                     address: m.addr(&h.address),
                     localhost: m.localhost(&h.name),
-                    etcd_client_port: h.has(Role::Etcd).then_some(c.etcd.client_port),
-                    etcd_peer_port: h.has(Role::Etcd).then_some(c.etcd.peer_port),
+                    etcd_client_port: port("etcd-client"),
+                    etcd_peer_port: port("etcd-peer"),
+                    ports: plan.ports.iter().filter_map(|p| p.port).collect(),
                     pg: h.has(Role::Pg).then(|| PgState {
-                        port: c.postgresql.port,
-                        restapi_port: c.patroni.restapi_port,
+                        port: port("postgresql").unwrap_or(c.postgresql.port),
+                        restapi_port: port("patroni-rest").unwrap_or(c.patroni.restapi_port),
                         data_dir: mp(&c.postgresql.data_dir),
                         superuser: c.postgresql.superuser.clone(),
                         patroni_config: mp(paths::PATRONI_CONFIG),
@@ -245,10 +253,10 @@ impl Lab {
                         socket_dir: mp(paths::SOCKET_DIR),
                         s3_repos: Vec::new(),
                     }),
-                    haproxy: h.has(Role::Haproxy).then_some(HaproxyState {
-                        write_port: c.haproxy.write_port,
-                        read_port: c.haproxy.read_port,
-                        stats_port: c.haproxy.stats_port,
+                    haproxy: h.has(Role::Haproxy).then(|| HaproxyState {
+                        write_port: port("haproxy-write").unwrap_or(c.haproxy.write_port),
+                        read_port: port("haproxy-read").unwrap_or(c.haproxy.read_port),
+                        stats_port: port("haproxy-stats").unwrap_or(c.haproxy.stats_port),
                     }),
                 });
             }
@@ -441,19 +449,13 @@ impl Lab {
     pub(crate) fn check_ports_free(&self) -> Result<(), Error> {
         let mut want: Vec<(String, u16)> = Vec::new();
         for h in self.state.sites.iter().flat_map(|s| s.hosts.iter()) {
-            if let (Some(c), Some(p)) = (h.etcd_client_port, h.etcd_peer_port) {
-                want.push((h.address.clone(), c));
-                want.push((h.address.clone(), p));
+            // Every port the host's roles open (the plan's, from `role.yaml`).
+            for p in &h.ports {
+                want.push((h.address.clone(), *p));
+            }
+            // etcd also listens on the host's own stand-in for 127.0.0.1.
+            if let Some(c) = h.etcd_client_port {
                 want.push((h.localhost.clone(), c));
-            }
-            if let Some(pg) = &h.pg {
-                want.push((h.address.clone(), pg.port));
-                want.push((h.address.clone(), pg.restapi_port));
-            }
-            if let Some(x) = &h.haproxy {
-                for p in [x.write_port, x.read_port, x.stats_port] {
-                    want.push((h.address.clone(), p));
-                }
             }
         }
         for (a, p) in want {

@@ -38,6 +38,9 @@ pub struct HostState {
     pub localhost: String,
     pub etcd_client_port: Option<u16>,
     pub etcd_peer_port: Option<u16>,
+    /// Every port the host's roles open, as planned from `role.yaml`.
+    #[serde(default)]
+    pub ports: Vec<u16>,
     pub pg: Option<PgState>,
     pub haproxy: Option<HaproxyState>,
 }

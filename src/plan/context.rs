@@ -352,6 +352,7 @@ pub struct HostContext {
     /// Day-two facts (`render::daytwo::host_context`).
     pub daytwo: super::daytwo::DayTwo,
     pub secrets: SecretsContext,
+    pub firewall: FirewallContext,
 }
 
 /// How a pg host fetches its secrets (`crate::plan::secrets`).
@@ -636,6 +637,71 @@ fn package(name: &str, version: Option<&str>) -> String {
     match version {
         Some(v) => format!("{name}-{v}"),
         None => name.to_string(),
+    }
+}
+
+/// Who connects to this host, as firewall sources (`a/32`, `b/128`, or the
+/// spec's client networks), each list sorted and without the host itself
+/// (its own connections arrive on the loopback interface, which firewalld
+/// always accepts). `role.yaml` `ports:` name these lists in `from:`; they
+/// follow what the rendered files make connect:
+#[derive(Debug, Clone, Serialize)]
+pub struct FirewallContext {
+    /// The other etcd members of the site (etcd.conf's initial cluster: peer
+    /// and client ports; the maintenance script talks to its own member only).
+    pub etcd_peers: Vec<String>,
+    /// Whoever reads this site's etcd: the site's Patroni members
+    /// (patroni.yml `etcd3.hosts`) and, for a DR site, its source's members,
+    /// where the cluster's `check` script runs (`etcdctl endpoint health`,
+    /// `patronictl list` of every site).
+    pub etcd_clients: Vec<String>,
+    /// The site's Patroni members: replication and pg_rewind (PostgreSQL),
+    /// leader race and `patronictl` (REST API), the `check` script (HAProxy).
+    pub members: Vec<String>,
+    /// The site's HAProxies: health checks on the REST API, then PostgreSQL.
+    pub haproxies: Vec<String>,
+    /// The members of the DR sites that follow this site: their standby
+    /// leader and lag check connect to its HAProxies' write port, else to
+    /// its members (pg_hba lets them replicate from either).
+    pub followers: Vec<String>,
+    /// The site's other HAProxies when keepalived runs: VRRP adverts.
+    pub haproxy_peers: Vec<String>,
+    /// `network.client_networks`.
+    pub clients: Vec<String>,
+}
+
+fn firewall_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> FirewallContext {
+    let sources = |hosts: &mut dyn Iterator<Item = &Host>| {
+        let mut out: Vec<String> = hosts
+            .filter(|h| h.name != host.name)
+            .map(|h| host_prefix(&m.source_of(&h.address)))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let mut etcd_clients: Vec<&Host> = site.with_role(Role::Pg).collect();
+    if let Some(src) = cluster.source_of(site) {
+        etcd_clients.extend(src.with_role(Role::Pg));
+    }
+    let keepalived =
+        host.config.haproxy.virtual_address.is_some() && site.with_role(Role::Haproxy).count() >= 2;
+    FirewallContext {
+        etcd_peers: sources(&mut site.with_role(Role::Etcd)),
+        etcd_clients: sources(&mut etcd_clients.into_iter()),
+        members: sources(&mut site.with_role(Role::Pg)),
+        haproxies: sources(&mut site.with_role(Role::Haproxy)),
+        followers: sources(
+            &mut cluster
+                .followers_of(site)
+                .flat_map(|f| f.with_role(Role::Pg)),
+        ),
+        haproxy_peers: if keepalived && host.has(Role::Haproxy) {
+            sources(&mut site.with_role(Role::Haproxy))
+        } else {
+            Vec::new()
+        },
+        clients: host.config.network.client_networks.clone(),
     }
 }
 
@@ -928,6 +994,7 @@ pub fn host_context(
         source_date_epoch: fleet.source_date_epoch,
         daytwo: super::daytwo::host_context(cluster, site, host, m),
         secrets: secrets_context(cluster, site, host, m),
+        firewall: firewall_context(cluster, site, host, m),
     }
 }
 

@@ -60,6 +60,22 @@ pub struct PlannedService {
     pub environment: Vec<String>,
 }
 
+/// A port the host opens (or a protocol without ports, such as VRRP), and
+/// the sources the firewall lets connect to it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlannedPort {
+    /// `None` for a protocol without ports.
+    pub port: Option<u16>,
+    pub proto: String,
+    pub service: String,
+    /// Addresses (`a/32`, `b/128`) and networks allowed to connect, sorted.
+    pub sources: BTreeSet<String>,
+    /// The setting that chooses the port (`postgresql/port`), if `role.yaml` names it.
+    pub setting: Option<String>,
+    /// Whether `from:` names the client networks (`firewall.clients`).
+    pub for_clients: bool,
+}
+
 /// Everything pgimg knows about one host after planning.
 #[derive(Debug, Clone)]
 pub struct HostPlan {
@@ -72,8 +88,8 @@ pub struct HostPlan {
     pub files: BTreeMap<String, Planned>,
     pub packages: BTreeSet<String>,
     pub units: BTreeSet<String>,
-    /// (port, protocol, service).
-    pub ports: BTreeSet<(u16, String, String)>,
+    /// What the host listens on, and who may connect (`role.yaml` `ports:`).
+    pub ports: BTreeSet<PlannedPort>,
     pub services: Vec<PlannedService>,
     /// The directories the roles declare (`dirs:`) with their owner and
     /// mode, which the install paths apply after unpacking: tar keeps those
@@ -171,12 +187,36 @@ pub fn plan_host(
             if !p.applies(&ctx, &what("ports"))? {
                 continue;
             }
-            let port = expand_one(&p.port, &ctx, &what("ports"))?;
-            let port: u16 = port.parse().map_err(|_| {
-                Error::Template(format!("{}: port `{port}` is not a number", what("ports")))
-            })?;
-            plan.ports
-                .insert((port, p.proto.clone(), p.service.clone()));
+            let port = match &p.port {
+                Some(t) => {
+                    let port = expand_one(t, &ctx, &what("ports"))?;
+                    Some(port.parse::<u16>().map_err(|_| {
+                        Error::Template(format!("{}: port `{port}` is not a number", what("ports")))
+                    })?)
+                }
+                None => None,
+            };
+            let mut sources = BTreeSet::new();
+            for f in &p.from {
+                for s in expand(f, &ctx, &what("ports"))? {
+                    if !is_source(&s) {
+                        return Err(Error::Template(format!(
+                            "{}: source `{s}` of port `{}` is not an address or a network",
+                            what("ports"),
+                            p.service
+                        )));
+                    }
+                    sources.insert(s);
+                }
+            }
+            plan.ports.insert(PlannedPort {
+                port,
+                proto: p.proto.clone(),
+                service: p.service.clone(),
+                sources,
+                setting: p.setting.clone(),
+                for_clients: p.from.iter().any(|f| f.contains("firewall.clients")),
+            });
         }
         for d in &def.dirs {
             if !d.applies(&ctx, &what("dirs"))? {
@@ -245,6 +285,16 @@ pub fn plan_host(
     }
     add_parents(&mut plan.files);
     Ok(plan)
+}
+
+/// What a firewall source may look like: an address or a network
+/// (`a.b.c.d/n`, `x::/n`), never a name. Whether it is a valid one is the
+/// semantic checks' business (PG0103), which run before any build.
+fn is_source(s: &str) -> bool {
+    !s.is_empty()
+        && (s.contains('.') || s.contains(':'))
+        && s.chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '/'))
 }
 
 /// Two roles may plan the same directory alike; anything else planned twice is an error.

@@ -73,10 +73,21 @@ pub struct NameDef {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortDef {
-    pub port: String,
+    /// The port; absent for a protocol without ports (`proto: vrrp`).
+    #[serde(default)]
+    pub port: Option<String>,
     #[serde(default = "tcp")]
     pub proto: String,
     pub service: String,
+    /// The setting that chooses the port (`postgresql/port`): where a
+    /// diagnostic about the port points.
+    #[serde(default)]
+    pub setting: Option<String>,
+    /// Who may connect: context values that are lists of addresses or
+    /// networks (`"{{firewall.members}}"`). The firewall opens the port to
+    /// these sources only.
+    #[serde(default)]
+    pub from: Vec<String>,
     #[serde(default)]
     pub when: Option<String>,
     #[serde(default)]
@@ -305,6 +316,20 @@ impl RoleDefs {
                 .map_err(|_| Error::Template(format!("roles/{path}: not UTF-8")))?;
             let def: RoleDef = serde_yaml::from_str(text)
                 .map_err(|e| Error::Template(format!("roles/{path}: {e}")))?;
+            for p in &def.ports {
+                let known = matches!(p.proto.as_str(), "tcp" | "udp" | "sctp" | "dccp");
+                let name_ok = !p.proto.is_empty()
+                    && p.proto
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if p.port.is_some() != known || !name_ok {
+                    return Err(Error::Template(format!(
+                        "roles/{path}: port `{}` needs a `port` with a protocol of tcp, udp, sctp or dccp, \
+                         or no `port` with another protocol (`proto: vrrp`)",
+                        p.service
+                    )));
+                }
+            }
             for f in &def.files {
                 if f.template.is_some() == f.typed.is_some() {
                     return Err(Error::Template(format!(

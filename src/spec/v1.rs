@@ -229,6 +229,11 @@ pub struct NetworkSettings {
     pub dns: Option<Vec<Address>>,
     /// DNS domain; hosts get `<name>.<domain>` as their full name.
     pub domain: Option<HostName>,
+    /// Networks the cluster's clients connect from (`10.20.0.0/16`). With
+    /// the firewall on, HAProxy's listeners and PostgreSQL are open to
+    /// these networks, besides the cluster's own hosts that connect to
+    /// them; without any, no client outside the cluster reaches them.
+    pub client_networks: Option<Vec<Cidr>>,
 }
 
 /// Where installers and hosts find packages and boot files.

@@ -147,13 +147,7 @@ pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
             run.push("if selinuxenabled; then setenforce 0; fi".into());
         }
     }
-    if c.os.firewall {
-        let mut cmd = "firewall-offline-cmd --add-service=ssh --remove-service=cockpit --remove-service=dhcpv6-client".to_string();
-        for (port, proto, _) in &plan.ports {
-            cmd.push_str(&format!(" --add-port={port}/{proto}"));
-        }
-        run.push(cmd);
-    }
+    run.extend(super::firewall::commands(host, plan));
     if first.haproxy_boolean {
         run.push("setsebool -P haproxy_connect_any 1".into());
     }

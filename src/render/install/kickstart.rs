@@ -20,11 +20,6 @@ pub const TEMPLATE: &str = "kickstart/kickstart.ks.hbs";
 pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
     let c = &host.config;
     let net = Net::of(host);
-    let ports: Vec<String> = plan
-        .ports
-        .iter()
-        .map(|(port, proto, _)| format!("{port}:{proto}"))
-        .collect();
     let mut disks: Vec<String> = Vec::new();
     disks.extend(host.boot.os_disk.as_deref().map(ks_disk));
     disks.extend(host.boot.data_disk.as_deref().map(ks_disk));
@@ -71,7 +66,7 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
         },
         "selinux_on": c.os.selinux != SelinuxMode::Disabled,
         "firewall": c.os.firewall,
-        "ports": ports.join(","),
+        "firewall_commands": super::firewall::commands(host, plan),
         "os_disk": host.boot.os_disk.as_deref().map(ks_disk),
         "disks": disks.join(","),
         "data_volume": data_volume,

@@ -9,6 +9,7 @@
 //! repositories. Pure, like the rest of rendering.
 
 pub mod cloudinit;
+pub mod firewall;
 pub mod kickstart;
 pub mod pxe;
 
