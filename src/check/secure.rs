@@ -172,7 +172,8 @@ fn version(v: &str) -> Vec<u32> {
 }
 
 /// True when an etcd version has the authentication change of etcd 3.6.9,
-/// 3.5.28 and 3.4.42; an unpinned etcd is whatever the repository serves next.
+/// 3.5.28 and 3.4.42; `None` (the spec does not pin etcd) counts as the
+/// change: the default pin follows the package catalog, which moves on.
 fn etcd_with_auth_change(v: Option<&str>) -> bool {
     let Some(v) = v else { return true };
     let v = version(v);
@@ -191,10 +192,13 @@ pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.etcd_auth()) {
         for s in &c.sites {
-            let etcd = s
-                .with_role(Role::Etcd)
-                .next()
-                .map(|h| h.config.etcd.version.as_deref());
+            // The version the spec pins itself, if it does.
+            let etcd = s.with_role(Role::Etcd).next().map(|h| {
+                h.origins
+                    .contains_key("etcd/version")
+                    .then_some(h.config.etcd.version.as_deref())
+                    .flatten()
+            });
             let Some(etcd) = etcd else { continue };
             let Some(h) = s.with_role(Role::Pg).find(|h| {
                 let p = &h.config.patroni;
@@ -223,7 +227,7 @@ pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
                     format!(
                         "site `{}` runs Patroni {v} against etcd {} with etcd authentication on",
                         s.name,
-                        etcd.unwrap_or("(unpinned: the repository's newest)")
+                        etcd.unwrap_or("(not pinned by the spec: the catalog's default moves on)")
                     ),
                 )
                 .expected("Patroni 4.1.1 or later (`patroni: { install: pip, version: 4.1.5 }`), or etcd pinned below 3.6.9 / 3.5.28 / 3.4.42")

@@ -44,7 +44,7 @@ pub enum Generate {
     /// A random password of 32 characters from an alphabet that every consumer
     /// (systemd environment files, `.pgpass`, pgBackRest) carries unquoted.
     Password,
-    /// A certificate or key of the cluster's CA (`crate::certs`, run by `secrets init`).
+    /// A certificate or key of the cluster's CA (the `certs` module, run by `secrets init`).
     Tls,
 }
 
