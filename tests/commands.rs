@@ -170,7 +170,7 @@ fn resolve_names_the_layer_and_line_of_each_setting() {
     assert_eq!(row("patroni/ttl"), "patroni/ttl 30 built-in");
     // A field of a repository the site wrote, and one it left to the default.
     assert!(
-        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:91")
+        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:96")
     );
     assert_eq!(
         row("pgbackrest/repos/0/retention_full"),

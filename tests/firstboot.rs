@@ -372,7 +372,7 @@ fn network_and_locale_rules() {
     );
     // IP-literal repositories need no DNS server.
     let literal = spec(
-        "  patroni: { install: rpm }",
+        "  patroni: { install: rpm }\n  etcd: { version: 3.6.8 }",
         "",
         "",
     )
