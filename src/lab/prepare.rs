@@ -425,17 +425,17 @@ impl Lab {
             // A DR site reads its source's S3 repository (a stanza section of
             // its own, numbered after the site's repositories): the lab gives
             // it the directory that stands in for that bucket on the source.
-            let src = &plan.context.daytwo["source_repo"];
-            if src["s3"].as_bool() == Some(true)
-                && let (Some(n), Some(bucket), Some(path)) = (
-                    src["n"].as_u64(),
-                    src["bucket"].as_str(),
-                    src["path"].as_str(),
-                )
+            if let Some(src) = &plan.context.daytwo.source_repo
+                && src.repo.s3
+                && let Some(bucket) = &src.repo.bucket
             {
-                let dir = PathBuf::from(format!("{}/shared/s3/{bucket}{path}", root.display()));
+                let dir = PathBuf::from(format!(
+                    "{}/shared/s3/{bucket}{}",
+                    root.display(),
+                    src.repo.path
+                ));
                 std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
-                s3.push((n as u32, dir));
+                s3.push((src.repo.n as u32, dir));
             }
             if let Some(pg) = self
                 .state

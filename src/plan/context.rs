@@ -375,7 +375,7 @@ pub struct HostContext {
     pub haproxy: HaproxyContext,
     pub source_date_epoch: u64,
     /// Day-two facts (`render::daytwo::host_context`).
-    pub daytwo: Value,
+    pub daytwo: super::daytwo::DayTwo,
     pub secrets: SecretsContext,
     pub tls: TlsContext,
 }

@@ -4,10 +4,10 @@
 //! maintenance timers. HAProxy's connection budget is in `check::daytwo`,
 //! which checks it.
 
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::model::{BackupRepo, Cluster, Host, Site};
-use crate::plan::context::Mapping;
+use crate::plan::context::{BackupSchedule, Mapping, RepoContext};
 use crate::spec::v1::{RepoType, Role};
 
 /// The source's repository a DR site may read (for `archive-get` and a cold
@@ -41,11 +41,59 @@ pub fn etcd_maintenance_minute(site: &Site, host: &Host) -> u32 {
     (index * 15) % 60
 }
 
+/// The source's repository as a DR site's `pgbackrest.conf` reads it: a
+/// repository numbered after the site's own, in the source stanza's section.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceRepo {
+    #[serde(flatten)]
+    pub repo: RepoContext,
+    pub stanza: String,
+}
+
+/// keepalived on one of a site's HAProxies.
+#[derive(Debug, Clone, Serialize)]
+pub struct Keepalived {
+    /// The address as haproxy.cfg's `bind` takes it (`ipv6@` for IPv6).
+    pub bind: String,
+    pub virtual_address: String,
+    pub router_id: u8,
+    pub interface: String,
+    pub priority: usize,
+    pub peers: Vec<String>,
+}
+
+/// The source site's write entry points, as libpq takes them.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryPoints {
+    pub hosts: String,
+    pub port: u16,
+}
+
 /// The `daytwo` part of a host's template context.
-pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Value {
+#[derive(Debug, Clone, Serialize)]
+pub struct DayTwo {
+    pub watchdog: &'static str,
+    pub watchdog_on: bool,
+    pub max_slot_wal_keep_size_mb: u32,
+    pub follower_slots: Vec<String>,
+    pub repo_numbers: Vec<usize>,
+    pub source_repo: Option<SourceRepo>,
+    pub source_entry_points: Option<EntryPoints>,
+    /// The backup schedule as systemd `OnCalendar=` expressions.
+    pub schedule: BackupSchedule,
+    /// Two digits, as the timer's `OnCalendar=` takes it.
+    pub etcd_maintenance_minute: String,
+    pub etcd_hosts: String,
+    pub has_keepalived: bool,
+    pub keepalived: Option<Keepalived>,
+    pub ntp: bool,
+    pub namespace: String,
+}
+
+/// The `daytwo` part of a host's template context.
+pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> DayTwo {
     use super::context::{hostport, repo_context, stanza};
     use crate::spec::v1::WatchdogMode;
-    use serde_json::json;
     let c = &host.config;
     let own_repos = c.pgbackrest.repos.len();
     let cipher = cluster.secrets.backup_cipher_pass.is_some();
@@ -53,17 +101,10 @@ pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) ->
     // the source stanza's section only: nothing the DR stanza runs writes there.
     let source_repo = source_repo(cluster, site).and_then(|r| {
         let src = cluster.source_of(site)?;
-        let mut v = serde_json::to_value(repo_context(
-            own_repos,
-            r,
-            &stanza(src),
-            &host.name,
-            m,
-            cipher,
-        ))
-        .ok()?;
-        v["stanza"] = json!(stanza(src));
-        Some(v)
+        Some(SourceRepo {
+            repo: repo_context(own_repos, r, &stanza(src), &host.name, m, cipher),
+            stanza: stanza(src),
+        })
     });
     let calendar = |cron: &str| crate::spec::calendar::on_calendar(cron).unwrap_or_default();
     let haproxies: Vec<&Host> = site.with_role(Role::Haproxy).collect();
@@ -73,17 +114,28 @@ pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) ->
         .as_ref()
         .filter(|_| host.has(Role::Haproxy) && haproxies.len() >= 2)
         .map(|vip| {
-            let index = haproxies.iter().position(|h| h.name == host.name).unwrap_or(0);
+            let index = haproxies
+                .iter()
+                .position(|h| h.name == host.name)
+                .unwrap_or(0);
             let vip = m.addr(vip);
-            json!({
-                "bind": if vip.contains(':') { format!("ipv6@{vip}") } else { vip.clone() },
-                "virtual_address": vip,
-                "router_id": c.haproxy.virtual_router_id,
-                "interface": host.boot.interface.clone().unwrap_or_else(|| "eth0".into()),
+            Keepalived {
+                bind: if vip.contains(':') {
+                    format!("ipv6@{vip}")
+                } else {
+                    vip.clone()
+                },
+                virtual_address: vip,
+                router_id: c.haproxy.virtual_router_id,
+                interface: host.boot.interface.clone().unwrap_or_else(|| "eth0".into()),
                 // The first HAProxy of the site holds the address while it is healthy.
-                "priority": 150 - 10 * index.min(10),
-                "peers": haproxies.iter().filter(|h| h.name != host.name).map(|h| m.addr(&h.address)).collect::<Vec<_>>(),
-            })
+                priority: 150 - 10 * index.min(10),
+                peers: haproxies
+                    .iter()
+                    .filter(|h| h.name != host.name)
+                    .map(|h| m.addr(&h.address))
+                    .collect(),
+            }
         });
     // Every entry point of the source: its HAProxies' write ports (libpq
     // tries them in order), else its pg hosts.
@@ -92,37 +144,39 @@ pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) ->
         .map(|src| {
             source_entry_points(src, m).unwrap_or_else(|| super::context::source_endpoint(src, m))
         })
-        .map(|(hosts, port)| json!({"hosts": hosts, "port": port}));
-    let etcd_hosts = |s: &Site| {
-        s.with_role(Role::Etcd)
-            .map(|h| hostport(&m.addr(&h.address), h.config.etcd.client_port))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    json!({
-        "watchdog": match c.patroni.watchdog {
+        .map(|(hosts, port)| EntryPoints { hosts, port });
+    let etcd_hosts = site
+        .with_role(Role::Etcd)
+        .map(|h| hostport(&m.addr(&h.address), h.config.etcd.client_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    DayTwo {
+        watchdog: match c.patroni.watchdog {
             WatchdogMode::Off => "off",
             WatchdogMode::Automatic => "automatic",
             WatchdogMode::Required => "required",
         },
-        "watchdog_on": c.patroni.watchdog != WatchdogMode::Off,
-        "max_slot_wal_keep_size_mb": c.postgresql.max_slot_wal_keep_size_mb,
-        "follower_slots": cluster.followers_of(site).map(|f| f.slot_name.clone()).collect::<Vec<_>>(),
-        "repo_numbers": (1..=own_repos).collect::<Vec<_>>(),
-        "source_repo": source_repo,
-        "source_entry_points": source_entry_points,
-        "schedule": {
-            "full": calendar(&c.pgbackrest.full),
-            "diff": calendar(&c.pgbackrest.diff),
-            "incr": calendar(&c.pgbackrest.incr),
+        watchdog_on: c.patroni.watchdog != WatchdogMode::Off,
+        max_slot_wal_keep_size_mb: c.postgresql.max_slot_wal_keep_size_mb,
+        follower_slots: cluster
+            .followers_of(site)
+            .map(|f| f.slot_name.clone())
+            .collect(),
+        repo_numbers: (1..=own_repos).collect(),
+        source_repo,
+        source_entry_points,
+        schedule: BackupSchedule {
+            full: calendar(&c.pgbackrest.full),
+            diff: calendar(&c.pgbackrest.diff),
+            incr: calendar(&c.pgbackrest.incr),
         },
-        "etcd_maintenance_minute": format!("{:02}", etcd_maintenance_minute(site, host)),
-        "etcd_hosts": etcd_hosts(site),
-        "has_keepalived": keepalived.is_some(),
-        "keepalived": keepalived,
-        "ntp": !c.os.ntp_servers.is_empty(),
-        "namespace": c.patroni.namespace,
-    })
+        etcd_maintenance_minute: format!("{:02}", etcd_maintenance_minute(site, host)),
+        etcd_hosts,
+        has_keepalived: keepalived.is_some(),
+        keepalived,
+        ntp: !c.os.ntp_servers.is_empty(),
+        namespace: c.patroni.namespace.clone(),
+    }
 }
 
 /// Every write entry point of a source site, comma-separated for libpq, and
