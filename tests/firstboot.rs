@@ -165,7 +165,11 @@ fn the_kickstart_installs_from_the_installer_tree_when_given() {
 
 #[test]
 fn the_patroni_rpm_pin_is_pgdgs_never_the_pip_version() {
-    let t = build(&spec("  patroni: { version: 4.1.5, install: rpm }", "", ""));
+    let t = build(&spec(
+        "  patroni: { version: 4.1.5, install: rpm }\n  etcd: { version: 3.6.8 }",
+        "",
+        "",
+    ));
     let rpms = file(&t, "hosts/pg1/rpms.txt");
     let rpm = pgimg::facts::catalog::pins::patroni_rpm();
     assert!(rpms.contains(&format!("patroni-{rpm}\n")), "{rpms}");

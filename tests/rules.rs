@@ -375,7 +375,7 @@ cases! {
         "  patroni:\n    ttl: 30\n",
         "  patroni:\n    install: rpm\n    rpm_version: 4.1.0\n    ttl: 30\n",
         "PG0413",
-        (0, 0)
+        (12, 18)
     );
 }
 

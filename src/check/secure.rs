@@ -220,6 +220,13 @@ pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
                 .get(key)
                 .cloned()
                 .unwrap_or_else(|| h.pointer.clone());
+            // One diagnostic per place to edit, naming every site it affects.
+            if let Some(d) = out.iter_mut().find(|d| d.pointer == pointer) {
+                d.message = d
+                    .message
+                    .replacen("site `", &format!("sites `{}`, `", s.name), 1);
+                continue;
+            }
             out.push(
                 Diagnostic::error(
                     Code::PatroniEtcdAuth,
