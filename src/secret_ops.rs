@@ -187,10 +187,7 @@ fn init_tls(v: &Validated, spec_dir: &Path, out: &mut String) -> Result<bool, Er
                 );
             }
         }
-        let key = match load::pem_file(&ca_key) {
-            Ok(k) => Some(k),
-            Err(_) => None,
-        };
+        let key = load::pem_file(&ca_key).ok();
         for site in &cluster.sites {
             for host in site
                 .hosts

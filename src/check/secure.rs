@@ -189,7 +189,7 @@ fn etcd_with_auth_change(v: Option<&str>) -> bool {
 /// authentication on, older Patroni loses member discovery and its lease
 /// keepalive (patroni/patroni docs/releases.rst, "Version 4.1.1").
 pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
+    let mut out: Vec<Diagnostic> = Vec::new();
     for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.etcd_auth()) {
         for s in &c.sites {
             // The version the spec pins itself, if it does.

@@ -88,10 +88,8 @@ fn curl(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("running curl: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        if let Some(b) = basic {
-            let _ = writeln!(stdin, "user = \"{b}\"");
-        }
+    if let (Some(mut stdin), Some(b)) = (child.stdin.take(), basic) {
+        let _ = writeln!(stdin, "user = \"{b}\"");
     }
     let out = child
         .wait_with_output()
