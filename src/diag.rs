@@ -113,6 +113,9 @@ codes! {
     SecretValue = "PG0403", Error, "a secret value has a character an environment file or `.pgpass` cannot carry safely, is not UTF-8 or is over 4096 bytes";
     SecretUnreferenced = "PG0404", Error, "a cluster has no reference for a secret every cluster needs (`--require-secrets`, `--strict`)";
     RestApiOpen = "PG0410", Warning, "a cluster without `restapi_password`: Patroni's unsafe REST endpoints answer anyone who reaches the port";
+    TlsOff = "PG0411", Warning, "a cluster with `secrets.tls.enabled: false`: etcd, PostgreSQL and the Patroni REST API speak plain text";
+    ControlPlaneOpen = "PG0412", Warning, "a cluster with TLS but without `etcd_root_password`, `etcd_password` or `haproxy_stats_password`: etcd or the HAProxy stats page without authentication";
+    PatroniEtcdAuth = "PG0413", Error, "etcd authentication with a Patroni before 4.1.1, which cannot keep its lease on etcd 3.6.9, 3.5.28, 3.4.42 or later";
 }
 
 impl Code {

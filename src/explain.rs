@@ -81,6 +81,9 @@ explanations! {
     "PG0403",
     "PG0404",
     "PG0410",
+    "PG0411",
+    "PG0412",
+    "PG0413",
 }
 
 /// The long explanation of a code, if it has one.

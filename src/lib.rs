@@ -9,6 +9,7 @@
 //! tree) → `write` (the only writer). Diagnostics are collected per stage and
 //! gate the next one.
 
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cmd;

@@ -106,7 +106,7 @@ pub fn secret_values(
     spec_dir: &Path,
     env_file: Option<&Path>,
 ) -> Result<crate::secrets::Reading, Error> {
-    use crate::secrets::{MAX_SECRET_BYTES, Problem, check_value};
+    use crate::secrets::{MAX_PEM_BYTES, MAX_SECRET_BYTES, Problem, ValueKind, check_kind};
     let file_env = match env_file {
         Some(p) => read_env_file(p)?,
         None => Default::default(),
@@ -125,10 +125,14 @@ pub fn secret_values(
                 None => file_env.get(n.as_str()).cloned().ok_or(Problem::Missing),
             },
             crate::spec::v1::SecretRef::File(f) => {
-                read_secret_file(&secret_path(spec_dir, f.as_str()), MAX_SECRET_BYTES)
+                let max = match r.kind {
+                    ValueKind::Text => MAX_SECRET_BYTES,
+                    ValueKind::Pem => MAX_PEM_BYTES,
+                };
+                read_secret_file(&secret_path(spec_dir, f.as_str()), max)
             }
         };
-        match value.and_then(|v| check_value(&v).map(|()| v)) {
+        match value.and_then(|v| check_kind(r.kind, &v).map(|()| v)) {
             Ok(v) => {
                 out.values.values.insert(label, v);
             }
@@ -138,6 +142,12 @@ pub fn secret_values(
         }
     }
     Ok(out)
+}
+
+/// Reads a PEM file `secrets init` needs (the CA key), or says why not.
+pub fn pem_file(path: &Path) -> Result<String, crate::secrets::Problem> {
+    let v = read_secret_file(path, crate::secrets::MAX_PEM_BYTES)?;
+    crate::secrets::check_pem(&v).map(|()| v)
 }
 
 /// Where a `file:` reference points: relative to the spec's directory.
@@ -606,4 +616,12 @@ pub fn random_bytes(n: usize) -> Result<Vec<u8>, Error> {
     f.read_exact(&mut buf)
         .map_err(|e| Error::io("reading", path, e))?;
     Ok(buf)
+}
+
+/// Seconds since the Unix epoch: the first day of the certificates
+/// `secrets init` makes (secrets, never a reviewable artifact).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -44,8 +44,31 @@ pub struct Secrets {
     pub rewind_password: Option<SecretRef>,
     pub restapi_password: Option<SecretRef>,
     pub backup_cipher_pass: Option<SecretRef>,
+    pub etcd_root_password: Option<SecretRef>,
+    pub etcd_password: Option<SecretRef>,
+    pub haproxy_stats_password: Option<SecretRef>,
     /// The cluster's, else the fleet's.
     pub delivery: v1::SecretDelivery,
+    pub tls: Tls,
+    /// The CA certificate's reference, `<tls.dir>/<cluster>/ca.crt` (TLS on).
+    pub tls_ca: Option<SecretRef>,
+}
+
+/// TLS of a cluster (`secrets.tls`, the cluster's else the fleet's).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub enabled: bool,
+    /// Where the certificates are, relative to the spec (`tls`).
+    pub dir: String,
+    /// Pointer of the `enabled: false` that turned it off.
+    pub off_pointer: Option<String>,
+}
+
+impl Secrets {
+    /// etcd authentication is on: TLS, and both etcd passwords referenced.
+    pub fn etcd_auth(&self) -> bool {
+        self.tls.enabled && self.etcd_root_password.is_some() && self.etcd_password.is_some()
+    }
 }
 
 impl Secrets {
@@ -57,18 +80,31 @@ impl Secrets {
             &self.rewind_password,
             &self.restapi_password,
             &self.backup_cipher_pass,
+            &self.etcd_root_password,
+            &self.etcd_password,
+            &self.haproxy_stats_password,
         ]
         .into_iter()
         .flatten()
     }
 
     /// The references every cluster needs, and whether the spec gives each one.
-    pub fn required(&self) -> [(&'static str, bool); 3] {
-        [
+    pub fn required(&self) -> Vec<(&'static str, bool)> {
+        let mut out = vec![
             ("superuser_password", self.superuser_password.is_some()),
             ("replication_password", self.replication_password.is_some()),
             ("rewind_password", self.rewind_password.is_some()),
-        ]
+        ];
+        // A closed control plane: etcd and the stats page log their users in.
+        if self.tls.enabled {
+            out.push(("etcd_root_password", self.etcd_root_password.is_some()));
+            out.push(("etcd_password", self.etcd_password.is_some()));
+            out.push((
+                "haproxy_stats_password",
+                self.haproxy_stats_password.is_some(),
+            ));
+        }
+        out
     }
 }
 
@@ -177,6 +213,7 @@ pub struct Postgres {
     pub data_checksums: bool,
     pub pg_hba: Vec<HbaRule>,
     pub allow_remote_trust: bool,
+    pub superuser_remote: bool,
     pub superuser: String,
     pub replication_user: String,
     pub rewind_user: String,
@@ -405,7 +442,8 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
         .enumerate()
         .map(|(ci, c)| {
             let cp = format!("/clusters/{ci}");
-            let secrets = merge_secrets(spec.secrets.as_ref(), c.secrets.as_ref());
+            let mut secrets = merge_secrets(spec.secrets.as_ref(), c.secrets.as_ref(), &cp);
+            secrets.tls_ca = crate::secrets::tls_files(spec, ci).map(|f| f.ca_cert);
             let cluster_settings = settings_json(&c.settings);
             let sites = c
                 .sites
@@ -542,7 +580,39 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
-fn merge_secrets(fleet: Option<&v1::Secrets>, cluster: Option<&v1::Secrets>) -> Secrets {
+/// The cluster's `secrets.tls` fields, else the fleet's, else the defaults.
+pub fn merge_tls(
+    fleet: Option<&v1::Secrets>,
+    cluster: Option<&v1::Secrets>,
+    cluster_pointer: &str,
+) -> Tls {
+    let tls = |s: Option<&v1::Secrets>| s.and_then(|s| s.tls.clone());
+    let (c, f) = (tls(cluster), tls(fleet));
+    let enabled_at = match (
+        c.as_ref().and_then(|t| t.enabled),
+        f.as_ref().and_then(|t| t.enabled),
+    ) {
+        (Some(e), _) => Some((e, format!("{cluster_pointer}/secrets/tls/enabled"))),
+        (None, Some(e)) => Some((e, "/secrets/tls/enabled".to_string())),
+        (None, None) => None,
+    };
+    let enabled = enabled_at.as_ref().map_or(d::TLS_ENABLED, |(e, _)| *e);
+    Tls {
+        enabled,
+        dir: c
+            .as_ref()
+            .and_then(|t| t.dir.clone())
+            .or_else(|| f.as_ref().and_then(|t| t.dir.clone()))
+            .map_or_else(|| d::TLS_DIR.to_string(), |p| p.to_string()),
+        off_pointer: enabled_at.filter(|(e, _)| !e).map(|(_, p)| p),
+    }
+}
+
+fn merge_secrets(
+    fleet: Option<&v1::Secrets>,
+    cluster: Option<&v1::Secrets>,
+    cluster_pointer: &str,
+) -> Secrets {
     let pick = |f: fn(&v1::Secrets) -> &Option<SecretRef>| {
         cluster
             .and_then(|c| f(c).clone())
@@ -554,6 +624,11 @@ fn merge_secrets(fleet: Option<&v1::Secrets>, cluster: Option<&v1::Secrets>) -> 
         rewind_password: pick(|s| &s.rewind_password),
         restapi_password: pick(|s| &s.restapi_password),
         backup_cipher_pass: pick(|s| &s.backup_cipher_pass),
+        etcd_root_password: pick(|s| &s.etcd_root_password),
+        etcd_password: pick(|s| &s.etcd_password),
+        haproxy_stats_password: pick(|s| &s.haproxy_stats_password),
+        tls: merge_tls(fleet, cluster, cluster_pointer),
+        tls_ca: None,
         delivery: cluster
             .and_then(|c| c.delivery.clone())
             .or_else(|| fleet.and_then(|s| s.delivery.clone()))
@@ -733,6 +808,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             data_checksums: initdb.data_checksums.unwrap_or(d::INITDB_DATA_CHECKSUMS),
             pg_hba: pg.pg_hba.unwrap_or_default(),
             allow_remote_trust: pg.allow_remote_trust.unwrap_or(d::PG_ALLOW_REMOTE_TRUST),
+            superuser_remote: pg.superuser_remote.unwrap_or(d::PG_SUPERUSER_REMOTE),
             superuser: users
                 .superuser
                 .map(|u| u.0)

@@ -130,6 +130,7 @@ pub fn init(v: &Validated, spec_path: &Path, env_file: &Path) -> Result<(String,
             }
         }
     }
+    complete &= init_tls(v, &spec_dir, &mut out)?;
     if !env_lines.is_empty() {
         crate::write::append_env_file(env_file, &env_lines)?;
         let _ = writeln!(
@@ -140,4 +141,100 @@ pub fn init(v: &Validated, spec_path: &Path, env_file: &Path) -> Result<(String,
         );
     }
     Ok((out, complete))
+}
+
+/// The TLS part of `secrets init`: per cluster with TLS on, its CA (certificate
+/// and key) and every pg or etcd host's certificate and key, each pair made
+/// only when both files are missing: nothing is ever overwritten. `Ok(true)`
+/// when every pair is there afterwards.
+fn init_tls(v: &Validated, spec_dir: &Path, out: &mut String) -> Result<bool, Error> {
+    use crate::secrets::{host_tls, tls_files};
+    use crate::spec::v1::SecretRef;
+    let path_of = |r: &SecretRef| match r {
+        SecretRef::File(f) => load::secret_path(spec_dir, f.as_str()),
+        SecretRef::Env(n) => PathBuf::from(n.as_str()),
+    };
+    let today = crate::certs::Day::from_unix(load::unix_now());
+    let mut complete = true;
+    for (ci, cluster) in v.fleet.clusters.iter().enumerate() {
+        let Some(files) = tls_files(&v.parsed.spec, ci) else {
+            continue;
+        };
+        let (ca_cert, ca_key) = (
+            path_of(&files.ca_cert),
+            load::secret_path(spec_dir, &files.ca_key),
+        );
+        let ca_label = files.ca_cert.label();
+        match (ca_cert.exists(), ca_key.exists()) {
+            (false, false) => {
+                let ca = crate::certs::new_ca(&cluster.name, today)?;
+                crate::write::create_secret_file(&ca_key, ca.key.trim_end())?;
+                crate::write::create_secret_file(&ca_cert, ca.cert.trim_end())?;
+                let _ = writeln!(
+                    out,
+                    "created    {ca_label:<48} and its key {} (mode 0600)",
+                    files.ca_key
+                );
+            }
+            (true, true) => {
+                let _ = writeln!(out, "present    {ca_label}");
+            }
+            _ => {
+                complete = false;
+                let _ = writeln!(
+                    out,
+                    "incomplete {ca_label:<48} the CA needs both ca.crt and ca.key; left as it is: secrets init never overwrites"
+                );
+            }
+        }
+        let key = load::pem_file(&ca_key).ok();
+        for site in &cluster.sites {
+            for host in site
+                .hosts
+                .iter()
+                .filter(|h| h.has(crate::spec::v1::Role::Pg) || h.has(crate::spec::v1::Role::Etcd))
+            {
+                let (cert, hkey) = host_tls(&files.ca_cert, &host.name);
+                let label = cert.label();
+                let (cp, kp) = (path_of(&cert), path_of(&hkey));
+                match (cp.exists(), kp.exists(), &key) {
+                    (true, true, _) => {
+                        let _ = writeln!(out, "present    {label}");
+                    }
+                    (false, false, Some(ca)) => {
+                        let names = crate::plan::secrets::tls_names(
+                            site,
+                            host,
+                            &crate::plan::context::Mapping::default(),
+                        );
+                        let pem = crate::certs::host_cert(&cluster.name, ca, &names, today)?;
+                        crate::write::create_secret_file(&kp, pem.key.trim_end())?;
+                        crate::write::create_secret_file(&cp, pem.cert.trim_end())?;
+                        let _ = writeln!(
+                            out,
+                            "created    {label:<48} and its key (mode 0600; names {}, {})",
+                            names.fqdn,
+                            names.addresses.join(", ")
+                        );
+                    }
+                    (false, false, None) => {
+                        complete = false;
+                        let _ = writeln!(
+                            out,
+                            "missing    {label:<48} needs the CA key {} to be signed; supply it yourself",
+                            files.ca_key
+                        );
+                    }
+                    _ => {
+                        complete = false;
+                        let _ = writeln!(
+                            out,
+                            "incomplete {label:<48} needs both the certificate and its key; left as it is: secrets init never overwrites"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(complete)
 }

@@ -35,6 +35,8 @@ const RANKS: &[(&str, u32)] = &[
     ("write", 9),
     ("ops", 10),
     ("secret_ops", 10),
+    // The CA and host certificates `secrets init` and the lab make (rcgen).
+    ("certs", 10),
     ("cli", 10),
     ("commands", 11),
     ("cmd", 11),

@@ -156,11 +156,11 @@ fn resolve_names_the_layer_and_line_of_each_setting() {
     // The site overrides the cluster's token; the defaults set the domain; nobody sets the ttl.
     assert_eq!(
         row("etcd/token"),
-        "etcd/token dr-etcd-cluster-01 site dr examples/reference-cluster.yml:88"
+        "etcd/token dr-etcd-cluster-01 site dr examples/reference-cluster.yml:93"
     );
     let spec = support::read("examples/reference-cluster.yml");
     assert_eq!(
-        spec.lines().nth(87).map(str::trim),
+        spec.lines().nth(92).map(str::trim),
         Some("token: dr-etcd-cluster-01")
     );
     assert_eq!(
@@ -170,7 +170,7 @@ fn resolve_names_the_layer_and_line_of_each_setting() {
     assert_eq!(row("patroni/ttl"), "patroni/ttl 30 built-in");
     // A field of a repository the site wrote, and one it left to the default.
     assert!(
-        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:94")
+        row("pgbackrest/repos/0/bucket").ends_with("site dr examples/reference-cluster.yml:99")
     );
     assert_eq!(
         row("pgbackrest/repos/0/retention_full"),
@@ -366,6 +366,7 @@ fn a_spec_on_stdin_reads_file_secrets_from_the_working_directory() {
         .args(["build", "-", "-o", "out", "--format", "json"])
         .env("PGIMG_REPLICATION_PASSWORD", "replication-secret")
         .env("PGIMG_REWIND_PASSWORD", "rewind-secret")
+        .env("PGIMG_ETCD_PASSWORD", "etcd-secret")
         .env("PGIMG_RESTAPI_PASSWORD", "restapi-secret")
         .current_dir(work.path())
         .stdin(Stdio::piped())

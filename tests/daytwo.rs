@@ -187,9 +187,11 @@ fn item3_the_dr_slot_is_bounded_and_watched_from_the_source() {
             .contains_key("hosts/dr-pg1/rootfs/usr/local/libexec/pgimg/slot-check")
     );
     let check = text(&tree, "clusters/pg_cluster/check");
-    assert!(
-        check.contains("check_slots pg_cluster 172.31.10.50 5000 16384 patroni_standby_leader")
-    );
+    // The slot check goes through HAProxy as the superuser, which the
+    // reference example keeps off the network (`postgresql.superuser_remote`).
+    assert!(check.contains(
+        "skip  pg_cluster: the superuser is not reachable over the network (postgresql.superuser_remote)"
+    ));
 }
 
 #[test]

@@ -34,6 +34,9 @@ clusters:
           - {{ name: lb1, address: 10.1.0.10, roles: [haproxy] }}
 secrets:
   restapi_password: {{ env: PGIMG_RESTAPI_PASSWORD }}
+  etcd_root_password: {{ env: PGIMG_ETCD_ROOT_PASSWORD }}
+  etcd_password: {{ env: PGIMG_ETCD_PASSWORD }}
+  haproxy_stats_password: {{ env: PGIMG_HAPROXY_STATS_PASSWORD }}
   backup_cipher_pass: {{ env: PGIMG_BACKUP_CIPHER_PASS }}
 "
     )
@@ -64,6 +67,15 @@ fn file(tree: &ArtifactTree, path: &str) -> String {
         .files
         .get(path)
         .unwrap_or_else(|| panic!("no {path} in the build"));
+    // User-data over EC2's 16 KB is delivered gzip-compressed.
+    if a.bytes.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read as _;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&a.bytes[..])
+            .read_to_string(&mut s)
+            .expect("gzip UTF-8");
+        return s;
+    }
     String::from_utf8(a.bytes.clone()).expect("UTF-8")
 }
 
@@ -153,7 +165,11 @@ fn the_kickstart_installs_from_the_installer_tree_when_given() {
 
 #[test]
 fn the_patroni_rpm_pin_is_pgdgs_never_the_pip_version() {
-    let t = build(&spec("  patroni: { version: 4.1.5, install: rpm }", "", ""));
+    let t = build(&spec(
+        "  patroni: { version: 4.1.5, install: rpm }\n  etcd: { version: 3.6.8 }",
+        "",
+        "",
+    ));
     let rpms = file(&t, "hosts/pg1/rpms.txt");
     let rpm = pgimg::facts::catalog::pins::patroni_rpm();
     assert!(rpms.contains(&format!("patroni-{rpm}\n")), "{rpms}");
@@ -325,7 +341,7 @@ fn a_member_can_join_an_existing_etcd_cluster_and_the_runbook_says_how() {
     let runbook = file(&t, "clusters/main/etcd-runbook.md");
     for needle in [
         "member remove <ID>",
-        "member add pg1 --peer-urls=http://10.1.0.11:2380",
+        "member add pg1 --peer-urls=https://10.1.0.11:2380",
         "initial_cluster_state: existing",
         "endpoint health --cluster",
     ] {
@@ -360,7 +376,7 @@ fn network_and_locale_rules() {
     );
     // IP-literal repositories need no DNS server.
     let literal = spec(
-        "  patroni: { install: rpm }",
+        "  patroni: { install: rpm }\n  etcd: { version: 3.6.8 }",
         "",
         "",
     )

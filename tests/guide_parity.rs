@@ -56,7 +56,8 @@ fn replication_sources(doc: &Value) -> BTreeSet<String> {
             let f: Vec<&str> = r.split_whitespace().collect();
             assert_eq!(
                 (f[0], f[2], f.get(4).copied()),
-                ("host", "replicator", Some("scram-sha-256")),
+                // TLS is on by default: replication only over SSL.
+                ("hostssl", "replicator", Some("scram-sha-256")),
                 "replication row `{r}`"
             );
             f[3].strip_suffix("/32")
@@ -278,6 +279,9 @@ fn no_secret_in_any_public_artifact() {
         ("env:PGIMG_BACKUP_CIPHER_PASS", "Cipher-Secret-Value-5"),
         ("env:PGIMG_S3_KEY", "S3-Key-Value-6"),
         ("env:PGIMG_S3_KEY_SECRET", "S3-Secret-Value-7"),
+        ("env:PGIMG_ETCD_ROOT_PASSWORD", "Etcd-Root-Value-8"),
+        ("env:PGIMG_ETCD_PASSWORD", "Etcd-Patroni-Value-9"),
+        ("env:PGIMG_HAPROXY_STATS_PASSWORD", "Stats-Value-10"),
     ];
     let text = crate::support::read("examples/reference-cluster.yml");
     let v = crate::support::validate("examples/reference-cluster.yml", &text).unwrap();
@@ -285,6 +289,37 @@ fn no_secret_in_any_public_artifact() {
     for (label, value) in GIVEN {
         secrets.values.insert(label.to_string(), value.to_string());
     }
+    // The TLS files, made as `secrets init` makes them: a private key's body
+    // (any of its base64 lines) must not reach a public artifact either.
+    let today = pgimg::certs::Day::from_unix(1_800_000_000);
+    let ca = pgimg::certs::new_ca("pg_cluster", today).unwrap();
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for r in pgimg::secrets::references(&v.parsed.spec) {
+        if r.kind != pgimg::secrets::ValueKind::Pem {
+            continue;
+        }
+        let label = r.label();
+        let value = if label.ends_with("/ca.crt") {
+            ca.cert.clone()
+        } else {
+            let host = label.rsplit('/').next().unwrap().split('.').next().unwrap();
+            let names = pgimg::plan::secrets::TlsNames {
+                name: host.to_string(),
+                fqdn: host.to_string(),
+                addresses: vec!["10.0.0.1".to_string()],
+            };
+            let pem = pgimg::certs::host_cert("pg_cluster", &ca.key, &names, today).unwrap();
+            if label.ends_with(".key") {
+                let body = pem.key.lines().nth(1).unwrap().to_string();
+                keys.push((label.clone(), body));
+                pem.key
+            } else {
+                pem.cert
+            }
+        };
+        secrets.values.insert(label, value.trim_end().to_string());
+    }
+    assert!(!keys.is_empty(), "the reference example has host keys");
     let inputs = pgimg::BuildInputs {
         roles: pgimg::load::RoleTree::embedded(),
         secrets,
@@ -318,6 +353,16 @@ fn no_secret_in_any_public_artifact() {
             assert!(
                 !text.contains(value),
                 "{path} contains the value of {label}"
+            );
+        }
+        for (label, body) in &keys {
+            assert!(
+                !text.contains(body.as_str()),
+                "{path} contains the key of {label}"
+            );
+            assert!(
+                !text.contains("PRIVATE KEY"),
+                "{path} contains a private key"
             );
         }
     }

@@ -804,7 +804,7 @@ fn review_etcd_member_added_and_removed() {
         .unwrap_or_else(|| panic!("{:#?}", east.actions));
     let cmd = join.command.as_deref().unwrap();
     assert!(
-        cmd.starts_with("etcdctl --endpoints=http://10.20.0.11:2379 member add orders-4 --peer-urls=http://10.20.0.14:2380\n"),
+        cmd.starts_with("etcdctl --endpoints=https://10.20.0.11:2379 member add orders-4 --peer-urls=https://10.20.0.14:2380\n"),
         "{cmd}"
     );
     assert!(cmd.contains("ETCD_INITIAL_CLUSTER_STATE=existing"), "{cmd}");

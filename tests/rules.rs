@@ -365,6 +365,24 @@ cases! {
         "PG0410",
         (16, 5)
     );
+    pg0411_tls_off => case(
+        "  haproxy_stats_password: { env: PGIMG_HAPROXY_STATS_PASSWORD }\n",
+        "  haproxy_stats_password: { env: PGIMG_HAPROXY_STATS_PASSWORD }\n  tls: { enabled: false }\n",
+        "PG0411",
+        (50, 19)
+    );
+    pg0412_control_plane_open => case(
+        "  etcd_password: { env: PGIMG_ETCD_PASSWORD }\n",
+        "",
+        "PG0412",
+        (16, 5)
+    );
+    pg0413_patroni_etcd_auth => case(
+        "  patroni:\n    ttl: 30\n",
+        "  patroni:\n    install: rpm\n    rpm_version: 4.1.0\n    ttl: 30\n",
+        "PG0413",
+        (12, 18)
+    );
 }
 
 #[test]
@@ -475,7 +493,7 @@ fn strict_turns_each_warning_into_an_error() {
         warnings,
         [
             "PG0030", "PG0112", "PG0114", "PG0131", "PG0181", "PG0202", "PG0212", "PG0303",
-            "PG0410"
+            "PG0410", "PG0411", "PG0412"
         ]
     );
 }

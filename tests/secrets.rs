@@ -20,8 +20,9 @@ const BASE: &str = "tests/errors/base.yml";
 /// The base spec with a secrets section of file references appended.
 fn base_with_secrets() -> String {
     support::read(BASE).replace(
-        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n",
-        "secrets:\n  superuser_password: { file: s/superuser }\n  replication_password: { file: s/replication }\n  rewind_password: { file: s/rewind }\n",
+        "secrets:\n  restapi_password: { env: PGIMG_RESTAPI_PASSWORD }\n  etcd_root_password: { env: PGIMG_ETCD_ROOT_PASSWORD }\n  etcd_password: { env: PGIMG_ETCD_PASSWORD }\n  haproxy_stats_password: { env: PGIMG_HAPROXY_STATS_PASSWORD }\n  backup_cipher_pass: { env: PGIMG_BACKUP_CIPHER_PASS }\n",
+        // The password cases: TLS (and with it the etcd and stats passwords) off.
+        "secrets:\n  superuser_password: { file: s/superuser }\n  replication_password: { file: s/replication }\n  rewind_password: { file: s/rewind }\n  tls: { enabled: false }\n",
     )
 }
 
@@ -197,7 +198,22 @@ fn the_contract_lists_every_secret_file_with_owner_mode_and_reader() {
     }
     let haproxy =
         String::from_utf8(tree.files["hosts/haproxy/secrets.list"].bytes.clone()).unwrap();
-    assert!(haproxy.contains("needs no secret"), "{haproxy}");
+    // HAProxy's secrets: the CA it checks Patroni's REST API against, and the stats password.
+    for want in [
+        "file /etc/pgimg/tls/ca.crt root:root 0644",
+        "file /etc/haproxy/pgimg-stats.env root:root 0600",
+        "PGIMG_STATS_PASSWORD",
+    ] {
+        assert!(haproxy.contains(want), "{haproxy}");
+    }
+    for want in [
+        "file /etc/pgimg/tls/postgres.key postgres:postgres 0600",
+        "file /etc/pgimg/tls/etcd.key etcd:etcd 0600",
+        "file:tls/pg_cluster/pg1.key",
+        "PATRONI_ETCD3_PASSWORD",
+    ] {
+        assert!(list.contains(want), "secrets.list lacks `{want}`:\n{list}");
+    }
     // Patroni is skipped, not crash-looped, until its secrets are there.
     let unit = String::from_utf8(
         tree.files["hosts/pg1/rootfs/etc/systemd/system/patroni.service"]
@@ -503,4 +519,83 @@ fn pg0212_s3_without_cipher() {
     let span = d.span.expect("a position");
     assert_eq!((span.line, span.col), (19, 17));
     assert!(!d.is_error());
+}
+
+/// `secrets init` makes the cluster CA and a certificate per pg or etcd host
+/// (mode 0600, verified by openssl against the CA, with the host's names),
+/// never overwrites them, and `secrets check` then finds everything.
+#[test]
+fn secrets_init_creates_the_cluster_ca_and_host_certificates() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let spec = dir.path().join("spec.yml");
+    std::fs::write(&spec, support::read("examples/minimal.yml")).expect("spec");
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::pgimg())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("running pgimg")
+    };
+    let first = run(&["secrets", "init", "spec.yml"]);
+    let out = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let tls = dir.path().join("tls/app");
+    let mut certs = Vec::new();
+    for e in std::fs::read_dir(&tls).expect("tls/app") {
+        let p = e.expect("entry").path();
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", p.display());
+        if p.extension().is_some_and(|x| x == "crt") && !p.ends_with("ca.crt") {
+            certs.push(p);
+        }
+    }
+    assert!(
+        tls.join("ca.key").exists() && tls.join("ca.crt").exists(),
+        "{out}"
+    );
+    assert!(!certs.is_empty(), "{out}");
+    for c in &certs {
+        let v = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(tls.join("ca.crt"))
+            .arg(c)
+            .output()
+            .expect("running openssl");
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+        let text = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+            .arg(c)
+            .output()
+            .expect("running openssl");
+        let host = c.file_stem().unwrap().to_string_lossy().into_owned();
+        let sans = String::from_utf8_lossy(&text.stdout).into_owned();
+        assert!(sans.contains(&format!("DNS:{host}")), "{sans}");
+        assert!(sans.contains("IP Address:"), "{sans}");
+    }
+    let before = std::fs::read(tls.join("ca.key")).expect("ca.key");
+    let second = run(&["secrets", "init", "spec.yml"]);
+    let out2 = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(!out2.contains("created"), "{out2}");
+    assert_eq!(std::fs::read(tls.join("ca.key")).expect("ca.key"), before);
+    let check = run(&[
+        "secrets",
+        "check",
+        "spec.yml",
+        "--secrets-env",
+        "secrets.env",
+    ]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

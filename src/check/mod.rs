@@ -195,6 +195,21 @@ pub const RULES: &[Rule] = &[
         run: secure::restapi_authentication,
     },
     Rule {
+        name: "TLS opt-out",
+        codes: &[Code::TlsOff],
+        run: secure::tls_off,
+    },
+    Rule {
+        name: "control plane authentication",
+        codes: &[Code::ControlPlaneOpen],
+        run: secure::control_plane_authentication,
+    },
+    Rule {
+        name: "Patroni with etcd authentication",
+        codes: &[Code::PatroniEtcdAuth],
+        run: secure::patroni_etcd_auth,
+    },
+    Rule {
         name: "S3 credentials on bare metal",
         codes: &[Code::S3AutoOnBareMetal],
         run: firstboot::s3_credentials,

@@ -89,3 +89,158 @@ pub fn restapi_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
         })
         .collect()
 }
+
+/// TLS turned off explicitly: the opt-out is allowed, and said out loud.
+pub fn tls_off(ctx: &Ctx) -> Vec<Diagnostic> {
+    ctx.fleet
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            let p = c.secrets.tls.off_pointer.as_ref()?;
+            Some(
+                Diagnostic::error(
+                    Code::TlsOff,
+                    p,
+                    format!(
+                        "cluster `{}` turns TLS off: etcd, PostgreSQL and the Patroni REST API speak plain text",
+                        c.name
+                    ),
+                )
+                .expected("`secrets: { tls: { enabled: true } }` (the default)")
+                .help("anyone on the network path reads passwords, WAL and the DCS; `pgimg secrets init` creates the certificates"),
+            )
+        })
+        .collect()
+}
+
+/// TLS on, but etcd or the stats page without a password to log in with.
+pub fn control_plane_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.tls.enabled) {
+        let has_haproxy = c
+            .sites
+            .iter()
+            .any(|s| s.with_role(Role::Haproxy).next().is_some());
+        let s = &c.secrets;
+        let mut missing = Vec::new();
+        if s.etcd_root_password.is_none() {
+            missing.push("etcd_root_password");
+        }
+        if s.etcd_password.is_none() {
+            missing.push("etcd_password");
+        }
+        if has_haproxy && s.haproxy_stats_password.is_none() {
+            missing.push("haproxy_stats_password");
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        out.push(
+            Diagnostic::error(
+                Code::ControlPlaneOpen,
+                &c.pointer,
+                format!(
+                    "cluster `{}` has no {}: {} without authentication",
+                    c.name,
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if missing.iter().any(|m| m.starts_with("etcd")) {
+                        "etcd runs"
+                    } else {
+                        "the HAProxy stats page runs"
+                    }
+                ),
+            )
+            .expected(format!("`secrets: {{ {}: {{ env: NAME }} }}`", missing[0]))
+            .help("`pgimg secrets init` creates every password the spec references"),
+        );
+    }
+    out
+}
+
+/// A version as numbers (`4.1.0-4PGDG` → [4, 1, 0]).
+fn version(v: &str) -> Vec<u32> {
+    v.split(['-', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect()
+}
+
+/// True when an etcd version has the authentication change of etcd 3.6.9,
+/// 3.5.28 and 3.4.42; `None` (the spec does not pin etcd) counts as the
+/// change: the default pin follows the package catalog, which moves on.
+fn etcd_with_auth_change(v: Option<&str>) -> bool {
+    let Some(v) = v else { return true };
+    let v = version(v);
+    let at_least = |min: &[u32]| v.as_slice() >= min;
+    match v.get(..2) {
+        Some([3, 4]) => at_least(&[3, 4, 42]),
+        Some([3, 5]) => at_least(&[3, 5, 28]),
+        _ => at_least(&[3, 6, 9]),
+    }
+}
+
+/// Patroni 4.1.1's release notes: with etcd 3.6.9, 3.5.28 or 3.4.42 and
+/// authentication on, older Patroni loses member discovery and its lease
+/// keepalive (patroni/patroni docs/releases.rst, "Version 4.1.1").
+pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.etcd_auth()) {
+        for s in &c.sites {
+            // The version the spec pins itself, if it does.
+            let etcd = s.with_role(Role::Etcd).next().map(|h| {
+                h.origins
+                    .contains_key("etcd/version")
+                    .then_some(h.config.etcd.version.as_deref())
+                    .flatten()
+            });
+            let Some(etcd) = etcd else { continue };
+            let Some(h) = s.with_role(Role::Pg).find(|h| {
+                let p = &h.config.patroni;
+                let v = match p.install {
+                    crate::spec::v1::PatroniInstall::Pip => &p.version,
+                    _ => &p.rpm_version,
+                };
+                version(v).as_slice() < [4, 1, 1].as_slice() && etcd_with_auth_change(etcd)
+            }) else {
+                continue;
+            };
+            let p = &h.config.patroni;
+            let (key, v) = match p.install {
+                crate::spec::v1::PatroniInstall::Pip => ("patroni/version", &p.version),
+                _ => ("patroni/rpm_version", &p.rpm_version),
+            };
+            let pointer = h
+                .origins
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| h.pointer.clone());
+            // One diagnostic per place to edit, naming every site it affects.
+            if let Some(d) = out.iter_mut().find(|d| d.pointer == pointer) {
+                d.message = d
+                    .message
+                    .replacen("site `", &format!("sites `{}`, `", s.name), 1);
+                continue;
+            }
+            out.push(
+                Diagnostic::error(
+                    Code::PatroniEtcdAuth,
+                    &pointer,
+                    format!(
+                        "site `{}` runs Patroni {v} against etcd {} with etcd authentication on",
+                        s.name,
+                        etcd.unwrap_or("(not pinned by the spec: the catalog's default moves on)")
+                    ),
+                )
+                .expected("Patroni 4.1.1 or later (`patroni: { install: pip, version: 4.1.5 }`), or etcd pinned below 3.6.9 / 3.5.28 / 3.4.42")
+                .help("Patroni before 4.1.1 loses member discovery and its lease keepalive on those etcd releases (Patroni docs/releases.rst, 4.1.1)"),
+            );
+        }
+    }
+    out
+}

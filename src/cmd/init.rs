@@ -121,6 +121,11 @@ secrets:
   rewind_password: { env: PGIMG_REWIND_PASSWORD }
   # Basic authentication of Patroni's unsafe REST endpoints (user `patroni`).
   restapi_password: { env: PGIMG_RESTAPI_PASSWORD }
+  # TLS is on by default (`pgimg secrets init` makes the CA and host certificates
+  # under tls/<cluster>/); etcd's users and HAProxy's stats page log in with these.
+  etcd_root_password: { env: PGIMG_ETCD_ROOT_PASSWORD }
+  etcd_password: { env: PGIMG_ETCD_PASSWORD }
+  haproxy_stats_password: { env: PGIMG_HAPROXY_STATS_PASSWORD }
 
 clusters:
   - name: main

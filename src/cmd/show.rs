@@ -204,6 +204,10 @@ pub fn settings(c: &Config) -> Vec<(String, String)> {
         "postgresql/allow_remote_trust",
         pg.allow_remote_trust.to_string(),
     );
+    put(
+        "postgresql/superuser_remote",
+        pg.superuser_remote.to_string(),
+    );
     put("postgresql/users/superuser", pg.superuser.clone());
     put("postgresql/users/replication", pg.replication_user.clone());
     put("postgresql/users/rewind", pg.rewind_user.clone());

@@ -153,6 +153,37 @@ impl Lab {
                 || self.etcd_health(s),
             )?;
         }
+        self.enable_etcd_auth()
+    }
+
+    /// Runs each site's rendered `etcd-auth` (planned on its first etcd
+    /// member when etcd authentication is on) as `etcd-auth.service` would:
+    /// with its environment file, once etcd is healthy. The script is
+    /// idempotent and bounded (its waits, etcdctl's timeouts).
+    fn enable_etcd_auth(&self) -> Result<(), Error> {
+        for h in self.state.sites.iter().flat_map(|s| s.hosts.iter()) {
+            let script = self.path(&h.name, &format!("{}/etcd-auth", paths::LIBEXEC));
+            if !script.exists() {
+                continue;
+            }
+            let env = env_file(&self.path(&h.name, paths::ETCD_AUTH_ENV))?;
+            let out = self
+                .command(&script)
+                .envs(env)
+                .env("PGIMG_ETCD_AUTH_ATTEMPTS", "12")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(io("running", &script))?;
+            if !out.status.success() {
+                return Err(fail(format!(
+                    "{}: etcd-auth failed: {}",
+                    h.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            say(format_args!("{}: etcd authentication on", h.name));
+        }
         Ok(())
     }
 

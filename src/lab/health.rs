@@ -63,10 +63,24 @@ impl Lab {
         }
     }
 
+    /// The TLS files of a lab host (TLS on: its CA file exists), with the
+    /// key the host's daemon of `key` reads.
+    pub(crate) fn tls(&self, host: &str, key: &str) -> Option<http::Tls> {
+        use crate::plan::context::paths;
+        let ca = self.path(host, paths::TLS_CA);
+        ca.exists().then(|| http::Tls {
+            ca,
+            cert: self.path(host, paths::TLS_CERT),
+            key: self.path(host, key),
+        })
+    }
+
     pub fn etcd_health(&self, s: &SiteState) -> Result<(), String> {
+        use crate::plan::context::paths;
         for h in &s.hosts {
             if let Some(p) = h.etcd_client_port {
-                let (code, body) = http::get(&h.address, p, "/health")?;
+                let tls = self.tls(&h.name, paths::TLS_ETCD_KEY);
+                let (code, body) = http::get_with(&h.address, p, "/health", tls.as_ref(), None)?;
                 if code != 200 || !body.contains("\"true\"") {
                     return Err(format!("{}: {code} {body}", h.name));
                 }
@@ -80,7 +94,8 @@ impl Lab {
         let mut last = String::from("no pg host");
         for h in s.pg_hosts() {
             let Some(pg) = &h.pg else { continue };
-            match http::get(&h.address, pg.restapi_port, "/cluster") {
+            let tls = self.tls(&h.name, crate::plan::context::paths::TLS_PG_KEY);
+            match http::get_with(&h.address, pg.restapi_port, "/cluster", tls.as_ref(), None) {
                 Ok((200, body)) => {
                     let v: Value =
                         serde_json::from_str(&body).map_err(|e| format!("{}: {e}", h.name))?;
@@ -146,7 +161,17 @@ impl Lab {
     pub fn haproxy_health(&self, s: &SiteState) -> Result<(), String> {
         let h = s.haproxy().ok_or("no HAProxy")?;
         let x = h.haproxy.as_ref().ok_or("no HAProxy")?;
-        let (code, body) = http::get(&h.address, x.stats_port, "/;csv")?;
+        // The stats page asks for the lab's stats password when the spec references one.
+        let (code, body) = http::get_with(
+            &h.address,
+            x.stats_port,
+            "/;csv",
+            None,
+            Some(&format!(
+                "{}:lab-haproxy-stats-password",
+                crate::plan::secrets::STATS_USER
+            )),
+        )?;
         if code != 200 {
             return Err(format!("stats: {code}"));
         }

@@ -135,7 +135,7 @@ mod tests {
             false,
         )
         .unwrap_or_else(|_| panic!("the reference example is valid"));
-        let secrets = super::super::lab_secrets(&v.fleet);
+        let secrets = super::super::lab_secrets(&v.fleet, &mapping).expect("lab secrets");
         let inputs = crate::BuildInputs {
             roles: RoleTree::embedded(),
             secrets: SecretValues {
@@ -163,7 +163,7 @@ mod tests {
                     return false;
                 }
                 in_allowlist = false;
-                !l.contains("'host replication ")
+                !l.contains(" replication ")
             })
             .collect::<Vec<_>>()
             .join("\n")

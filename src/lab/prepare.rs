@@ -3,9 +3,15 @@
 
 use super::*;
 
-/// The secret values of a lab: fixed, per kind, keyed by the spec's references.
-pub fn lab_secrets(fleet: &Fleet) -> BTreeMap<String, String> {
+/// The secret values of a lab: fixed passwords per kind, and (TLS on) a CA
+/// per cluster with a certificate per host for the lab's own addresses, made
+/// by the code of `secrets init` (`crate::certs`); keyed by the spec's references.
+pub fn lab_secrets(
+    fleet: &Fleet,
+    m: &crate::plan::context::Mapping,
+) -> Result<BTreeMap<String, String>, Error> {
     let mut out = BTreeMap::new();
+    let today = crate::certs::Day::from_unix(crate::load::unix_now());
     for c in &fleet.clusters {
         let s = &c.secrets;
         let kinds = [
@@ -14,7 +20,27 @@ pub fn lab_secrets(fleet: &Fleet) -> BTreeMap<String, String> {
             (&s.rewind_password, "lab-rewind-password"),
             (&s.restapi_password, "lab-restapi-password"),
             (&s.backup_cipher_pass, "lab-backup-cipher-pass"),
+            (&s.etcd_root_password, "lab-etcd-root-password"),
+            (&s.etcd_password, "lab-etcd-password"),
+            (&s.haproxy_stats_password, "lab-haproxy-stats-password"),
         ];
+        if let Some(ca_ref) = &s.tls_ca {
+            let ca = crate::certs::new_ca(&c.name, today)?;
+            for site in &c.sites {
+                for h in site
+                    .hosts
+                    .iter()
+                    .filter(|h| h.has(Role::Pg) || h.has(Role::Etcd))
+                {
+                    let names = crate::plan::secrets::tls_names(site, h, m);
+                    let pem = crate::certs::host_cert(&c.name, &ca.key, &names, today)?;
+                    let (cert, key) = crate::secrets::host_tls(ca_ref, &h.name);
+                    out.insert(cert.label(), pem.cert.trim_end().to_string());
+                    out.insert(key.label(), pem.key.trim_end().to_string());
+                }
+            }
+            out.insert(ca_ref.label(), ca.cert.trim_end().to_string());
+        }
         for (r, v) in kinds {
             if let Some(r) = r {
                 out.entry(r.label()).or_insert_with(|| v.to_string());
@@ -32,7 +58,7 @@ pub fn lab_secrets(fleet: &Fleet) -> BTreeMap<String, String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The default lab root of a cluster.
@@ -172,7 +198,7 @@ impl Lab {
 
         let root_s = root.to_string_lossy().into_owned();
         let m = mapping::lab_mapping(&v.fleet, &root_s, opts.net)?;
-        let secrets = lab_secrets(&v.fleet);
+        let secrets = lab_secrets(&v.fleet, &m)?;
         let inputs = crate::BuildInputs {
             roles: match &opts.roles {
                 Some(d) => crate::load::roles(d)?,

@@ -124,6 +124,16 @@ pub mod paths {
     pub const POSTGRES_HOME: &str = "/var/lib/pgsql";
     pub const PGBACKREST_BIN: &str = "/usr/bin/pgbackrest";
     pub const ETCDCTL_BIN: &str = "/usr/bin/etcdctl";
+    /// TLS files (secrets): the CA, the host's certificate and its key per reader.
+    pub const TLS_DIR: &str = "/etc/pgimg/tls";
+    pub const TLS_CA: &str = "/etc/pgimg/tls/ca.crt";
+    pub const TLS_CERT: &str = "/etc/pgimg/tls/host.crt";
+    pub const TLS_PG_KEY: &str = "/etc/pgimg/tls/postgres.key";
+    pub const TLS_ETCD_KEY: &str = "/etc/pgimg/tls/etcd.key";
+    /// etcdctl's root login (secret), for the etcd-auth unit and the maintenance script.
+    pub const ETCD_AUTH_ENV: &str = "/etc/etcd/etcd-auth.env";
+    /// The stats password HAProxy expands (secret).
+    pub const HAPROXY_STATS_ENV: &str = "/etc/haproxy/pgimg-stats.env";
 }
 
 /// The stanza of a site: the spec's, else the site's scope.
@@ -208,6 +218,12 @@ fn compress(c: CompressType) -> &'static str {
 /// hosts that stream from this site, the user's rows, then the catch-all.
 pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<String> {
     let pg = &host.config.postgresql;
+    // With TLS every row for another host is `hostssl` (pg_hba.conf: "hostssl
+    // ... matches only when the connection is made with SSL encryption",
+    // https://www.postgresql.org/docs/current/auth-pg-hba-conf.html); the
+    // loopback rows stay `host`.
+    let tls = cluster.secrets.tls.enabled;
+    let net = if tls { "hostssl" } else { "host" };
     let mut rows = vec![
         "local all all peer".to_string(),
         format!(
@@ -216,6 +232,14 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
         ),
         "host all all ::1/128 scram-sha-256".to_string(),
     ];
+    if !pg.superuser_remote {
+        // Patroni connects to its own member at its address (`postgresql.listen`) as
+        // the superuser: the host itself stays admitted before the superuser's `reject`.
+        rows.push(format!(
+            "{net} all all {} scram-sha-256",
+            host_prefix(&m.addr(&host.address))
+        ));
+    }
     let mut replicators: Vec<String> = Vec::new();
     let mut push = |a: String| {
         if !replicators.contains(&a) {
@@ -236,7 +260,7 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
     }
     for a in replicators {
         rows.push(format!(
-            "host replication {} {} scram-sha-256",
+            "{net} replication {} {} scram-sha-256",
             pg.replication_user,
             host_prefix(&a)
         ));
@@ -244,7 +268,7 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
     for r in &pg.pg_hba {
         let kind = match r.kind {
             HbaType::Local => "local",
-            HbaType::Host => "host",
+            HbaType::Host => net,
             HbaType::Hostssl => "hostssl",
             HbaType::Hostnossl => "hostnossl",
         };
@@ -261,14 +285,25 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
             None => rows.push(format!("{kind} {} {} {method}", r.database, r.user)),
         }
     }
-    rows.push("host all all 0.0.0.0/0 scram-sha-256".to_string());
-    rows.push("host all all ::/0 scram-sha-256".to_string());
+    if !pg.superuser_remote {
+        // The superuser is for the host itself unless the spec says otherwise
+        // (`superuser_remote`, or a `pg_hba` row of its own above).
+        rows.push(format!("{net} all {} 0.0.0.0/0 reject", pg.superuser));
+        rows.push(format!("{net} all {} ::/0 reject", pg.superuser));
+    }
+    rows.push(format!("{net} all all 0.0.0.0/0 scram-sha-256"));
+    rows.push(format!("{net} all all ::/0 scram-sha-256"));
     rows
 }
 
 /// Parameters that name paths of this host: they go to the member's local
 /// configuration, because the DCS copy is shared by every member.
-pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<String, Value> {
+pub fn local_parameters(
+    site: &Site,
+    host: &Host,
+    m: &Mapping,
+    tls: bool,
+) -> BTreeMap<String, Value> {
     let stanza = stanza(site);
     let pgbackrest = m.path(&host.name, paths::PGBACKREST_BIN);
     let config = m.path(&host.name, paths::PGBACKREST_CONFIG);
@@ -283,6 +318,22 @@ pub fn local_parameters(site: &Site, host: &Host, m: &Mapping) -> BTreeMap<Strin
         "unix_socket_directories".to_string(),
         json!(m.path(&host.name, paths::SOCKET_DIR)),
     );
+    if tls {
+        // https://www.postgresql.org/docs/current/runtime-config-connection.html#RUNTIME-CONFIG-CONNECTION-SSL
+        p.insert("ssl".to_string(), json!("on"));
+        p.insert(
+            "ssl_cert_file".to_string(),
+            json!(m.path(&host.name, paths::TLS_CERT)),
+        );
+        p.insert(
+            "ssl_key_file".to_string(),
+            json!(m.path(&host.name, paths::TLS_PG_KEY)),
+        );
+        p.insert(
+            "ssl_ca_file".to_string(),
+            json!(m.path(&host.name, paths::TLS_CA)),
+        );
+    }
     // A host's own parameters: the DCS copy is the same for every member.
     for (k, v) in spec_parameters(host).filter(|(k, _)| is_host_parameter(host, k)) {
         p.insert(k, v);
@@ -353,6 +404,85 @@ pub struct HostContext {
     pub daytwo: super::daytwo::DayTwo,
     pub secrets: SecretsContext,
     pub firewall: FirewallContext,
+    pub tls: TlsContext,
+}
+
+/// TLS and the control plane's logins (`secrets.tls`, on by default).
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsContext {
+    pub enabled: bool,
+    /// `https` with TLS, else `http`: etcd's URLs and the REST API's.
+    pub scheme: &'static str,
+    /// Mapped paths of the TLS files (secrets, delivered with the host's others).
+    pub ca: String,
+    pub cert: String,
+    pub pg_key: String,
+    pub etcd_key: String,
+    pub dir: String,
+    /// etcd authentication is on (TLS and both etcd passwords referenced).
+    pub etcd_auth: bool,
+    /// This host enables etcd authentication for its site (its first etcd member).
+    pub etcd_auth_member: bool,
+    pub etcd_auth_env: String,
+    /// The Patroni namespace the etcd user `patroni` may read and write.
+    pub etcd_namespace: String,
+    pub etcd_patroni_user: &'static str,
+    /// HAProxy's stats page asks for a password.
+    pub stats_auth: bool,
+    pub stats_env: String,
+    pub stats_user: &'static str,
+    /// etcdctl's TLS flags, with the key this host's client reads (postgres's on a pg host).
+    pub etcdctl: String,
+    /// curl's flags for the REST API: ` --cacert CA` with TLS, else empty.
+    pub curl: String,
+    /// patronictl's etcd login for postgres (sourced by the check script).
+    pub patronictl_env: String,
+}
+
+fn tls_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> TlsContext {
+    let s = &cluster.secrets;
+    let enabled = s.tls.enabled;
+    let mp = |p: &str| m.path(&host.name, p);
+    let key = if host.has(Role::Pg) {
+        paths::TLS_PG_KEY
+    } else {
+        paths::TLS_ETCD_KEY
+    };
+    TlsContext {
+        enabled,
+        scheme: if enabled { "https" } else { "http" },
+        ca: mp(paths::TLS_CA),
+        cert: mp(paths::TLS_CERT),
+        pg_key: mp(paths::TLS_PG_KEY),
+        etcd_key: mp(paths::TLS_ETCD_KEY),
+        dir: mp(paths::TLS_DIR),
+        etcd_auth: s.etcd_auth(),
+        etcd_auth_member: s.etcd_auth()
+            && host.has(Role::Etcd)
+            && site.with_role(Role::Etcd).next().map(|h| &h.name) == Some(&host.name),
+        etcd_auth_env: mp(paths::ETCD_AUTH_ENV),
+        etcd_namespace: host.config.patroni.namespace.clone(),
+        etcd_patroni_user: crate::plan::secrets::ETCD_PATRONI_USER,
+        stats_auth: s.haproxy_stats_password.is_some(),
+        stats_env: mp(paths::HAPROXY_STATS_ENV),
+        stats_user: crate::plan::secrets::STATS_USER,
+        etcdctl: if enabled {
+            format!(
+                " --cacert={} --cert={} --key={}",
+                mp(paths::TLS_CA),
+                mp(paths::TLS_CERT),
+                mp(key)
+            )
+        } else {
+            String::new()
+        },
+        curl: if enabled {
+            format!(" --cacert {}", mp(paths::TLS_CA))
+        } else {
+            String::new()
+        },
+        patronictl_env: mp(crate::plan::secrets::PATRONICTL_ENV),
+    }
 }
 
 /// How a pg host fetches its secrets (`crate::plan::secrets`).
@@ -366,13 +496,19 @@ pub struct SecretsContext {
     pub https: bool,
     /// `/etc/pgimg/secrets.conf`: names and paths only.
     pub conf: String,
+    /// The file `fetch-secrets` installs last: once it is there, the secrets are.
+    pub last: String,
 }
 
 fn secrets_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> SecretsContext {
     let d = &cluster.secrets.delivery;
-    let fetch = host.has(Role::Pg) && (d.ssm.is_some() || d.https.is_some());
     let files = crate::plan::secrets::host_files(cluster, site, host);
+    let fetch = !files.is_empty() && (d.ssm.is_some() || d.https.is_some());
     SecretsContext {
+        last: crate::plan::secrets::install_order(&files)
+            .last()
+            .map(|f| m.path(&host.name, f.path))
+            .unwrap_or_default(),
         fetch,
         ssm: fetch && d.ssm.is_some(),
         https: fetch && d.https.is_some(),
@@ -517,6 +653,8 @@ pub struct PgContext {
     pub data_parent: String,
     pub bin_dir: String,
     pub superuser: String,
+    /// The superuser may log in over the network (`postgresql.superuser_remote`).
+    pub superuser_remote: bool,
     pub replication_user: String,
     pub packages: PgPackages,
     pub extra_packages: Vec<String>,
@@ -716,6 +854,12 @@ pub fn host_context(
     let c = &host.config;
     let addr = m.addr(&host.address);
     let stanza = stanza(site);
+    // etcd's and the REST API's URLs: https with TLS.
+    let scheme = if cluster.secrets.tls.enabled {
+        "https"
+    } else {
+        "http"
+    };
     let member = |h: &Host| MemberFacts {
         name: h.name.clone(),
         member_name: h.member_name.clone(),
@@ -726,7 +870,7 @@ pub fn host_context(
         .with_role(Role::Etcd)
         .map(|h| {
             format!(
-                "{}=http://{}",
+                "{}={scheme}://{}",
                 h.name,
                 hostport(&m.addr(&h.address), h.config.etcd.peer_port)
             )
@@ -736,7 +880,7 @@ pub fn host_context(
         .with_role(Role::Etcd)
         .map(|h| {
             format!(
-                "http://{}",
+                "{scheme}://{}",
                 hostport(&m.addr(&h.address), h.config.etcd.client_port)
             )
         })
@@ -769,10 +913,10 @@ pub fn host_context(
     let (patroni_bin, patronictl_bin) = patroni_binaries(c.patroni.install);
     let major = c.postgresql.major;
     let local = m.localhost(&host.name);
-    let client_url = format!("http://{}", hostport(&addr, c.etcd.client_port));
-    let peer_url = format!("http://{}", hostport(&addr, c.etcd.peer_port));
+    let client_url = format!("{scheme}://{}", hostport(&addr, c.etcd.client_port));
+    let peer_url = format!("{scheme}://{}", hostport(&addr, c.etcd.peer_port));
     let listen_client_urls = format!(
-        "{client_url},http://{}",
+        "{client_url},{scheme}://{}",
         hostport(&local, c.etcd.client_port)
     );
     let mp = |p: &str| m.path(&host.name, p);
@@ -840,7 +984,7 @@ pub fn host_context(
                 .map(|h| EtcdMemberFacts {
                     member: member(h),
                     peer_url: format!(
-                        "http://{}",
+                        "{scheme}://{}",
                         hostport(&m.addr(&h.address), h.config.etcd.peer_port)
                     ),
                     joins_existing: h.config.etcd.join_existing,
@@ -914,6 +1058,7 @@ pub fn host_context(
             data_parent,
             bin_dir: c.postgresql.bin_dir.clone(),
             superuser: c.postgresql.superuser.clone(),
+            superuser_remote: c.postgresql.superuser_remote,
             replication_user: c.postgresql.replication_user.clone(),
             packages: PgPackages {
                 server: package(&format!("postgresql{major}-server"), pg_version),
@@ -931,7 +1076,7 @@ pub fn host_context(
             ctl: patronictl_bin,
             venv: paths::PATRONI_VENV,
             restapi_port: c.patroni.restapi_port,
-            rest_url: format!("http://{}", hostport(&addr, c.patroni.restapi_port)),
+            rest_url: format!("{scheme}://{}", hostport(&addr, c.patroni.restapi_port)),
             config: paths::PATRONI_CONFIG,
             env: paths::PATRONI_ENV,
             // The RPM's own version, never the pip one (PGDG's RPM lags PyPI).
@@ -995,6 +1140,7 @@ pub fn host_context(
         daytwo: super::daytwo::host_context(cluster, site, host, m),
         secrets: secrets_context(cluster, site, host, m),
         firewall: firewall_context(cluster, site, host, m),
+        tls: tls_context(cluster, site, host, m),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Format {
     Env,
     /// libpq's password file: `host:port:database:user:password` lines.
     Pgpass,
+    /// A PEM certificate or key, the value of its one entry as it is.
+    Pem,
 }
 
 /// One file of the contract.
@@ -58,12 +60,180 @@ pub struct SecretFile {
 /// The user the Patroni REST API's unsafe endpoints require (Patroni's `restapi.authentication`).
 pub const RESTAPI_USER: &str = "patroni";
 
-/// The secret files of a host; empty for hosts without the `pg` role.
-pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile> {
-    if !host.has(Role::Pg) {
-        return Vec::new();
+/// The user Patroni logs in to etcd as (`etcd_password`), with read-write
+/// access to the Patroni namespace only (the etcd-auth unit grants it).
+pub const ETCD_PATRONI_USER: &str = "patroni";
+
+/// The user of HAProxy's stats page (`haproxy_stats_password`).
+pub const STATS_USER: &str = "stats";
+
+/// What a host's certificate names (its subject alternative names): the
+/// FQDN and short name, and every address clients dial for it. A pg host's
+/// also lists its site's HAProxies and virtual address, because a DR site
+/// streams through them with `sslmode=verify-full` and libpq then checks the
+/// address it dialled against the certificate of the member behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsNames {
+    pub name: String,
+    pub fqdn: String,
+    pub addresses: Vec<String>,
+}
+
+/// The names of a host's certificate, mapped (the lab's are loopback addresses).
+pub fn tls_names(site: &Site, host: &Host, m: &crate::plan::context::Mapping) -> TlsNames {
+    let mut addresses = vec![m.addr(&host.address)];
+    addresses.extend(host.extra_addresses.iter().map(|a| m.addr(a)));
+    if host.has(Role::Pg) {
+        for h in site.with_role(Role::Haproxy) {
+            addresses.push(m.addr(&h.address));
+            if let Some(vip) = &h.config.haproxy.virtual_address {
+                addresses.push(m.addr(vip));
+            }
+        }
     }
+    let mut seen = std::collections::BTreeSet::new();
+    addresses.retain(|a| seen.insert(a.clone()));
+    TlsNames {
+        name: host.name.clone(),
+        fqdn: match &host.config.network.domain {
+            Some(d) => format!("{}.{d}", host.name),
+            None => host.name.clone(),
+        },
+        addresses,
+    }
+}
+
+/// A PEM file of the contract.
+fn pem_file(
+    path: &'static str,
+    owner: &'static str,
+    mode: u32,
+    readers: &'static str,
+    what: &'static str,
+    source: &SecretRef,
+) -> SecretFile {
+    SecretFile {
+        path,
+        owner,
+        group: owner,
+        mode,
+        readers,
+        format: Format::Pem,
+        entries: vec![Entry {
+            name: "PEM".into(),
+            what,
+            source: Some(source.clone()),
+            fixed: None,
+        }],
+    }
+}
+
+/// The TLS files of a host (TLS on): the CA certificate everywhere, and the
+/// host's certificate with a copy of its key per daemon user that reads it
+/// (PostgreSQL refuses a key others can read, and etcd runs as `etcd`).
+fn tls_files(cluster: &Cluster, host: &Host) -> Vec<SecretFile> {
+    let Some(ca) = &cluster.secrets.tls_ca else {
+        return Vec::new();
+    };
+    let mut out = vec![pem_file(
+        paths::TLS_CA,
+        "root",
+        0o644,
+        "etcd, Patroni, PostgreSQL, HAProxy and patronictl (the CA they trust)",
+        "cluster CA certificate",
+        ca,
+    )];
+    if !(host.has(Role::Pg) || host.has(Role::Etcd)) {
+        return out;
+    }
+    let (cert, key) = crate::secrets::host_tls(ca, &host.name);
+    out.push(pem_file(
+        paths::TLS_CERT,
+        "root",
+        0o644,
+        "etcd, Patroni and PostgreSQL (this host's certificate)",
+        "host certificate",
+        &cert,
+    ));
+    if host.has(Role::Pg) {
+        out.push(pem_file(
+            paths::TLS_PG_KEY,
+            "postgres",
+            0o600,
+            "PostgreSQL (ssl_key_file), Patroni (REST API, etcd client) as postgres",
+            "host private key",
+            &key,
+        ));
+    }
+    if host.has(Role::Etcd) {
+        out.push(pem_file(
+            paths::TLS_ETCD_KEY,
+            "etcd",
+            0o600,
+            "etcd.service as etcd (client and peer TLS)",
+            "host private key",
+            &key,
+        ));
+    }
+    out
+}
+
+/// The secret files of a host.
+pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile> {
     let s = &cluster.secrets;
+    let var = |name: &str, what: &'static str, r: &Option<SecretRef>| Entry {
+        name: name.to_string(),
+        what,
+        source: r.clone(),
+        fixed: None,
+    };
+    let fixed = |name: &str, what: &'static str, v: &'static str| Entry {
+        name: name.to_string(),
+        what,
+        source: None,
+        fixed: Some(v),
+    };
+    let mut files = tls_files(cluster, host);
+    if host.has(Role::Etcd) && s.etcd_auth() {
+        // etcdctl reads its flags from ETCDCTL_<FLAG> (etcdctl/README.md,
+        // "Global flags ... can be set with environment variables"): the
+        // etcd-auth unit and the maintenance script log in as root with them.
+        files.push(SecretFile {
+            path: paths::ETCD_AUTH_ENV,
+            owner: "root",
+            group: "root",
+            mode: 0o600,
+            readers: "etcd-auth.service and etcd-maintenance.service (EnvironmentFile=, read by systemd as root)",
+            format: Format::Env,
+            entries: vec![
+                fixed("ETCDCTL_USER", "etcd admin user", "root"),
+                var("ETCDCTL_PASSWORD", "etcd root password", &s.etcd_root_password),
+                var(
+                    "PGIMG_ETCD_PATRONI_PASSWORD",
+                    "etcd password of Patroni",
+                    &s.etcd_password,
+                ),
+            ],
+        });
+    }
+    if host.has(Role::Haproxy) && s.haproxy_stats_password.is_some() {
+        files.push(SecretFile {
+            path: paths::HAPROXY_STATS_ENV,
+            owner: "root",
+            group: "root",
+            mode: 0o600,
+            readers: "haproxy.service (EnvironmentFile= of pgimg's drop-in; haproxy.cfg expands it)",
+            format: Format::Env,
+            entries: vec![var(
+                "PGIMG_STATS_PASSWORD",
+                "HAProxy stats password",
+                &s.haproxy_stats_password,
+            )],
+        });
+    }
+    if !host.has(Role::Pg) {
+        return files;
+    }
     let var = |name: &str, what: &'static str, r: &Option<SecretRef>| Entry {
         name: name.to_string(),
         what,
@@ -127,7 +297,16 @@ pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile
             ));
         }
     }
-    let mut files = vec![SecretFile {
+    if s.etcd_auth() {
+        // Patroni reads PATRONI_ETCD3_USERNAME and _PASSWORD (patroni/config.py,
+        // `_get_auth` for the `etcd3` section); the user name is in patroni.yml too.
+        patroni.push(var(
+            "PATRONI_ETCD3_PASSWORD",
+            "etcd password of Patroni",
+            &s.etcd_password,
+        ));
+    }
+    files.push(SecretFile {
         path: paths::PATRONI_ENV,
         owner: "root",
         group: "root",
@@ -135,7 +314,7 @@ pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile
         readers: "patroni.service (EnvironmentFile=, read by systemd as root)",
         format: Format::Env,
         entries: patroni,
-    }];
+    });
     if !pgbackrest.is_empty() {
         files.push(SecretFile {
             path: paths::PGBACKREST_ENV,
@@ -160,8 +339,33 @@ pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile
             &s.superuser_password,
         )],
     });
+    if s.etcd_auth() {
+        files.push(SecretFile {
+            path: PATRONICTL_ENV,
+            owner: "postgres",
+            group: "postgres",
+            mode: 0o600,
+            readers: "patronictl run as postgres by the cluster check script (sourced)",
+            format: Format::Env,
+            entries: vec![
+                fixed(
+                    "PATRONI_ETCD3_USERNAME",
+                    "etcd user of Patroni",
+                    ETCD_PATRONI_USER,
+                ),
+                var(
+                    "PATRONI_ETCD3_PASSWORD",
+                    "etcd password of Patroni",
+                    &s.etcd_password,
+                ),
+            ],
+        });
+    }
     files
 }
+
+/// patronictl's etcd login for postgres (the check script sources it).
+pub const PATRONICTL_ENV: &str = "/var/lib/pgsql/.patronictl.env";
 
 /// `.pgpass` escapes `:` and `\` with a backslash.
 fn pgpass_escape(s: &str) -> String {
@@ -202,6 +406,9 @@ pub fn file_bytes(
                     pgpass_escape(&e.name),
                     pgpass_escape(&v)
                 );
+            }
+            Format::Pem => {
+                let _ = writeln!(out, "{}", v.trim_end());
             }
         }
     }
@@ -283,7 +490,8 @@ pub fn source_conf(
     let mut out = format!(
         "# Where fetch-secrets gets the secrets of {} and where it puts them; generated by pgimg.\n\
          # Names only, no secret. Lines: `key value`, `file PATH OWNER GROUP MODE FORMAT`,\n\
-         # `var NAME PARAMETER` (from SSM, under ssm_prefix), `fixed NAME VALUE`.\n",
+         # `var NAME PARAMETER` (from SSM, under ssm_prefix; a `pem` file's parameter holds\n\
+         # the PEM file base64-encoded on one line), `fixed NAME VALUE`.\n",
         host.name
     );
     if let Some(s) = &d.ssm {
@@ -312,16 +520,11 @@ pub fn source_conf(
             host.name
         );
     }
-    // patroni.env last: its arrival starts Patroni (patroni-secrets.path).
-    let mut ordered: Vec<&SecretFile> = files
-        .iter()
-        .filter(|f| f.path != paths::PATRONI_ENV)
-        .collect();
-    ordered.extend(files.iter().filter(|f| f.path == paths::PATRONI_ENV));
-    for f in ordered {
+    for f in install_order(files) {
         let format = match f.format {
             Format::Env => "env",
             Format::Pgpass => "pgpass",
+            Format::Pem => "pem",
         };
         let _ = writeln!(
             out,
@@ -341,6 +544,17 @@ pub fn source_conf(
         }
     }
     out
+}
+
+/// The order `fetch-secrets` installs a host's files in: patroni.env last,
+/// because its arrival starts Patroni (patroni-secrets.path).
+pub fn install_order(files: &[SecretFile]) -> Vec<&SecretFile> {
+    let mut ordered: Vec<&SecretFile> = files
+        .iter()
+        .filter(|f| f.path != paths::PATRONI_ENV)
+        .collect();
+    ordered.extend(files.iter().filter(|f| f.path == paths::PATRONI_ENV));
+    ordered
 }
 
 /// How the host's secrets reach it, in words, for its `secrets.list`.

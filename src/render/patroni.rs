@@ -22,6 +22,8 @@ pub struct PatroniConfig {
     pub namespace: String,
     pub name: String,
     pub restapi: RestApi,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctl: Option<Ctl>,
     pub etcd3: Etcd3,
     pub bootstrap: Bootstrap,
     pub postgresql: Postgresql,
@@ -60,12 +62,41 @@ pub struct RestApi {
     /// site's members and HAProxies only; Patroni's default allows all.
     /// https://patroni.readthedocs.io/en/latest/yaml_configuration.html#rest-api
     pub allowlist: Vec<String>,
+    /// HTTPS (TLS on): `restapi.certfile`, `keyfile`, `cafile`
+    /// (docs/yaml_configuration.rst, "REST API"); clients are not asked for a
+    /// certificate (`verify_client` stays `none`): the allowlist and basic
+    /// authentication guard the unsafe endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certfile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyfile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<String>,
 }
 
+/// patronictl's, and Patroni's own, REST API client: the CA that signed the
+/// members' certificates (`ctl.cacert`, patroni/request.py `reload_config`).
+#[derive(Serialize)]
+pub struct Ctl {
+    pub cacert: String,
+}
+
+/// `etcd3:` (docs/yaml_configuration.rst, "Etcd"): with TLS, `protocol:
+/// https` and the client certificate etcd's `--client-cert-auth` asks for;
+/// with etcd authentication, the user (its password is
+/// `PATRONI_ETCD3_PASSWORD` in the environment file, never here).
 #[derive(Serialize)]
 pub struct Etcd3 {
     pub hosts: Vec<String>,
     pub protocol: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cacert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -143,9 +174,18 @@ pub struct Authentication {
     pub rewind: User,
 }
 
+/// A connection user; with TLS, replication, pg_rewind and the DR standby
+/// verify the server's certificate and name (libpq `sslmode=verify-full`
+/// with `sslrootcert`: https://www.postgresql.org/docs/current/libpq-ssl.html;
+/// Patroni passes `postgresql.authentication.*` ssl keys to its connections,
+/// docs/yaml_configuration.rst, "PostgreSQL").
 #[derive(Serialize)]
 pub struct User {
     pub username: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslmode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sslrootcert: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +208,13 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
     let addr = m.addr(&host.address);
     let p = |path: &str| m.path(&host.name, path);
     let stanza = stanza(site);
+    let tls = cluster.secrets.tls.enabled;
+    let tls_path = |path: &str| tls.then(|| p(path));
+    let verified = |username: &str| User {
+        username: username.to_string(),
+        sslmode: tls.then_some("verify-full"),
+        sslrootcert: tls_path(paths::TLS_CA),
+    };
     let etcd_hosts = site
         .with_role(crate::spec::v1::Role::Etcd)
         .map(|h| hostport(&m.addr(&h.address), h.config.etcd.client_port))
@@ -220,10 +267,21 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             listen: hostport(&addr, c.patroni.restapi_port),
             connect_address: hostport(&addr, c.patroni.restapi_port),
             allowlist: restapi_allowlist(site, m),
+            certfile: tls_path(paths::TLS_CERT),
+            keyfile: tls_path(paths::TLS_PG_KEY),
+            cafile: tls_path(paths::TLS_CA),
         },
+        ctl: tls_path(paths::TLS_CA).map(|cacert| Ctl { cacert }),
         etcd3: Etcd3 {
             hosts: etcd_hosts,
-            protocol: "http",
+            protocol: if tls { "https" } else { "http" },
+            cacert: tls_path(paths::TLS_CA),
+            cert: tls_path(paths::TLS_CERT),
+            key: tls_path(paths::TLS_PG_KEY),
+            username: cluster
+                .secrets
+                .etcd_auth()
+                .then_some(crate::plan::secrets::ETCD_PATRONI_USER),
         },
         bootstrap: Bootstrap {
             dcs: Dcs {
@@ -257,18 +315,17 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
             bin_dir: p(&c.postgresql.bin_dir),
             pgpass: p(&format!("{}/.pgpass_patroni", paths::POSTGRES_HOME)),
             authentication: Authentication {
+                // Patroni's own connections, to its member's address: no name to verify beyond it.
                 superuser: User {
                     username: c.postgresql.superuser.clone(),
+                    sslmode: None,
+                    sslrootcert: None,
                 },
-                replication: User {
-                    username: c.postgresql.replication_user.clone(),
-                },
-                rewind: User {
-                    username: c.postgresql.rewind_user.clone(),
-                },
+                replication: verified(&c.postgresql.replication_user),
+                rewind: verified(&c.postgresql.rewind_user),
             },
             // Local parameters that must hold on every member whatever the DCS says.
-            parameters: local_parameters(site, host, m),
+            parameters: local_parameters(site, host, m, tls),
             pg_hba: pg_hba(cluster, site, host, m),
             recovery_conf: RecoveryConf {
                 restore_command: format!(

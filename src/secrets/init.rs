@@ -48,7 +48,9 @@ pub enum Step {
 pub fn plan(refs: &[Reference], reading: &Reading) -> Vec<Step> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
-    for r in refs {
+    // Certificates and keys are made together, CA first (the `certs` module,
+    // through `secret_ops::init_tls`), not one reference at a time.
+    for r in refs.iter().filter(|r| r.generate != Some(Generate::Tls)) {
         let label = r.label();
         if !seen.insert(label.clone()) {
             continue;

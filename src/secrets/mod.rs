@@ -25,6 +25,17 @@ pub struct Reference {
     pub what: &'static str,
     /// How `secrets init` makes a value for it; `None`: the user must supply it.
     pub generate: Option<Generate>,
+    /// What shape the value has.
+    pub kind: ValueKind,
+}
+
+/// The shape of a secret value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// One line of printable characters (`check_value`): a password or key.
+    Text,
+    /// A PEM certificate or private key (`check_pem`): several lines, a file of its own on the host.
+    Pem,
 }
 
 /// How `secrets init` makes a value.
@@ -33,6 +44,8 @@ pub enum Generate {
     /// A random password of 32 characters from an alphabet that every consumer
     /// (systemd environment files, `.pgpass`, pgBackRest) carries unquoted.
     Password,
+    /// A certificate or key of the cluster's CA (the `certs` module, run by `secrets init`).
+    Tls,
 }
 
 impl Reference {
@@ -66,6 +79,21 @@ fn secrets_refs(out: &mut Vec<Reference>, base: &str, s: &Option<Secrets>) {
             &s.backup_cipher_pass,
             "pgBackRest repository cipher passphrase",
         ),
+        (
+            "etcd_root_password",
+            &s.etcd_root_password,
+            "etcd root password",
+        ),
+        (
+            "etcd_password",
+            &s.etcd_password,
+            "etcd password of Patroni",
+        ),
+        (
+            "haproxy_stats_password",
+            &s.haproxy_stats_password,
+            "HAProxy stats password",
+        ),
     ] {
         if let Some(r) = r {
             out.push(Reference {
@@ -73,6 +101,7 @@ fn secrets_refs(out: &mut Vec<Reference>, base: &str, s: &Option<Secrets>) {
                 secret: r.clone(),
                 what,
                 generate: Some(Generate::Password),
+                kind: ValueKind::Text,
             });
         }
     }
@@ -104,6 +133,7 @@ fn repo_refs(out: &mut Vec<Reference>, base: &str, r: &BackupRepo) {
                 secret: s.clone(),
                 what,
                 generate: None,
+                kind: ValueKind::Text,
             });
         }
     }
@@ -126,8 +156,93 @@ pub fn references(spec: &Spec) -> Vec<Reference> {
                 settings_refs(&mut out, &child(&hp, "settings"), &h.settings);
             }
         }
+        tls_refs(&mut out, spec, ci, c);
     }
     out
+}
+
+/// The TLS files of a cluster (`secrets.tls` on): where `secrets init` puts them.
+pub struct TlsFiles {
+    pub ca_cert: SecretRef,
+    /// Never referenced by a build: only `secrets init` reads it, to sign.
+    pub ca_key: String,
+}
+
+/// Where a cluster's TLS files are, `None` when TLS is off.
+pub fn tls_files(spec: &Spec, ci: usize) -> Option<TlsFiles> {
+    let c = spec.clusters.get(ci)?;
+    let tls = crate::model::merge_tls(
+        spec.secrets.as_ref(),
+        c.secrets.as_ref(),
+        &child("/clusters", ci),
+    );
+    if !tls.enabled {
+        return None;
+    }
+    let dir = format!("{}/{}", tls.dir.trim_end_matches('/'), c.name);
+    Some(TlsFiles {
+        ca_cert: file_ref(format!("{dir}/ca.crt")),
+        ca_key: format!("{dir}/ca.key"),
+    })
+}
+
+/// A host's certificate and key references.
+pub fn host_tls(ca_cert: &SecretRef, host: &str) -> (SecretRef, SecretRef) {
+    let SecretRef::File(ca) = ca_cert else {
+        unreachable!("the CA is always a file reference")
+    };
+    let dir = ca.as_str().trim_end_matches("ca.crt");
+    (
+        file_ref(format!("{dir}{host}.crt")),
+        file_ref(format!("{dir}{host}.key")),
+    )
+}
+
+fn file_ref(path: String) -> SecretRef {
+    SecretRef::File(crate::spec::scalar::FilePath(path))
+}
+
+/// Whether a host holds a certificate of its own (it serves TLS).
+pub fn has_own_cert(roles: &[crate::spec::v1::Role]) -> bool {
+    use crate::spec::v1::Role;
+    roles.iter().any(|r| matches!(r, Role::Pg | Role::Etcd))
+}
+
+fn tls_refs(out: &mut Vec<Reference>, spec: &Spec, ci: usize, c: &crate::spec::v1::Cluster) {
+    let Some(files) = tls_files(spec, ci) else {
+        return;
+    };
+    let cp = child("/clusters", ci);
+    let tls_pointer = if c.secrets.as_ref().is_some_and(|s| s.tls.is_some()) {
+        child(&child(&cp, "secrets"), "tls")
+    } else if spec.secrets.as_ref().is_some_and(|s| s.tls.is_some()) {
+        "/secrets/tls".to_string()
+    } else {
+        cp.clone()
+    };
+    let tls_ref = |pointer: String, secret: SecretRef, what| Reference {
+        pointer,
+        secret,
+        what,
+        generate: Some(Generate::Tls),
+        kind: ValueKind::Pem,
+    };
+    out.push(tls_ref(
+        tls_pointer,
+        files.ca_cert.clone(),
+        "cluster CA certificate",
+    ));
+    for (si, s) in c.sites.iter().enumerate() {
+        for (hi, h) in s.hosts.iter().enumerate() {
+            if !has_own_cert(&h.roles) {
+                continue;
+            }
+            let hp = child(&child(&child(&child(&cp, "sites"), si), "hosts"), hi);
+            let (cert, key) = host_tls(&files.ca_cert, h.name.as_str());
+            out.push(tls_ref(hp.clone(), cert, "host certificate"));
+            out.push(tls_ref(hp, key, "host private key"));
+        }
+    }
 }
 
 /// Why a referenced secret cannot be used.
@@ -147,6 +262,40 @@ pub enum Problem {
 /// The longest secret value pgimg accepts: far above any password or key,
 /// far below what would make a file read a denial of service.
 pub const MAX_SECRET_BYTES: usize = 4096;
+
+/// The longest PEM file pgimg accepts: a certificate chain or an RSA-4096 key fits.
+pub const MAX_PEM_BYTES: usize = 16384;
+
+/// Checks the shape of a PEM certificate or key: ASCII lines, a `-----BEGIN `
+/// line first and an `-----END ` line last. The text never repeats the value.
+pub fn check_pem(v: &str) -> Result<(), Problem> {
+    if v.trim().is_empty() {
+        return Err(Problem::Empty);
+    }
+    if v.len() > MAX_PEM_BYTES {
+        return Err(Problem::Unsafe("longer than 16384 bytes"));
+    }
+    let lines: Vec<&str> = v.trim_end().lines().collect();
+    let ascii = v
+        .chars()
+        .all(|c| c == '\n' || c == '\r' || (c.is_ascii() && !c.is_ascii_control()));
+    let framed = lines.first().is_some_and(|l| l.starts_with("-----BEGIN "))
+        && lines.last().is_some_and(|l| l.starts_with("-----END "));
+    if !ascii || !framed {
+        return Err(Problem::Unsafe(
+            "is not a PEM file (ASCII lines from `-----BEGIN ` to `-----END `)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a value by its kind.
+pub fn check_kind(kind: ValueKind, v: &str) -> Result<(), Problem> {
+    match kind {
+        ValueKind::Text => check_value(v),
+        ValueKind::Pem => check_pem(v),
+    }
+}
 
 /// Checks the shape of a value; `Err` says what is wrong without repeating it.
 pub fn check_value(v: &str) -> Result<(), Problem> {

@@ -93,6 +93,7 @@ fixed_defaults! {
     PG_MAJOR: u32 = 17; "PostgresSettings.major", "the reference stack's major version";
     PG_PORT: u16 = 5432; "PostgresSettings.port", "reference guide";
     PG_ALLOW_REMOTE_TRUST: bool = false; "PostgresSettings.allow_remote_trust", "";
+    PG_SUPERUSER_REMOTE: bool = false; "PostgresSettings.superuser_remote", "a closed database by default: the superuser is for the host itself";
     PG_MAX_SLOT_WAL_KEEP_SIZE_MB: u32 = 16384; "PostgresSettings.max_slot_wal_keep_size_mb", "16 GiB: a DR site down for hours keeps its slot, one down for days is rebuilt";
     INITDB_ENCODING: &str = "UTF8"; "InitdbSettings.encoding", "";
     INITDB_LOCALE: &str = "en_US.UTF-8"; "InitdbSettings.locale", "";
@@ -133,6 +134,8 @@ fixed_defaults! {
     BACKREST_ARCHIVE_TIMEOUT: u32 = 300; "PgbackrestSettings.archive_timeout", "reference guide";
     BACKREST_ARCHIVE_ASYNC: bool = true; "PgbackrestSettings.archive_async", "so that an unreachable repository cannot stop a primary";
     BACKREST_ARCHIVE_PUSH_QUEUE_MAX_MB: u32 = 8192; "PgbackrestSettings.archive_push_queue_max_mb", "";
+    TLS_ENABLED: bool = true; "TlsSettings.enabled", "a closed control plane by default";
+    TLS_DIR: &str = "tls"; "TlsSettings.dir", "next to the spec";
     REPO_URI_STYLE: UriStyle = UriStyle::Host; "BackupRepo.uri_style", "pgBackRest's own default (`repo-s3-uri-style`)";
     REPO_KEY_TYPE: S3KeyType = S3KeyType::Auto; "BackupRepo.key_type", "on a site with bare-metal hosts (`boot.mac`) the default is `shared`: EC2's instance role does not exist there";
     REPO_RETENTION_FULL_TYPE: RetentionType = RetentionType::Count; "BackupRepo.retention_full_type", "pgBackRest's own default (`repo-retention-full-type`)";

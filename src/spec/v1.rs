@@ -278,6 +278,9 @@ pub struct PostgresSettings {
     pub pg_hba: Option<Vec<HbaRule>>,
     /// Allows `trust` on non-local pg_hba rows (PG0190).
     pub allow_remote_trust: Option<bool>,
+    /// Lets the superuser log in over the network (from any address the catch-all admits);
+    /// otherwise only the host itself (socket, loopback) and the spec's own `pg_hba` rows reach it.
+    pub superuser_remote: Option<bool>,
     /// Role names Patroni uses.
     pub users: Option<PgUsers>,
     /// Extra packages, such as `postgresql17-contrib` or extensions.
@@ -735,8 +738,29 @@ pub struct Secrets {
     pub restapi_password: Option<SecretRef>,
     /// pgBackRest repository encryption passphrase (enables `aes-256-cbc` on every repository).
     pub backup_cipher_pass: Option<SecretRef>,
+    /// Password of etcd's `root` user; with it and `etcd_password`, etcd authentication is enabled (TLS on).
+    pub etcd_root_password: Option<SecretRef>,
+    /// Password of the etcd user `patroni` (read-write on the Patroni namespace only).
+    pub etcd_password: Option<SecretRef>,
+    /// Password of HAProxy's stats page (user `stats`).
+    pub haproxy_stats_password: Option<SecretRef>,
+    /// TLS of etcd (client and peer), PostgreSQL and the Patroni REST API, with a CA per
+    /// cluster; its certificates and keys are secrets that `pgimg secrets init` creates.
+    pub tls: Option<TlsSettings>,
     /// How hosts get their secrets with no hand step; without it, copy `secrets/<host>/` of the output onto each host yourself.
     pub delivery: Option<SecretDelivery>,
+}
+
+/// TLS of a cluster's control plane and database connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// TLS on; `false` is an explicit opt-out (warning PG0411).
+    pub enabled: Option<bool>,
+    /// Directory of the certificates, relative to the spec: `<dir>/<cluster>/ca.crt` and, per
+    /// host, `<dir>/<cluster>/<host>.crt` and `.key` (secrets, referenced as `file:` paths);
+    /// `ca.key` stays there and never reaches a host.
+    pub dir: Option<FilePath>,
 }
 
 /// Automatic delivery of each host's secrets.

@@ -457,8 +457,11 @@ pub fn haproxy(file: &Path) -> Result<(), String> {
     }
     // The process settings (user, group, chroot, stats socket) live next to
     // haproxy.cfg, and haproxy.service loads both: check them together.
+    // The stats password haproxy.cfg expands, as haproxy.service's environment file gives it.
     let mut cmd = Command::new(tool("haproxy")?);
-    cmd.args(["-dW", "-c", "-f"]).arg(file);
+    cmd.env("PGIMG_STATS_PASSWORD", "conformance-stats-password")
+        .args(["-dW", "-c", "-f"])
+        .arg(file);
     let process = file.with_file_name("pgimg-process.cfg");
     if process.exists() {
         cmd.arg("-f").arg(&process);
@@ -873,10 +876,24 @@ pub fn etcd(file: &Path, work: &Path) -> Result<(), String> {
                 tail(log_text())
             ));
         }
+        // With TLS, etcd asks every client for a certificate of the cluster's CA.
+        let tls: Vec<String> = match (
+            vars.get("ETCD_TRUSTED_CA_FILE"),
+            vars.get("ETCD_CERT_FILE"),
+            vars.get("ETCD_KEY_FILE"),
+        ) {
+            (Some(ca), Some(cert), Some(key)) => vec![
+                format!("--cacert={ca}"),
+                format!("--cert={cert}"),
+                format!("--key={key}"),
+            ],
+            _ => Vec::new(),
+        };
         let out = run(
             Command::new(tool("etcdctl")?)
                 .env_clear()
                 .arg(format!("--endpoints={clients}"))
+                .args(&tls)
                 .args([
                     "--dial-timeout=500ms",
                     "--command-timeout=1s",

@@ -122,6 +122,42 @@ fn build_into(
     pgimg::write::write(&tree, out).map_err(|e| format!("writing {}: {e}", out.display()))
 }
 
+/// The TLS files of every host of a loopback build, where its mapping puts
+/// them (`/etc/pgimg/tls/` under the host's root): a CA per cluster and host
+/// certificates for the loopback addresses, made by `secrets init`'s code.
+fn write_tls(fleet: &pgimg::model::Fleet, m: &Mapping) -> Result<(), String> {
+    use pgimg::plan::context::paths;
+    use std::os::unix::fs::PermissionsExt;
+    let today = pgimg::certs::Day::from_unix(pgimg::load::unix_now());
+    let put = |path: String, text: &str, mode: u32| -> Result<(), String> {
+        let p = PathBuf::from(&path);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        std::fs::write(&p, text).map_err(|e| format!("{path}: {e}"))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    for c in fleet.clusters.iter().filter(|c| c.secrets.tls.enabled) {
+        let ca = pgimg::certs::new_ca(&c.name, today).map_err(|e| e.to_string())?;
+        for s in &c.sites {
+            for h in &s.hosts {
+                put(m.path(&h.name, paths::TLS_CA), &ca.cert, 0o644)?;
+                if !(h.has(pgimg::spec::v1::Role::Pg) || h.has(pgimg::spec::v1::Role::Etcd)) {
+                    continue;
+                }
+                let names = pgimg::plan::secrets::tls_names(s, h, m);
+                let pem = pgimg::certs::host_cert(&c.name, &ca.key, &names, today)
+                    .map_err(|e| e.to_string())?;
+                put(m.path(&h.name, paths::TLS_CERT), &pem.cert, 0o644)?;
+                put(m.path(&h.name, paths::TLS_PG_KEY), &pem.key, 0o600)?;
+                put(m.path(&h.name, paths::TLS_ETCD_KEY), &pem.key, 0o600)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Builds one example (real and loopback) under `tmp`.
 pub fn build_example(spec: &Path, index: usize, tmp: &Path) -> Result<Built, String> {
     let example = spec
@@ -148,6 +184,7 @@ pub fn build_example(spec: &Path, index: usize, tmp: &Path) -> Result<Built, Str
             loopback_net(index, purpose),
             &tmp.join(format!("{name}-root")),
         );
+        write_tls(&v.fleet, &m)?;
         build_into(&v, &roles, m, &dir)?;
         lo.push(dir);
     }
@@ -330,8 +367,16 @@ pub fn jobs(b: &Built, which: &[Consumer], tmp: &Path) -> Vec<Job> {
             let path = rootfs.join(rel);
             let name = rel.rsplit('/').next().unwrap_or("");
             if on(Consumer::Haproxy) && name == "haproxy.cfg" {
+                // The loopback copy: its `ca-file` is under the build's root,
+                // where the suite put the TLS files (`write_tls`).
+                let lo = b
+                    .lo_patroni
+                    .as_ref()
+                    .map(|d| d.join("hosts").join(host).join("rootfs").join(rel));
+                // Without one (a suite run on a real build only), the file itself.
+                let lo = lo.unwrap_or_else(|| path.clone());
                 jobs.push(Job::new(label(&shown, "haproxy -dW -c"), move || {
-                    checks::haproxy(&path)
+                    checks::haproxy(&lo)
                 }));
             } else if name == "patroni.yml" {
                 if on(Consumer::Patroni) {

@@ -252,7 +252,14 @@ fn patronictl(lab: &Lab, host: &str, args: &[&str], stdin: Option<&str>) -> Resu
         .to_string();
     let mut argv = vec![ctl.as_str(), "-c", cfg.as_str()];
     argv.extend_from_slice(args);
-    run(lab, &argv, &[], stdin, Duration::from_secs(60))
+    // The lab's fixed secrets: the REST API's basic authentication (switchover,
+    // edit-config) and Patroni's etcd login, as Patroni reads them from its environment.
+    let env = [
+        ("PATRONI_RESTAPI_USERNAME", "patroni"),
+        ("PATRONI_RESTAPI_PASSWORD", "lab-restapi-password"),
+        ("PATRONI_ETCD3_PASSWORD", "lab-etcd-password"),
+    ];
+    run(lab, &argv, &env, stdin, Duration::from_secs(60))
 }
 
 fn pgbackrest(lab: &Lab, host: &str, args: &[&str]) -> Result<String, String> {

@@ -761,7 +761,7 @@ pub fn up(opts: &Options) -> Result<Boot, Error> {
         std::fs::remove_dir_all(&root).map_err(io("removing", &root))?;
     }
     let mut m = mapping::boot_mapping(&v.fleet)?;
-    let values = super::lab_secrets(&v.fleet);
+    let values = super::lab_secrets(&v.fleet, &m)?;
     let standins_plan = standins::plan(cluster, &m, &values);
     // The lab's name service: the stand-ins' names, in each host's /etc/hosts.
     m.names.insert(

@@ -1,0 +1,180 @@
+//! The cluster CA and the host certificates of `secrets.tls`, made with
+//! rcgen (ECDSA P-256 keys, PKCS#8 PEM). Used by `pgimg secrets init` and by
+//! `pgimg lab` (for its loopback addresses), never by a build: certificates
+//! are secrets, so their randomness (rcgen draws keys from the operating
+//! system's generator through ring) and their dates never reach a reviewable
+//! artifact.
+//!
+//! A host certificate carries both TLS purposes: etcd peers present theirs as
+//! server and as client (etcd's `--peer-client-cert-auth`), and Patroni
+//! presents the same one to etcd as a client.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+use crate::Error;
+
+/// A certificate and its private key, both PEM.
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A calendar day, the first day of a certificate's validity.
+#[derive(Debug, Clone, Copy)]
+pub struct Day {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Day {
+    /// The day of a Unix time (UTC), by the civil-from-days algorithm of
+    /// Howard Hinnant's "chrono-Compatible Low-Level Date Algorithms".
+    pub fn from_unix(secs: u64) -> Day {
+        let z = (secs / 86_400) as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+        let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+        Day { year, month, day }
+    }
+}
+
+/// Years a CA certificate is valid.
+pub const CA_YEARS: i32 = 10;
+/// Years a host certificate is valid.
+pub const HOST_YEARS: i32 = 5;
+
+fn err(what: &str, e: rcgen::Error) -> Error {
+    Error::Input(format!("{what}: {e}"))
+}
+
+/// The first and last day of a validity of `years` from `from` (the day
+/// before, against clocks a little behind; the 28th, so that every month has it).
+fn validity(params: &mut CertificateParams, from: Day, years: i32) {
+    let day = from.day.min(28);
+    params.not_before = rcgen::date_time_ymd(from.year, from.month, day.max(2) - 1);
+    params.not_after = rcgen::date_time_ymd(from.year + years, from.month, day);
+}
+
+/// The CA's subject: `secrets init` signs host certificates with the CA key
+/// and this name, so a CA it made itself is the only one it can sign for.
+fn ca_params(cluster: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "pgimg");
+    dn.push(DnType::CommonName, format!("pgimg CA of cluster {cluster}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A new CA for a cluster.
+pub fn new_ca(cluster: &str, today: Day) -> Result<Pem, Error> {
+    let key = KeyPair::generate().map_err(|e| err("generating the CA key", e))?;
+    let mut params = ca_params(cluster);
+    validity(&mut params, today, CA_YEARS);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| err("signing the CA certificate", e))?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// What a host certificate names (`plan::secrets::tls_names`).
+pub use crate::plan::secrets::TlsNames as HostNames;
+
+/// A new key and certificate for a host, signed by the cluster's CA key.
+pub fn host_cert(
+    cluster: &str,
+    ca_key_pem: &str,
+    host: &HostNames,
+    today: Day,
+) -> Result<Pem, Error> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)
+        .map_err(|e| err(&format!("reading the CA key of cluster {cluster}"), e))?;
+    let issuer = Issuer::new(ca_params(cluster), ca_key);
+    let key = KeyPair::generate().map_err(|e| err("generating a host key", e))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "pgimg");
+    dn.push(DnType::CommonName, host.fqdn.clone());
+    params.distinguished_name = dn;
+    let mut names: Vec<String> = vec![host.fqdn.clone()];
+    if host.name != host.fqdn {
+        names.push(host.name.clone());
+    }
+    for n in names {
+        let dns = n
+            .clone()
+            .try_into()
+            .map_err(|e| err(&format!("host name `{n}`"), e))?;
+        params.subject_alt_names.push(SanType::DnsName(dns));
+    }
+    for a in &host.addresses {
+        let ip: IpAddr = a
+            .parse()
+            .map_err(|_| Error::Input(format!("`{a}` is not an IP address")))?;
+        let san = SanType::IpAddress(ip);
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    validity(&mut params, today, HOST_YEARS);
+    let cert = params
+        .signed_by(&key, &issuer)
+        .map_err(|e| err(&format!("signing the certificate of {}", host.name), e))?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_from_unix_time() {
+        let d = Day::from_unix(0);
+        assert_eq!((d.year, d.month, d.day), (1970, 1, 1));
+        let d = Day::from_unix(1_709_164_800); // 2024-02-29
+        assert_eq!((d.year, d.month, d.day), (2024, 2, 29));
+    }
+
+    #[test]
+    fn a_host_certificate_is_signed_by_its_ca() {
+        let today = Day::from_unix(1_800_000_000);
+        let ca = new_ca("c", today).unwrap();
+        let host = HostNames {
+            name: "pg1".into(),
+            fqdn: "pg1.example.com".into(),
+            addresses: vec!["10.0.0.1".into()],
+        };
+        let h = host_cert("c", &ca.key, &host, today).unwrap();
+        assert!(h.cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(h.key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+}
