@@ -318,10 +318,13 @@ pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile
     if !pgbackrest.is_empty() {
         files.push(SecretFile {
             path: paths::PGBACKREST_ENV,
+            // Readable by postgres: PostgreSQL's archive-push and restore run
+            // as postgres with these values in their environment already, and
+            // pgBackRest at a shell (check script, runbooks) needs them too.
             owner: "root",
-            group: "root",
-            mode: 0o600,
-            readers: "patroni.service (archive-push, restore) and the scheduled backup services (EnvironmentFile=, read by systemd as root)",
+            group: "postgres",
+            mode: 0o640,
+            readers: "patroni.service (archive-push, restore) and the scheduled backup services (EnvironmentFile=, read by systemd as root); postgres at a shell through /usr/local/libexec/pgimg/pgbackrest (the check script, the runbooks)",
             format: Format::Env,
             entries: pgbackrest,
         });

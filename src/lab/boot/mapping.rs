@@ -93,11 +93,10 @@ mod tests {
     use crate::source::SourceFile;
 
     fn build(v: &crate::Validated, mapping: Mapping) -> crate::render::ArtifactTree {
+        let values = crate::lab::lab_secrets(&v.fleet, &mapping).expect("lab secrets");
         let inputs = crate::BuildInputs {
             roles: RoleTree::embedded(),
-            secrets: SecretValues {
-                values: crate::lab::lab_secrets(&v.fleet),
-            },
+            secrets: SecretValues { values },
             mapping,
             overlays: Default::default(),
         };
