@@ -96,7 +96,7 @@ mod tests {
         let inputs = crate::BuildInputs {
             roles: RoleTree::embedded(),
             secrets: SecretValues {
-                values: crate::lab::lab_secrets(&v.fleet),
+                values: crate::lab::lab_secrets(&v.fleet, &mapping).expect("lab secrets"),
             },
             mapping,
             overlays: Default::default(),
