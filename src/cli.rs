@@ -124,6 +124,9 @@ pub enum Command {
         /// Build in memory and compare with the existing output instead of writing: exit 1 with the summary when they differ.
         #[arg(long)]
         check: bool,
+        /// Also write each host's kickstart or user-data with its secrets embedded, under secrets/<host>/ only (mode 0600), for each host whose every secret is supplied.
+        #[arg(long, conflicts_with = "check")]
+        embed_secrets: bool,
     },
     /// Create or check the secrets a spec references.
     Secrets {

@@ -59,6 +59,7 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
             check: false,
             require_secrets,
             secrets_env,
+            embed_secrets,
         } => cmd::build::run(
             &cmd::build::Args {
                 spec: &spec,
@@ -68,6 +69,7 @@ pub fn run(cli: Cli, o: &mut Output) -> io::Result<ExitCode> {
                 strict,
                 require_secrets,
                 secrets_env: secrets_env.as_deref(),
+                embed_secrets,
             },
             term,
             o,

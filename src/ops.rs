@@ -90,6 +90,14 @@ pub struct BuildInputs {
     pub overlays: load::Overlays,
 }
 
+/// What a build writes beyond the default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildOptions {
+    /// Also write each host's kickstart or user-data with its secrets
+    /// embedded, under `secrets/<host>/` only (`--embed-secrets`).
+    pub embed_secrets: bool,
+}
+
 /// What a build did, besides the artifacts it put.
 #[derive(Debug, Clone, Default)]
 pub struct BuildReport {
@@ -197,8 +205,17 @@ fn unchanged(
 /// Plans and renders every artifact of a validated spec in memory. Pure: no
 /// file is read or written.
 pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree, Error> {
+    build_with(v, inputs, BuildOptions::default())
+}
+
+/// [`build`] with options.
+pub fn build_with(
+    v: &Validated,
+    inputs: &BuildInputs,
+    options: BuildOptions,
+) -> Result<render::ArtifactTree, Error> {
     let sink = Mutex::new(render::ArtifactTree::default());
-    let report = build_into(v, inputs, &sink, None, &|_| {})?;
+    let report = build_into_with(v, inputs, options, &sink, None, &|_| {})?;
     let mut tree = sink
         .into_inner()
         .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
@@ -224,17 +241,31 @@ pub fn build_to_dir_reporting(
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
 ) -> Result<BuildReport, Error> {
+    build_to_dir_with(v, inputs, BuildOptions::default(), out, host_done)
+}
+
+/// [`build_to_dir_reporting`] with options.
+pub fn build_to_dir_with(
+    v: &Validated,
+    inputs: &BuildInputs,
+    options: BuildOptions,
+    out: &Path,
+    host_done: &(dyn Fn(&str) + Sync),
+) -> Result<BuildReport, Error> {
     // A killed build's staging goes first, and a previous output it had
     // moved aside comes back, before that output is read or kept.
     crate::write::recover(out)?;
     let previous = load::previous_output(out);
-    if let Some(prev) = &previous
+    // The embedded install files are rendered from the plan of every host,
+    // which an up-to-date output or a kept host skips.
+    if !options.embed_secrets
+        && let Some(prev) = &previous
         && let Some(report) = up_to_date(v, inputs, prev)?
     {
         return Ok(report);
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
-    let report = build_into(v, inputs, &staging, previous.as_ref(), host_done)?;
+    let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
     staging.commit()?;
     Ok(report)
 }
@@ -324,7 +355,27 @@ pub fn build_into(
     previous: Option<&PreviousOutput>,
     host_done: &(dyn Fn(&str) + Sync),
 ) -> Result<BuildReport, Error> {
+    build_into_with(
+        v,
+        inputs,
+        BuildOptions::default(),
+        sink,
+        previous,
+        host_done,
+    )
+}
+
+/// [`build_into`] with options.
+pub fn build_into_with(
+    v: &Validated,
+    inputs: &BuildInputs,
+    options: BuildOptions,
+    sink: &dyn Sink,
+    previous: Option<&PreviousOutput>,
+    host_done: &(dyn Fn(&str) + Sync),
+) -> Result<BuildReport, Error> {
     use rayon::prelude::*;
+    let previous = previous.filter(|_| !options.embed_secrets);
     let defs = RoleDefs::parse(&inputs.roles)?;
     let templates = render::templates::Templates::compile(&inputs.roles)?;
     let fleet = &v.fleet;
@@ -375,7 +426,19 @@ pub fn build_into(
                 .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
                 .map(|(_, a)| a.bytes.as_slice())
                 .unwrap_or_default();
-            let delivered = render::install::render_host(&templates, host, &p, overlay)?;
+            let mut delivered = render::install::render_host(&templates, host, &p, overlay)?;
+            if options.embed_secrets
+                && let Some((path, bytes)) = render::install::render_embedded(
+                    &templates,
+                    (c, s, host),
+                    &p,
+                    overlay,
+                    &inputs.secrets,
+                    &mut delivered,
+                )?
+            {
+                rec.put(&path, &bytes, 0o600)?;
+            }
             for (path, a) in &files {
                 rec.put(path, &a.bytes, a.mode)?;
             }

@@ -599,3 +599,230 @@ fn secrets_init_creates_the_cluster_ca_and_host_certificates() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// The here-document payloads of an embedded kickstart, by path.
+fn kickstart_payloads(ks: &str) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine;
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    for line in ks.lines() {
+        if let Some((path, b64)) = current.as_mut() {
+            if line == "PGIMG_SECRET" {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.as_bytes())
+                    .unwrap();
+                out.insert(std::mem::take(path), bytes);
+                current = None;
+            } else {
+                b64.push_str(line);
+            }
+        } else if let Some(rest) = line.strip_prefix("pgimg_secret /")
+            && line.ends_with("<<'PGIMG_SECRET'")
+        {
+            let path = format!("/{}", rest.split_whitespace().next().unwrap());
+            current = Some((path, String::new()));
+        }
+    }
+    out
+}
+
+/// The deferred `write_files` of an embedded user-data, by path.
+fn user_data_payloads(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine;
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut raw)
+            .unwrap();
+        String::from_utf8(raw).unwrap()
+    } else {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    };
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    doc["write_files"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|f| f["defer"].as_bool() == Some(true))
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                base64::engine::general_purpose::STANDARD
+                    .decode(f["content"].as_str().unwrap())
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        support::root().join("tests/boot/small.yml"),
+        dir.path().join("spec.yml"),
+    )
+    .unwrap();
+    let s3 = [
+        ("PGIMG_S3_KEY", "AKIDEMBEDTEST0001"),
+        ("PGIMG_S3_KEY_SECRET", "EmbedTestSecret0002"),
+    ];
+    assert!(
+        run(dir.path(), &["secrets", "init", "spec.yml"], &s3)
+            .status
+            .success()
+    );
+    let build = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "spec.yml",
+            "-o",
+            out,
+            "--secrets-env",
+            "secrets.env",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(dir.path(), &args, &s3);
+        assert!(o.status.success(), "{out}: {o:?}");
+        o
+    };
+    let plain = build("plain", &[]);
+    let embedded = build("embedded", &["--embed-secrets"]);
+    let rel = |root: &Path| -> BTreeMap<String, Vec<u8>> {
+        all_files(root)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(root).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let a = rel(&dir.path().join("plain"));
+    let b = rel(&dir.path().join("embedded"));
+    // The reviewable tree, manifest and sums included, is byte-identical.
+    let public = |t: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
+        t.iter()
+            .filter(|(p, _)| !p.starts_with("secrets/"))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(public(&a), public(&b));
+    let install = |p: &str| p.ends_with("/kickstart.ks") || p.ends_with("/user-data");
+    assert!(!a.keys().any(|p| p.starts_with("secrets/") && install(p)));
+    let added: Vec<&String> = b.keys().filter(|p| !a.contains_key(*p)).collect();
+    assert_eq!(
+        added,
+        [
+            "secrets/small-db1/kickstart.ks",
+            "secrets/small-db2/kickstart.ks",
+            "secrets/small-db3/user-data"
+        ]
+    );
+    for p in &added {
+        let mode = std::fs::metadata(dir.path().join("embedded").join(p))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "{p}"
+        );
+    }
+    // Each embedded file carries exactly the host's secrets/<host>/ files.
+    let values: Vec<String> = std::fs::read_to_string(dir.path().join("secrets.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(_, v)| v.to_string()))
+        .chain(s3.iter().map(|(_, v)| v.to_string()))
+        .collect();
+    let mut carried = String::new();
+    for p in &added {
+        let host = p.split('/').nth(1).unwrap();
+        let got = if p.ends_with("kickstart.ks") {
+            kickstart_payloads(&String::from_utf8(b[*p].clone()).unwrap())
+        } else {
+            user_data_payloads(&b[*p])
+        };
+        let prefix = format!("secrets/{host}/");
+        let want: BTreeMap<String, Vec<u8>> = b
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && !install(k))
+            .map(|(k, v)| (format!("/{}", &k[prefix.len()..]), v.clone()))
+            .collect();
+        assert!(want.len() >= 5, "{host}: {want:?}");
+        assert_eq!(got, want, "{host}");
+        for v in got.values() {
+            carried.push_str(&String::from_utf8_lossy(v));
+        }
+    }
+    for v in &values {
+        assert!(carried.contains(v.as_str()), "a value is not embedded");
+    }
+    for (p, bytes) in public(&b) {
+        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut raw = Vec::new();
+            flate2::read::GzDecoder::new(bytes.as_slice())
+                .read_to_end(&mut raw)
+                .unwrap();
+            String::from_utf8_lossy(&raw).into_owned()
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        for v in &values {
+            assert!(!text.contains(v.as_str()), "{p} holds a secret value");
+        }
+    }
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&embedded.stdout),
+        String::from_utf8_lossy(&embedded.stderr)
+    );
+    assert!(logs.contains("secrets/small-db3/user-data"), "{logs}");
+    for v in &values {
+        assert!(!logs.contains(v.as_str()));
+    }
+    drop(plain);
+}
+
+#[test]
+fn an_embedded_user_data_over_ec2s_limit_fails_the_build_naming_host_and_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        support::root().join("examples/reference-cluster.yml"),
+        dir.path().join("spec.yml"),
+    )
+    .unwrap();
+    let s3 = [
+        ("PGIMG_S3_KEY", "AKIDEMBEDTEST0001"),
+        ("PGIMG_S3_KEY_SECRET", "EmbedTestSecret0002"),
+    ];
+    assert!(
+        run(dir.path(), &["secrets", "init", "spec.yml"], &s3)
+            .status
+            .success()
+    );
+    let args = [
+        "build",
+        "spec.yml",
+        "-o",
+        "out",
+        "--secrets-env",
+        "secrets.env",
+        "--embed-secrets",
+    ];
+    let o = run(dir.path(), &args, &s3);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    // The DR site's hosts are cloud hosts whose certificates and keys do not fit.
+    for needle in [
+        "host dr-pg1: the user-data with its secrets embedded (--embed-secrets) is ",
+        "over EC2's limit of 16384 bytes",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+    assert!(!dir.path().join("out").exists());
+    // Without the flag the same build succeeds.
+    assert!(run(dir.path(), &args[..6], &s3).status.success());
+}

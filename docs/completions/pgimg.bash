@@ -182,7 +182,7 @@ _pgimg() {
             return 0
             ;;
         pgimg__subcmd__build)
-            opts="-o -q -v -h --out --roles --format --strict --require-secrets --secrets-env --check --quiet --verbose --color --help"
+            opts="-o -q -v -h --out --roles --format --strict --require-secrets --secrets-env --check --embed-secrets --quiet --verbose --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -75,6 +75,7 @@ never\t''"
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -l strict -d 'Treat warnings as errors; implies `--require-secrets`'
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -l require-secrets -d 'Fail (exit 1) when a secret the spec references is missing, empty or unreadable'
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -l check -d 'Build in memory and compare with the existing output instead of writing: exit 1 with the summary when they differ'
+complete -c pgimg -n "__fish_pgimg_using_subcommand build" -l embed-secrets -d 'Also write each host\'s kickstart or user-data with its secrets embedded, under secrets/<host>/ only (mode 0600), for each host whose every secret is supplied'
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -s q -l quiet -d 'Print only diagnostics and errors: no summary, no per-host lines, no progress'
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -s v -l verbose -d 'Print more: `build` lists every artifact of each host'
 complete -c pgimg -n "__fish_pgimg_using_subcommand build" -s h -l help -d 'Print help (see more with \'--help\')'

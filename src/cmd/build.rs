@@ -25,6 +25,8 @@ pub struct Args<'a> {
     pub require_secrets: bool,
     /// `NAME=value` lines for `env:` references (`--secrets-env`).
     pub secrets_env: Option<&'a Path>,
+    /// Also write the install files with the secrets embedded (`--embed-secrets`).
+    pub embed_secrets: bool,
 }
 
 /// How a host's closure compares with the output being replaced.
@@ -238,7 +240,10 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let fleet = &validated.fleet;
     let previous = crate::load::previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
-    let built = crate::ops::build_to_dir_reporting(&validated, &inputs, a.out, &|_| bar.inc(1));
+    let options = crate::ops::BuildOptions {
+        embed_secrets: a.embed_secrets,
+    };
+    let built = crate::ops::build_to_dir_with(&validated, &inputs, options, a.out, &|_| bar.inc(1));
     bar.finish_and_clear();
     let built = match built {
         Ok(r) => r,

@@ -12,6 +12,7 @@
 //! check function the suite uses, and require it to fail.
 
 mod checks;
+mod embedded;
 mod schema_verdicts;
 mod secrets_delivery;
 mod suite;

@@ -9,6 +9,7 @@
 //! repositories. Pure, like the rest of rendering.
 
 pub mod cloudinit;
+pub mod embed;
 pub mod firewall;
 pub mod kickstart;
 pub mod pxe;
@@ -172,6 +173,10 @@ pub fn dir_commands(plan: &HostPlan) -> Vec<String> {
 /// and what the build should say about them.
 pub struct Delivered {
     pub files: Vec<(String, Vec<u8>)>,
+    /// The install file with the host's secrets embedded, when the build writes one.
+    embedded: Option<String>,
+    /// A host left without one because a value of its secrets is missing.
+    embed_missing: Option<String>,
     compressed: Option<String>,
     too_big: Option<String>,
 }
@@ -200,6 +205,8 @@ pub fn render_host(
             format!("{base}/kickstart.ks"),
             kickstart::render(templates, host, plan, overlay)?.into(),
         )],
+        embedded: None,
+        embed_missing: None,
         compressed: None,
         too_big: None,
     };
@@ -215,6 +222,49 @@ pub fn render_host(
         d.files.push((path, text.into()));
     }
     Ok(d)
+}
+
+/// The host's install file with its secrets embedded (`embed`): its
+/// kickstart when it installs over PXE (`boot.mac`), else its user-data;
+/// as (path under `secrets/`, bytes). `None` when the host has no secret,
+/// lacks one (the build lists the missing references), or its user-data
+/// cannot fit, which `notes` then reports with the other hosts that cannot.
+pub fn render_embedded(
+    templates: &Templates,
+    (cluster, site, host): (&crate::model::Cluster, &crate::model::Site, &Host),
+    plan: &HostPlan,
+    overlay: &[u8],
+    values: &crate::load::SecretValues,
+    d: &mut Delivered,
+) -> Result<Option<(String, Vec<u8>)>, Error> {
+    let secrets = match embed::host_secrets(cluster, site, host, values) {
+        None => return Ok(None),
+        Some(Err(())) => {
+            d.embed_missing = Some(host.name.clone());
+            return Ok(None);
+        }
+        Some(Ok(s)) => s,
+    };
+    if host.boot.mac.is_some() {
+        let ks = embed::kickstart(templates, host, plan, overlay, &secrets)?;
+        let path = format!("secrets/{}/kickstart.ks", host.name);
+        d.embedded = Some(path.clone());
+        return Ok(Some((path, ks.into())));
+    }
+    match embed::user_data(host, plan, overlay, &secrets) {
+        Ok(cloudinit::UserData::Plain(bytes) | cloudinit::UserData::Gzip { bytes, .. }) => {
+            let path = format!("secrets/{}/user-data", host.name);
+            d.embedded = Some(path.clone());
+            Ok(Some((path, bytes)))
+        }
+        Err(e) => {
+            d.too_big = Some(match d.too_big.take() {
+                Some(t) => format!("{t}\n{e}"),
+                None => e,
+            });
+            Ok(None)
+        }
+    }
 }
 
 /// The build's notes about its hosts' install formats, in fleet order;
@@ -236,6 +286,26 @@ pub fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, 
         notes.push(format!(
             "user-data over {USER_DATA_LIMIT} bytes, delivered gzip-compressed (cloud-init unpacks it): {}",
             compressed.join(", ")
+        ));
+    }
+    let embedded: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.embedded.as_deref())
+        .collect();
+    if !embedded.is_empty() {
+        notes.push(format!(
+            "install files with the hosts' secrets embedded (--embed-secrets; keep them like the secrets, see the README): {}",
+            embedded.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.embed_missing.as_deref())
+        .collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "no install file with embedded secrets for hosts missing a secret (listed above): {}",
+            missing.join(", ")
         ));
     }
     if !no_mac.is_empty() {
