@@ -13,6 +13,7 @@
 //! is checked against a lab CA that the lab adds to each container's trust
 //! store, as a site's internal CA is.
 
+use base64::Engine;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -134,6 +135,24 @@ pub fn plan(
                 p.parameters.insert(
                     format!("{prefix}/{}", crate::plan::secrets::ssm_name(r)),
                     v.clone(),
+                );
+            }
+        }
+        // A PEM file's parameter holds the file base64-encoded on one line, as
+        // `fetch-secrets` reads it (an operator's `base64 -w0 FILE`).
+        let tls_refs = cluster.secrets.tls_ca.iter().flat_map(|ca| {
+            let hosts = cluster.sites.iter().flat_map(|s| &s.hosts);
+            std::iter::once(ca.clone()).chain(hosts.flat_map(|h| {
+                let (cert, key) = crate::secrets::host_tls(ca, &h.name);
+                [cert, key]
+            }))
+        });
+        for r in tls_refs {
+            if let Some(v) = values.get(&r.label()) {
+                p.parameters.insert(
+                    format!("{prefix}/{}", crate::plan::secrets::ssm_name(&r)),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{}\n", v.trim_end())),
                 );
             }
         }
