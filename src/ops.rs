@@ -213,7 +213,51 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
 /// output are kept from it unrendered; an output that already is this
 /// build is left untouched. Atomic either way.
 pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<BuildReport, Error> {
-    build_to_dir_reporting(v, inputs, out, &|_| {})
+    build_to_dir_reporting(v, inputs, out, &|_| {}, None)
+}
+
+/// What a build leaves beside its output so that the next build of the
+/// same inputs can stop before resolving the spec (`cmd::build`).
+pub struct Record<'a> {
+    /// `load::secret_digest` of the secret values the build was given, for
+    /// the private `load::SECRETS_DIGEST`; `None` when it is in the record.
+    pub secrets_digest: Option<String>,
+    /// The marker's record, made from the build's report.
+    pub describe: &'a dyn Fn(&BuildReport) -> String,
+}
+
+/// sha256 over every input of a build besides the secret values: pgimg
+/// itself (release, commit, and the executable's size and time, since a
+/// locally changed pgimg keeps both), the spec's name and bytes (the name
+/// is in its diagnostics), the flags that change the outcome, the role
+/// tree, the user files and the mapping.
+pub fn inputs_key(
+    source: &SourceFile,
+    inputs_roles: &load::RoleTree,
+    overlays: &load::Overlays,
+    mapping: &Mapping,
+    strict: bool,
+    require_secrets: bool,
+) -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{} {}.{}", m.len(), m.mtime(), m.mtime_nsec())
+        })
+        .unwrap_or_default();
+    let mut text = format!(
+        "pgimg {} {} {exe}\nspec {:?} {}\nstrict {strict}\nrequire_secrets {require_secrets}\nroles {}\nmapping {mapping:?}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("PGIMG_GIT_COMMIT"),
+        source.name,
+        crate::digest::sha256(source.text.as_bytes()),
+        inputs_roles.digest(),
+    );
+    text.push_str(&crate::digest::sha256(
+        format!("{:?}", overlays.files).as_bytes(),
+    ));
+    crate::digest::sha256(text.as_bytes())
 }
 
 /// [`build_to_dir`], calling `host_done` with each host's name once it is
@@ -223,6 +267,7 @@ pub fn build_to_dir_reporting(
     inputs: &BuildInputs,
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
+    record: Option<&Record>,
 ) -> Result<BuildReport, Error> {
     // A killed build's staging goes first, and a previous output it had
     // moved aside comes back, before that output is read or kept.
@@ -235,7 +280,15 @@ pub fn build_to_dir_reporting(
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into(v, inputs, &staging, previous.as_ref(), host_done)?;
-    staging.commit()?;
+    match record {
+        Some(r) => {
+            if let Some(d) = &r.secrets_digest {
+                staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
+            }
+            staging.commit_recorded(&(r.describe)(&report))?;
+        }
+        None => staging.commit()?,
+    }
     Ok(report)
 }
 
@@ -257,7 +310,12 @@ fn up_to_date(
         return Ok(None);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    if secret_files.len() != prev.secrets.len()
+    let prev_secret_files = prev
+        .secrets
+        .keys()
+        .filter(|p| *p != load::SECRETS_DIGEST)
+        .count();
+    if secret_files.len() != prev_secret_files
         || secret_files
             .iter()
             .any(|(p, a)| prev.secrets.get(p).is_none_or(|old| *old != a.bytes))

@@ -244,13 +244,18 @@ impl<'a> Staging<'a> {
     }
 
     /// Swaps the staged output into place and removes the previous one.
-    pub fn commit(mut self) -> Result<(), Error> {
+    pub fn commit(self) -> Result<(), Error> {
+        self.commit_recorded("")
+    }
+
+    /// [`Staging::commit`], the marker holding `record` after its first
+    /// line: what the build knew of its inputs (`load::recorded_build`).
+    pub fn commit_recorded(mut self, record: &str) -> Result<(), Error> {
         let marker = self.tmp.join(MARKER);
-        fs::write(
-            &marker,
-            "This directory is written by pgimg build and replaced as a whole on the next build.\n",
-        )
-        .map_err(|e| Error::io("writing", &marker, e))?;
+        let text = format!(
+            "This directory is written by pgimg build and replaced as a whole on the next build.\n{record}"
+        );
+        fs::write(&marker, text).map_err(|e| Error::io("writing", &marker, e))?;
         set_mode(&marker, 0o644)?;
         let old = sibling(&self.out, "old");
         let had_old = self.out.exists();
