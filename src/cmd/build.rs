@@ -314,7 +314,7 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         }
         return finish(report, a, term, o);
     }
-    let validated = match crate::validate(source.clone(), a.strict) {
+    let mut validated = match crate::validate(source.clone(), a.strict) {
         Ok(v) => v,
         Err(d) => {
             if json_out {
@@ -357,6 +357,10 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let previous = crate::load::previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
     let labels = secret_labels(&validated);
+    // Every diagnostic that needs a position has been made: the table of
+    // every node's position, tens of megabytes for a large fleet, goes
+    // before the build's own peak.
+    validated.parsed.spans = Default::default();
     let spec_dir = crate::load::spec_dir(a.spec);
     let key = crate::ops::inputs_key(
         &source,
