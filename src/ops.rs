@@ -92,7 +92,7 @@ pub struct BuildInputs {
 
 /// What a build did, besides the artifacts it put.
 #[derive(Debug, Clone, Default)]
-pub struct BuildReport {
+pub(crate) struct BuildReport {
     /// What the build should tell the user (never a secret value).
     pub notes: Vec<String>,
     /// Secret references without a value (labels, never values).
@@ -208,17 +208,9 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
     Ok(tree)
 }
 
-/// Builds into the output directory `out`: artifacts stream to disk as
-/// hosts finish; hosts whose inputs did not change since the previous
-/// output are kept from it unrendered; an output that already is this
-/// build is left untouched. Atomic either way.
-pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<BuildReport, Error> {
-    build_to_dir_reporting(v, inputs, out, &|_| {}, None)
-}
-
 /// What a build leaves beside its output so that the next build of the
 /// same inputs can stop before resolving the spec (`cmd::build`).
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// `load::secret_digest` of the secret values the build was given, for
     /// the private `load::SECRETS_DIGEST`; `None` when it is in the record.
     pub secrets_digest: Option<String>,
@@ -231,7 +223,7 @@ pub struct Record<'a> {
 /// locally changed pgimg keeps both), the spec's name and bytes (the name
 /// is in its diagnostics), the flags that change the outcome, the role
 /// tree, the user files and the mapping.
-pub fn inputs_key(
+pub(crate) fn inputs_key(
     source: &SourceFile,
     inputs_roles: &load::RoleTree,
     overlays: &load::Overlays,
@@ -260,9 +252,13 @@ pub fn inputs_key(
     crate::digest::sha256(text.as_bytes())
 }
 
-/// [`build_to_dir`], calling `host_done` with each host's name once it is
-/// rendered or kept (from any thread, in no particular order), for a progress bar.
-pub fn build_to_dir_reporting(
+/// Builds into the output directory `out`: artifacts stream to disk as
+/// hosts finish; hosts whose inputs did not change since the previous
+/// output are kept from it unrendered; an output that already is this
+/// build is left untouched. Atomic either way. `host_done` is called with
+/// each host's name once it is rendered or kept (from any thread, in no
+/// particular order), for a progress bar.
+pub(crate) fn build_to_dir(
     v: &Validated,
     inputs: &BuildInputs,
     out: &Path,
@@ -375,7 +371,7 @@ fn missing_note(missing: &[String]) -> Option<String> {
 
 /// Plans and renders every artifact into `sink`, keeping the unchanged
 /// hosts and clusters of `previous` unrendered.
-pub fn build_into(
+pub(crate) fn build_into(
     v: &Validated,
     inputs: &BuildInputs,
     sink: &dyn Sink,
@@ -521,7 +517,7 @@ pub fn build_into(
 
 /// Why a spec could not be built: it is wrong (diagnostics, exit 1), or the
 /// tool could not do its job (exit 2).
-pub enum Failure {
+pub(crate) enum Failure {
     Invalid(SourceFile, Vec<Diagnostic>),
     Error(Error),
 }
@@ -533,7 +529,7 @@ impl From<Error> for Failure {
 }
 
 /// Reads and validates a spec file.
-pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile), Failure> {
+pub(crate) fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile), Failure> {
     let source = load::spec(path)?;
     match validate(source.clone(), strict) {
         Ok(v) => Ok((v, source)),
@@ -545,7 +541,7 @@ pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile
 /// tree or `roles`, and the secrets its references point to, read now
 /// (`env:` ones also from `secrets_env`). A secret value that cannot be used
 /// fails the build with its diagnostics; a missing one too when `require`.
-pub fn real_inputs(
+pub(crate) fn real_inputs(
     v: &Validated,
     spec_path: &Path,
     roles: Option<&Path>,

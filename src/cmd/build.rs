@@ -15,7 +15,7 @@ use crate::cli::Format;
 use crate::commands::Output;
 use crate::diag;
 
-pub struct Args<'a> {
+pub(crate) struct Args<'a> {
     pub spec: &'a Path,
     pub out: &'a Path,
     pub roles: Option<&'a Path>,
@@ -29,7 +29,7 @@ pub struct Args<'a> {
 
 /// How a host's closure compares with the output being replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// There was no previous output to compare with.
     Unknown,
     New,
@@ -60,7 +60,7 @@ impl Change {
 }
 
 /// What a successful build reports.
-pub struct Report {
+pub(crate) struct Report {
     pub out: String,
     pub clusters: usize,
     /// Host, cluster, site, closure, change, artifact paths; in fleet order.
@@ -76,7 +76,7 @@ pub struct Report {
     pub warnings: Vec<diag::Diagnostic>,
 }
 
-pub struct HostReport {
+pub(crate) struct HostReport {
     pub name: String,
     pub cluster: String,
     pub site: String,
@@ -86,7 +86,7 @@ pub struct HostReport {
 }
 
 /// The human report: a summary line, then one labelled line per host.
-pub fn human(r: &Report, term: &Term) -> String {
+pub(crate) fn human(r: &Report, term: &Term) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -144,7 +144,7 @@ pub fn human(r: &Report, term: &Term) -> String {
 }
 
 /// The JSON report: one document.
-pub fn json(r: &Report) -> Value {
+pub(crate) fn json(r: &Report) -> Value {
     json!({
         "status": "built",
         "out": r.out,
@@ -293,7 +293,7 @@ fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let json_out = a.format == Format::Json;
     let fail = |e: crate::Error, o: &mut Output| {
         if json_out {
@@ -400,13 +400,8 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         secrets_digest: any_secret.then(|| secrets_digest.clone()),
         describe: &describe,
     };
-    let built = crate::ops::build_to_dir_reporting(
-        &validated,
-        &inputs,
-        a.out,
-        &|_| bar.inc(1),
-        Some(&record),
-    );
+    let built =
+        crate::ops::build_to_dir(&validated, &inputs, a.out, &|_| bar.inc(1), Some(&record));
     bar.finish_and_clear();
     let built = match built {
         Ok(r) => r,
