@@ -352,6 +352,53 @@ pub fn render_json(d: &Diagnostic) -> String {
     serde_json::to_string(&j).unwrap_or_default()
 }
 
+/// Reads back one line of [`render_json`]: a build's warnings are kept as
+/// these lines beside its output, so that a rebuild of the same inputs can
+/// show them without validating again.
+pub fn parse_json(line: &str) -> Option<Diagnostic> {
+    #[derive(serde::Deserialize)]
+    struct Owned {
+        severity: String,
+        code: String,
+        file: Option<String>,
+        line: Option<usize>,
+        column: Option<usize>,
+        end_column: Option<usize>,
+        pointer: String,
+        message: String,
+        expected: Option<String>,
+        help: Option<String>,
+        #[serde(default)]
+        hosts: Vec<String>,
+    }
+    let j: Owned = serde_json::from_str(line).ok()?;
+    let severity = match j.severity.as_str() {
+        "error" => Severity::Error,
+        "warning" => Severity::Warning,
+        _ => return None,
+    };
+    let span = match (j.line, j.column, j.end_column) {
+        (Some(line), Some(col), Some(end)) => Some(Span {
+            line,
+            col,
+            len: end.checked_sub(col)?,
+        }),
+        (None, None, None) => None,
+        _ => return None,
+    };
+    Some(Diagnostic {
+        severity,
+        code: Code::parse(&j.code)?,
+        pointer: j.pointer,
+        file: j.file,
+        span,
+        message: j.message,
+        expected: j.expected,
+        help: j.help,
+        hosts: j.hosts,
+    })
+}
+
 /// The table of codes, as printed by `pgimg explain` and kept in the docs.
 pub fn code_table() -> String {
     let mut out = String::from("| code | severity | meaning |\n|---|---|---|\n");

@@ -96,10 +96,10 @@ impl Sum {
 
 /// A writer that only hashes: the manifest's digest without its bytes.
 #[derive(Default)]
-pub struct HashWriter(Sha256);
+pub(crate) struct HashWriter(Sha256);
 
 impl HashWriter {
-    pub fn finish(self) -> Digest32 {
+    pub(crate) fn finish(self) -> Digest32 {
         Digest32(self.0.finalize().into())
     }
 }
@@ -116,7 +116,7 @@ impl std::io::Write for HashWriter {
 }
 
 /// Passes bytes on to `inner` and hashes them on the way.
-pub struct Tee<'a> {
+pub(crate) struct Tee<'a> {
     pub inner: &'a mut dyn std::io::Write,
     pub hash: HashWriter,
 }

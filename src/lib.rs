@@ -9,20 +9,22 @@
 //! tree) → `write` (the only writer). Diagnostics are collected per stage and
 //! gate the next one.
 
+#![warn(unreachable_pub)]
+
 pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod commands;
 pub mod diag;
-pub mod digest;
+pub(crate) mod digest;
 pub mod error;
 pub mod explain;
 pub mod facts;
 pub mod lab;
 pub mod load;
 pub mod model;
-pub mod ops;
+pub(crate) mod ops;
 pub mod plan;
 pub mod render;
 pub mod review;

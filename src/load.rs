@@ -333,6 +333,89 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     Some(prev)
 }
 
+/// Where a build keeps the digest of the secret values it was given
+/// (`secret_digest`): private like the secret files beside it.
+pub const SECRETS_DIGEST: &str = "secrets/.inputs";
+
+/// What the previous build under `out` recorded of its inputs: the text its
+/// marker holds after the first line, and the digest of its secret values.
+pub fn recorded_build(out: &Path) -> Option<(String, Option<String>)> {
+    let marker = std::fs::read_to_string(out.join(OUTPUT_MARKER)).ok()?;
+    let (_, record) = marker.split_once('\n')?;
+    let secrets = std::fs::read_to_string(out.join(SECRETS_DIGEST)).ok();
+    Some((record.to_string(), secrets))
+}
+
+/// sha256 over the raw values behind secret references (`env:NAME`,
+/// `file:PATH` labels), as they are now: a change of any of them, or of
+/// whether it is there at all, changes the digest. Only compared, never
+/// shown. The flag tells whether any value was there: a digest of nothing
+/// but absences reveals no secret and may be kept in the open.
+pub fn secret_digest(
+    labels: &[String],
+    spec_dir: &Path,
+    env_file: Option<&Path>,
+) -> (String, bool) {
+    use std::io::Read;
+    let file_env = env_file.map(read_env_file);
+    let mut h = Sha256::new();
+    let mut present = false;
+    let mut feed = |tag: &str, bytes: &[u8]| {
+        h.update(tag.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    if let Some(Err(e)) = &file_env {
+        feed("env-file-error", e.to_string().as_bytes());
+    }
+    for label in labels {
+        feed("label", label.as_bytes());
+        if let Some(name) = label.strip_prefix("env:") {
+            let from_file = || match &file_env {
+                Some(Ok(m)) => m.get(name).map(|v| v.as_bytes().to_vec()),
+                _ => None,
+            };
+            match std::env::var_os(name) {
+                Some(v) => {
+                    present = true;
+                    feed("value", v.as_encoded_bytes());
+                }
+                None => match from_file() {
+                    Some(v) => {
+                        present = true;
+                        feed("env-file-value", &v);
+                    }
+                    None => feed("unset", b""),
+                },
+            }
+        } else if let Some(path) = label.strip_prefix("file:") {
+            let path = secret_path(spec_dir, path);
+            let limit =
+                crate::secrets::MAX_PEM_BYTES.max(crate::secrets::MAX_SECRET_BYTES) as u64 + 2;
+            let read = std::fs::metadata(&path).and_then(|m| {
+                if !m.is_file() {
+                    return Err(std::io::Error::other("not a regular file"));
+                }
+                let mut bytes = Vec::new();
+                std::fs::File::open(&path)?
+                    .take(limit)
+                    .read_to_end(&mut bytes)?;
+                Ok(bytes)
+            });
+            match read {
+                Ok(bytes) => {
+                    present = true;
+                    feed("value", &bytes);
+                }
+                Err(e) => feed("error", e.to_string().as_bytes()),
+            }
+        } else {
+            feed("unknown", b"");
+        }
+    }
+    (crate::digest::hex(&h.finalize()), present)
+}
+
 /// Each host's artifact paths in the `manifest.json` under `out` (empty when unreadable).
 pub fn host_artifacts(out: &Path) -> BTreeMap<String, Vec<String>> {
     #[derive(serde::Deserialize)]

@@ -9,7 +9,8 @@
 //! Invariant: nothing here derives `Deserialize` or `Serialize`, and every
 //! collection is ordered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -131,9 +132,11 @@ pub struct Host {
     pub member_name: String,
     pub roles: BTreeSet<Role>,
     pub boot: Boot,
-    pub config: Config,
+    /// Shared by every host whose layers resolve alike (a fleet's hosts
+    /// mostly do): a resolved configuration is kilobytes.
+    pub config: Arc<Config>,
     /// Settings path (`patroni/ttl`) → pointer of the layer that set it.
-    pub origins: BTreeMap<String, String>,
+    pub origins: Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -436,6 +439,9 @@ fn settings_json(s: &Option<v1::Settings>) -> Value {
 /// Applies every default; the spec must have passed the schema.
 pub fn resolve(spec: &v1::Spec) -> Fleet {
     let fleet_settings = settings_json(&spec.defaults);
+    // Hosts whose merged settings and origins are alike share one copy.
+    let mut configs: HashMap<(String, String), Arc<Config>> = HashMap::new();
+    let mut shared_origins: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
     let clusters = spec
         .clusters
         .iter()
@@ -483,10 +489,27 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                             for (layer, ptr) in layers {
                                 merge(&mut merged, layer, "", &ptr, &mut origins);
                             }
-                            // The schema has vetted every layer, so the merge fits `Settings` too.
-                            let raw: v1::Settings =
-                                serde_json::from_value(strip_nulls(merged)).unwrap_or_default();
-                            let config = config_from(raw, &hp, &origins);
+                            let merged = strip_nulls(merged);
+                            let key = (merged.to_string(), repos_pointer(&hp, &origins));
+                            let config = match configs.get(&key) {
+                                Some(c) => Arc::clone(c),
+                                None => {
+                                    // The schema has vetted every layer, so the merge fits `Settings` too.
+                                    let raw: v1::Settings =
+                                        serde_json::from_value(merged).unwrap_or_default();
+                                    let c = Arc::new(config_from(raw, &key.1));
+                                    configs.insert(key, Arc::clone(&c));
+                                    c
+                                }
+                            };
+                            let origins = Arc::new(origins);
+                            let origins = match shared_origins.get(&origins) {
+                                Some(o) => Arc::clone(o),
+                                None => {
+                                    shared_origins.insert(Arc::clone(&origins));
+                                    origins
+                                }
+                            };
                             let boot = h.boot.as_ref();
                             let disk = boot.and_then(|b| b.disk.as_ref());
                             Host {
@@ -559,12 +582,21 @@ fn site_key_type(hosts: &mut [Host]) {
     if !hosts.iter().any(|h| h.boot.mac.is_some()) {
         return;
     }
+    // Each shared configuration is changed once and stays shared.
+    let mut changed: HashMap<*const Config, Arc<Config>> = HashMap::new();
     for h in hosts {
-        for r in &mut h.config.pgbackrest.repos {
+        let was = Arc::as_ptr(&h.config);
+        if let Some(c) = changed.get(&was) {
+            h.config = Arc::clone(c);
+            continue;
+        }
+        let config = Arc::make_mut(&mut h.config);
+        for r in &mut config.pgbackrest.repos {
             if r.kind == RepoType::S3 && !r.key_type_explicit {
                 r.key_type = S3KeyType::Shared;
             }
         }
+        changed.insert(was, Arc::clone(&h.config));
     }
 }
 
@@ -661,7 +693,16 @@ fn default_pg_sysctl() -> BTreeMap<String, String> {
         .collect()
 }
 
-fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, String>) -> Config {
+/// Where the host's backup repositories were set: its layer's pointer, or
+/// where its own settings would hold them.
+fn repos_pointer(host_pointer: &str, origins: &BTreeMap<String, String>) -> String {
+    origins
+        .get("pgbackrest/repos")
+        .cloned()
+        .unwrap_or_else(|| format!("{host_pointer}/settings/pgbackrest/repos"))
+}
+
+fn config_from(s: v1::Settings, repos_pointer: &str) -> Config {
     let os = s.os.unwrap_or_default();
     let net = s.network.unwrap_or_default();
     let repos = s.repos.unwrap_or_default();
@@ -687,10 +728,6 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
     let users = pg.users.unwrap_or_default();
     let tags = pat.tags.unwrap_or_default();
     let schedule = br.schedule.unwrap_or_default();
-    let repos_pointer = origins
-        .get("pgbackrest/repos")
-        .cloned()
-        .unwrap_or_else(|| format!("{host_pointer}/settings/pgbackrest/repos"));
     // No built-in repository: a node-local one would die with its node (PG0211).
     let backup_repos = br
         .repos
@@ -712,7 +749,7 @@ fn config_from(s: v1::Settings, host_pointer: &str, origins: &BTreeMap<String, S
             retention_full: r.retention_full.unwrap_or(d::REPO_RETENTION_FULL),
             retention_diff: r.retention_diff.unwrap_or(d::REPO_RETENTION_DIFF),
             mount: r.mount,
-            pointer: child(&repos_pointer, i),
+            pointer: child(repos_pointer, i),
         })
         .collect();
     Config {

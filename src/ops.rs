@@ -100,7 +100,7 @@ pub struct BuildOptions {
 
 /// What a build did, besides the artifacts it put.
 #[derive(Debug, Clone, Default)]
-pub struct BuildReport {
+pub(crate) struct BuildReport {
     /// What the build should tell the user (never a secret value).
     pub notes: Vec<String>,
     /// Secret references without a value (labels, never values).
@@ -225,23 +225,65 @@ pub fn build_with(
     Ok(tree)
 }
 
+/// What a build leaves beside its output so that the next build of the
+/// same inputs can stop before resolving the spec (`cmd::build`).
+pub(crate) struct Record<'a> {
+    /// `load::secret_digest` of the secret values the build was given, for
+    /// the private `load::SECRETS_DIGEST`; `None` when it is in the record.
+    pub secrets_digest: Option<String>,
+    /// The marker's record, made from the build's report.
+    pub describe: &'a dyn Fn(&BuildReport) -> String,
+}
+
+/// sha256 over every input of a build besides the secret values: pgimg
+/// itself (release, commit, and the executable's size and time, since a
+/// locally changed pgimg keeps both), the spec's name and bytes (the name
+/// is in its diagnostics), the flags that change the outcome, the role
+/// tree, the user files and the mapping.
+pub(crate) fn inputs_key(
+    source: &SourceFile,
+    inputs_roles: &load::RoleTree,
+    overlays: &load::Overlays,
+    mapping: &Mapping,
+    strict: bool,
+    require_secrets: bool,
+    embed_secrets: bool,
+) -> String {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{} {}.{}", m.len(), m.mtime(), m.mtime_nsec())
+        })
+        .unwrap_or_default();
+    let mut text = format!(
+        "pgimg {} {} {exe}\nspec {:?} {}\nstrict {strict}\nrequire_secrets {require_secrets}\nembed_secrets {embed_secrets}\nroles {}\nmapping {mapping:?}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("PGIMG_GIT_COMMIT"),
+        source.name,
+        crate::digest::sha256(source.text.as_bytes()),
+        inputs_roles.digest(),
+    );
+    text.push_str(&crate::digest::sha256(
+        format!("{:?}", overlays.files).as_bytes(),
+    ));
+    crate::digest::sha256(text.as_bytes())
+}
+
 /// Builds into the output directory `out`: artifacts stream to disk as
 /// hosts finish; hosts whose inputs did not change since the previous
 /// output are kept from it unrendered; an output that already is this
-/// build is left untouched. Atomic either way.
-pub fn build_to_dir(v: &Validated, inputs: &BuildInputs, out: &Path) -> Result<BuildReport, Error> {
-    build_to_dir_reporting(v, inputs, out, &|_| {})
-}
-
-/// [`build_to_dir`], calling `host_done` with each host's name once it is
-/// rendered or kept (from any thread, in no particular order), for a progress bar.
-pub fn build_to_dir_reporting(
+/// build is left untouched. Atomic either way. `host_done` is called with
+/// each host's name once it is rendered or kept (from any thread, in no
+/// particular order), for a progress bar.
+pub(crate) fn build_to_dir(
     v: &Validated,
     inputs: &BuildInputs,
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
+    record: Option<&Record>,
 ) -> Result<BuildReport, Error> {
-    build_to_dir_with(v, inputs, BuildOptions::default(), out, host_done)
+    build_to_dir_with(v, inputs, BuildOptions::default(), out, host_done, record)
 }
 
 /// [`build_to_dir_reporting`] with options.
@@ -251,6 +293,7 @@ pub fn build_to_dir_with(
     options: BuildOptions,
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
+    record: Option<&Record>,
 ) -> Result<BuildReport, Error> {
     // A killed build's staging goes first, and a previous output it had
     // moved aside comes back, before that output is read or kept.
@@ -266,7 +309,15 @@ pub fn build_to_dir_with(
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
-    staging.commit()?;
+    match record {
+        Some(r) => {
+            if let Some(d) = &r.secrets_digest {
+                staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
+            }
+            staging.commit_recorded(&(r.describe)(&report))?;
+        }
+        None => staging.commit()?,
+    }
     Ok(report)
 }
 
@@ -288,7 +339,12 @@ fn up_to_date(
         return Ok(None);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    if secret_files.len() != prev.secrets.len()
+    let prev_secret_files = prev
+        .secrets
+        .keys()
+        .filter(|p| *p != load::SECRETS_DIGEST)
+        .count();
+    if secret_files.len() != prev_secret_files
         || secret_files
             .iter()
             .any(|(p, a)| prev.secrets.get(p).is_none_or(|old| *old != a.bytes))
@@ -348,7 +404,7 @@ fn missing_note(missing: &[String]) -> Option<String> {
 
 /// Plans and renders every artifact into `sink`, keeping the unchanged
 /// hosts and clusters of `previous` unrendered.
-pub fn build_into(
+pub(crate) fn build_into(
     v: &Validated,
     inputs: &BuildInputs,
     sink: &dyn Sink,
@@ -526,7 +582,7 @@ pub fn build_into_with(
 
 /// Why a spec could not be built: it is wrong (diagnostics, exit 1), or the
 /// tool could not do its job (exit 2).
-pub enum Failure {
+pub(crate) enum Failure {
     Invalid(SourceFile, Vec<Diagnostic>),
     Error(Error),
 }
@@ -538,7 +594,7 @@ impl From<Error> for Failure {
 }
 
 /// Reads and validates a spec file.
-pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile), Failure> {
+pub(crate) fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile), Failure> {
     let source = load::spec(path)?;
     match validate(source.clone(), strict) {
         Ok(v) => Ok((v, source)),
@@ -550,7 +606,7 @@ pub fn validate_file(path: &Path, strict: bool) -> Result<(Validated, SourceFile
 /// tree or `roles`, and the secrets its references point to, read now
 /// (`env:` ones also from `secrets_env`). A secret value that cannot be used
 /// fails the build with its diagnostics; a missing one too when `require`.
-pub fn real_inputs(
+pub(crate) fn real_inputs(
     v: &Validated,
     spec_path: &Path,
     roles: Option<&Path>,

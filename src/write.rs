@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::Error;
@@ -140,7 +140,9 @@ pub struct Staging<'a> {
     out: PathBuf,
     tmp: PathBuf,
     previous: Option<&'a PreviousOutput>,
-    created: Mutex<BTreeSet<PathBuf>>,
+    /// The directories made so far, relative: hashed, since every artifact
+    /// looks its parents up here.
+    created: Mutex<HashSet<String>>,
     /// The process's umask, when it could be read: a mode it leaves whole
     /// is given at creation, and the chmod after it is skipped.
     umask: Option<u32>,
@@ -172,7 +174,7 @@ impl<'a> Staging<'a> {
             out: out.to_path_buf(),
             tmp,
             previous,
-            created: Mutex::new(BTreeSet::new()),
+            created: Mutex::new(HashSet::new()),
             umask: umask(),
             committed: false,
         })
@@ -187,18 +189,18 @@ impl<'a> Staging<'a> {
                 .created
                 .lock()
                 .map_err(|_| Error::Invariant("a writing thread panicked".into()))?;
-            let mut p = Path::new(rel).parent();
+            let mut p = rel.rsplit_once('/').map(|(dir, _)| dir);
             while let Some(dir) = p {
-                if dir.as_os_str().is_empty() || created.contains(dir) {
+                if dir.is_empty() || created.contains(dir) {
                     break;
                 }
-                missing.push(dir.to_path_buf());
-                p = dir.parent();
+                missing.push(dir.to_string());
+                p = dir.rsplit_once('/').map(|(parent, _)| parent);
             }
         }
         for dir in missing.into_iter().rev() {
             let full = self.tmp.join(&dir);
-            let mode = if dir.starts_with("secrets") {
+            let mode = if dir == "secrets" || dir.starts_with("secrets/") {
                 0o700
             } else {
                 0o755
@@ -242,13 +244,18 @@ impl<'a> Staging<'a> {
     }
 
     /// Swaps the staged output into place and removes the previous one.
-    pub fn commit(mut self) -> Result<(), Error> {
+    pub fn commit(self) -> Result<(), Error> {
+        self.commit_recorded("")
+    }
+
+    /// [`Staging::commit`], the marker holding `record` after its first
+    /// line: what the build knew of its inputs (`load::recorded_build`).
+    pub fn commit_recorded(mut self, record: &str) -> Result<(), Error> {
         let marker = self.tmp.join(MARKER);
-        fs::write(
-            &marker,
-            "This directory is written by pgimg build and replaced as a whole on the next build.\n",
-        )
-        .map_err(|e| Error::io("writing", &marker, e))?;
+        let text = format!(
+            "This directory is written by pgimg build and replaced as a whole on the next build.\n{record}"
+        );
+        fs::write(&marker, text).map_err(|e| Error::io("writing", &marker, e))?;
         set_mode(&marker, 0o644)?;
         let old = sibling(&self.out, "old");
         let had_old = self.out.exists();

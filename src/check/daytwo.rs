@@ -22,7 +22,7 @@ fn int_parameter(host: &Host, name: &str) -> Option<i64> {
 }
 
 /// `max_connections - superuser_reserved_connections`: what ordinary clients may open.
-pub fn client_connections(host: &Host) -> i64 {
+pub(crate) fn client_connections(host: &Host) -> i64 {
     int_parameter(host, "max_connections").unwrap_or(DEFAULT_MAX_CONNECTIONS)
         - int_parameter(host, "superuser_reserved_connections")
             .unwrap_or(DEFAULT_SUPERUSER_RESERVED)
@@ -30,7 +30,7 @@ pub fn client_connections(host: &Host) -> i64 {
 
 /// HAProxy's per-server `maxconn` on `haproxy`: the spec's, else the client
 /// budget of the site's first pg host less a headroom, shared by the site's HAProxies.
-pub fn server_maxconn(site: &Site, haproxy: &Host) -> u32 {
+pub(crate) fn server_maxconn(site: &Site, haproxy: &Host) -> u32 {
     if let Some(n) = haproxy.config.haproxy.server_maxconn {
         return n;
     }
@@ -45,7 +45,7 @@ pub fn server_maxconn(site: &Site, haproxy: &Host) -> u32 {
 
 /// etcd refuses to start when `election-timeout < 5 × heartbeat-interval`
 /// (`server/embed/config.go`, `Validate`, etcd-io/etcd v3.5 and v3.6).
-pub fn etcd_timing(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(crate) fn etcd_timing(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Etcd)) {
         let e = &h.config.etcd;
@@ -76,7 +76,7 @@ pub fn etcd_timing(ctx: &Ctx) -> Vec<Diagnostic> {
 /// Clients queue in HAProxy instead of meeting "too many clients" in
 /// PostgreSQL only while every HAProxy's per-server limit, summed, stays
 /// under what PostgreSQL admits for ordinary users.
-pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(crate) fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for cluster in &ctx.fleet.clusters {
         for site in &cluster.sites {
@@ -128,7 +128,7 @@ pub fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
 
 /// Each backup schedule becomes a systemd timer; a schedule it cannot say
 /// exactly is refused rather than run at other times.
-pub fn backup_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(crate) fn backup_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         let b = &h.config.pgbackrest;

@@ -13,7 +13,7 @@ use crate::model::Host;
 use crate::spec::v1::{PatroniInstall, RepoType, Role, S3KeyType};
 
 /// `key_type: auto` reads EC2's instance metadata, which bare metal has not.
-pub fn s3_credentials(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn s3_credentials(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -46,7 +46,7 @@ pub fn s3_credentials(ctx: &Ctx) -> Vec<Diagnostic> {
 /// A posix repository of a site with several members must be one shared
 /// file system: a per-node directory dies with its node and splits the
 /// backup history at every failover.
-pub fn shared_posix(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn shared_posix(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -93,7 +93,7 @@ pub fn shared_posix(ctx: &Ctx) -> Vec<Diagnostic> {
 }
 
 /// Installing is opt-in and wipes only the disks the spec names.
-pub fn install_disks(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn install_disks(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .hosts()
         .filter(|(_, _, h)| h.boot.install && h.boot.os_disk.is_none())
@@ -113,7 +113,7 @@ pub fn install_disks(ctx: &Ctx) -> Vec<Diagnostic> {
 
 /// A pin the catalog does not list is probably a typo or a version of
 /// another channel (such as Patroni's PyPI releases for the RPM).
-pub fn package_pins(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn package_pins(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let c = &h.config;
@@ -191,13 +191,13 @@ fn network_of(ip: IpAddr, prefix: u8) -> Option<IpAddr> {
 }
 
 /// The prefix length a host's address is configured with.
-pub fn prefix_of(h: &Host) -> u8 {
+pub(super) fn prefix_of(h: &Host) -> u8 {
     let v6 = h.address.contains(':');
     h.config.network.prefix.unwrap_or(if v6 { 64 } else { 24 })
 }
 
 /// A site is one subnet: every address in the first host's, every gateway in its host's.
-pub fn subnets(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn subnets(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -254,7 +254,7 @@ pub fn subnets(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn time_zones(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn time_zones(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let zone = &h.config.os.timezone;
@@ -298,7 +298,7 @@ fn install_urls(h: &Host) -> Vec<String> {
 
 /// A host whose network pgimg configures (a gateway or a PXE install) gets
 /// exactly the DNS servers of the spec; without one no repository host name resolves.
-pub fn dns_for_repositories(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn dns_for_repositories(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let n = &h.config.network;
@@ -335,7 +335,7 @@ pub fn dns_for_repositories(ctx: &Ctx) -> Vec<Diagnostic> {
 
 /// A Patroni cluster, DR sites included, runs one PostgreSQL major: physical
 /// replication does not cross majors.
-pub fn one_major(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn one_major(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         let pg: Vec<&Host> = c.sites.iter().flat_map(|s| s.with_role(Role::Pg)).collect();
@@ -380,7 +380,7 @@ pub fn one_major(ctx: &Ctx) -> Vec<Diagnostic> {
 
 /// Patroni settings that live only in the DCS (`bootstrap.dcs`, written once
 /// for the whole cluster): a host cannot have its own.
-pub const CLUSTER_WIDE_PATRONI: &[&str] = &[
+pub(super) const CLUSTER_WIDE_PATRONI: &[&str] = &[
     "ttl",
     "loop_wait",
     "retry_timeout",
@@ -397,7 +397,7 @@ pub fn is_host_layer(pointer: &str) -> bool {
     pointer.contains("/hosts/")
 }
 
-pub fn cluster_wide_settings(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn cluster_wide_settings(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, s, h) in ctx.fleet.hosts() {
         let set: BTreeMap<&str, &String> = CLUSTER_WIDE_PATRONI

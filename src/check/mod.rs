@@ -5,7 +5,7 @@
 //! The runner turns pointers into line:column. Rules may assume the spec
 //! passed the schema, and nothing more.
 
-pub mod daytwo;
+pub(crate) mod daytwo;
 mod firstboot;
 mod network;
 mod secure;

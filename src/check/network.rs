@@ -8,7 +8,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::spec::v1::{HbaMethod, HbaType, Role};
 
 /// RFC 1123: labels of 1–63 letters, digits and hyphens, not starting or ending with a hyphen; 253 in all.
-pub fn is_rfc1123(name: &str) -> bool {
+pub(super) fn is_rfc1123(name: &str) -> bool {
     name.len() <= 253
         && name.split('.').all(|label| {
             !label.is_empty()
@@ -21,7 +21,7 @@ pub fn is_rfc1123(name: &str) -> bool {
         })
 }
 
-pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<String, (String, &str)> = BTreeMap::new();
     for (_, _, h) in ctx.fleet.hosts() {
@@ -50,7 +50,7 @@ pub fn host_names(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<IpAddr, (String, &str)> = BTreeMap::new();
     for (_, _, h) in ctx.fleet.hosts() {
@@ -157,7 +157,7 @@ pub fn addresses(ctx: &Ctx) -> Vec<Diagnostic> {
 /// Port clashes and ports meant for clients that the firewall opens to no
 /// one, over the ports the host's roles open as planned from `role.yaml`
 /// (`Ctx::ports`): pgimg keeps no table of role ports of its own.
-pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, s, h) in ctx.fleet.hosts() {
         // A site without `pg` hosts is PG0200 already: nothing to reach there.
@@ -219,7 +219,7 @@ pub fn ports(ctx: &Ctx) -> Vec<Diagnostic> {
 }
 
 /// Client networks must be networks (`10.20.0.0/16`, `fd00::/64`).
-pub fn client_networks(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn client_networks(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         for (i, n) in h.config.network.client_networks.iter().enumerate() {
@@ -247,7 +247,7 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     (prefix <= max).then_some((ip, prefix))
 }
 
-pub fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn pg_hba(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         let pg = &h.config.postgresql;
@@ -327,7 +327,7 @@ fn kind_name(k: HbaType) -> &'static str {
 
 /// A host with a MAC gets PXE entries whose kernel line names the URL of its
 /// kickstart; without `repos.artifacts` there is none to name.
-pub fn network_boot(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn network_boot(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .hosts()
         .filter(|(_, _, h)| h.boot.mac.is_some() && h.config.repos.artifacts.is_none())

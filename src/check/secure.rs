@@ -8,7 +8,7 @@ use crate::spec::v1::{RepoType, Role, S3KeyType};
 /// Three (or more) etcd members of which a bare majority share hosts with
 /// Patroni, while another Patroni host has none: losing those hosts loses the
 /// DCS quorum, and the surviving Patroni member cannot become leader.
-pub fn etcd_placement(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn etcd_placement(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -35,7 +35,7 @@ pub fn etcd_placement(ctx: &Ctx) -> Vec<Diagnostic> {
 }
 
 /// An S3 repository without `backup_cipher_pass`: backups sit in the bucket unencrypted by pgBackRest.
-pub fn repository_cipher(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn repository_cipher(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (c, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         if c.secrets.backup_cipher_pass.is_some() {
@@ -73,7 +73,7 @@ pub fn repository_cipher(ctx: &Ctx) -> Vec<Diagnostic> {
 
 /// No REST API password: Patroni's unsafe endpoints (`POST /switchover`,
 /// `/restart`, `/reinitialize`, `PATCH /config`) answer anyone who reaches the port.
-pub fn restapi_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn restapi_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .clusters
         .iter()
@@ -91,7 +91,7 @@ pub fn restapi_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
 }
 
 /// TLS turned off explicitly: the opt-out is allowed, and said out loud.
-pub fn tls_off(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn tls_off(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .clusters
         .iter()
@@ -114,7 +114,7 @@ pub fn tls_off(ctx: &Ctx) -> Vec<Diagnostic> {
 }
 
 /// TLS on, but etcd or the stats page without a password to log in with.
-pub fn control_plane_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn control_plane_authentication(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.tls.enabled) {
         let has_haproxy = c
@@ -188,7 +188,7 @@ fn etcd_with_auth_change(v: Option<&str>) -> bool {
 /// Patroni 4.1.1's release notes: with etcd 3.6.9, 3.5.28 or 3.4.42 and
 /// authentication on, older Patroni loses member discovery and its lease
 /// keepalive (patroni/patroni docs/releases.rst, "Version 4.1.1").
-pub fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn patroni_etcd_auth(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = Vec::new();
     for c in ctx.fleet.clusters.iter().filter(|c| c.secrets.etcd_auth()) {
         for s in &c.sites {

@@ -7,7 +7,7 @@ use crate::diag::{Code, Diagnostic};
 use crate::model::{Cluster, Site};
 use crate::spec::v1::{RepoType, Role, S3KeyType, SyncMode};
 
-pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn names(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut clusters = BTreeSet::new();
     // scope → (pointer, cluster index, site) of its first user.
@@ -86,7 +86,7 @@ pub fn names(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn etcd_quorum(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn etcd_quorum(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -131,7 +131,7 @@ pub fn etcd_quorum(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn patroni_timing(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         let p = &h.config.patroni;
@@ -214,7 +214,7 @@ fn chain<'a>(c: &'a Cluster, start: &'a Site) -> Result<Vec<&'a Site>, ()> {
     Ok(seen)
 }
 
-pub fn standby_sites(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn standby_sites(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         let primaries: Vec<&Site> = c.sites.iter().filter(|s| !s.is_dr()).collect();
@@ -338,7 +338,7 @@ pub fn standby_sites(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let bad = |p: &str, what: &str, v: &str| {
         Diagnostic::error(Code::InvalidIdentifier, p, format!("`{v}` is not a valid {what}"))
@@ -387,7 +387,7 @@ pub fn identifiers(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn major(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn major(ctx: &Ctx) -> Vec<Diagnostic> {
     ctx.fleet
         .hosts()
         .filter(|(_, _, h)| {
@@ -410,7 +410,7 @@ pub fn major(ctx: &Ctx) -> Vec<Diagnostic> {
         .collect()
 }
 
-pub fn synchronous(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn synchronous(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -454,7 +454,7 @@ pub fn synchronous(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn haproxy_placement(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn haproxy_placement(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for c in &ctx.fleet.clusters {
         for s in &c.sites {
@@ -479,7 +479,7 @@ pub fn haproxy_placement(ctx: &Ctx) -> Vec<Diagnostic> {
     out
 }
 
-pub fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn backup_repos(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         let br = &h.config.pgbackrest;

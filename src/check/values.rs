@@ -7,7 +7,7 @@ use crate::diag::{Code, Diagnostic};
 
 /// The prefix length of a host's network fits its address family (at most 32
 /// for IPv4): the kickstart turns it into a netmask and dracut's `ip=`.
-pub fn network_prefix(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn network_prefix(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     // One diagnostic per setting, at the first host it does not fit.
     let mut reported = std::collections::BTreeSet::new();
@@ -85,7 +85,7 @@ fn cron_field_problem(field: &str, min: u32, max: u32) -> Option<String> {
 }
 
 /// The first field of a cron schedule out of its range, if any.
-pub fn cron_problem(schedule: &str) -> Option<String> {
+pub(super) fn cron_problem(schedule: &str) -> Option<String> {
     let fields: Vec<&str> = schedule.split(' ').collect();
     CRON_FIELDS
         .iter()
@@ -96,7 +96,7 @@ pub fn cron_problem(schedule: &str) -> Option<String> {
 }
 
 /// Every field of every backup schedule is within its range.
-pub fn cron_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
+pub(super) fn cron_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (_, _, h) in ctx.fleet.hosts() {
         let b = &h.config.pgbackrest;

@@ -15,7 +15,7 @@ use crate::cli::Format;
 use crate::commands::Output;
 use crate::diag;
 
-pub struct Args<'a> {
+pub(crate) struct Args<'a> {
     pub spec: &'a Path,
     pub out: &'a Path,
     pub roles: Option<&'a Path>,
@@ -31,7 +31,7 @@ pub struct Args<'a> {
 
 /// How a host's closure compares with the output being replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// There was no previous output to compare with.
     Unknown,
     New,
@@ -62,7 +62,7 @@ impl Change {
 }
 
 /// What a successful build reports.
-pub struct Report {
+pub(crate) struct Report {
     pub out: String,
     pub clusters: usize,
     /// Host, cluster, site, closure, change, artifact paths; in fleet order.
@@ -78,7 +78,7 @@ pub struct Report {
     pub warnings: Vec<diag::Diagnostic>,
 }
 
-pub struct HostReport {
+pub(crate) struct HostReport {
     pub name: String,
     pub cluster: String,
     pub site: String,
@@ -88,7 +88,7 @@ pub struct HostReport {
 }
 
 /// The human report: a summary line, then one labelled line per host.
-pub fn human(r: &Report, term: &Term) -> String {
+pub(crate) fn human(r: &Report, term: &Term) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -146,7 +146,7 @@ pub fn human(r: &Report, term: &Term) -> String {
 }
 
 /// The JSON report: one document.
-pub fn json(r: &Report) -> Value {
+pub(crate) fn json(r: &Report) -> Value {
     json!({
         "status": "built",
         "out": r.out,
@@ -184,7 +184,119 @@ fn print_json(v: &Value, o: &mut Output) -> io::Result<()> {
     )
 }
 
-pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+/// What a build records in its output's marker (`ops::Record`): enough to
+/// report a rebuild of the same inputs without resolving the spec again.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    /// `ops::inputs_key` of the build.
+    inputs: String,
+    /// The labels of the secret references, for `load::secret_digest`.
+    secrets: Vec<String>,
+    /// Their digest when no value was there; else it is kept privately
+    /// (`load::SECRETS_DIGEST`).
+    secrets_digest: Option<String>,
+    clusters: usize,
+    artifacts: usize,
+    /// Name, cluster, site and closure of every host, in fleet order.
+    hosts: Vec<[String; 4]>,
+    notes: Vec<String>,
+    missing_secrets: Vec<String>,
+    /// The warnings, as `diag::render_json` lines.
+    diagnostics: Vec<String>,
+}
+
+fn secret_labels(v: &crate::Validated) -> Vec<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    crate::secrets::references(&v.parsed.spec)
+        .iter()
+        .map(|r| r.label())
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
+}
+
+/// The report of a build whose every input equals that of the build the
+/// output under `a.out` records: that output is what this build would
+/// write, so it stops before validating and resolving the spec.
+fn recorded(a: &Args, source: &crate::source::SourceFile) -> Option<Report> {
+    crate::write::recover(a.out).ok()?;
+    let (text, secrets_digest) = crate::load::recorded_build(a.out)?;
+    let r: Recorded = serde_json::from_str(&text).ok()?;
+    let roles = match a.roles {
+        Some(dir) => crate::load::roles(dir).ok()?,
+        None => crate::load::RoleTree::embedded(),
+    };
+    let spec_dir = crate::load::spec_dir(a.spec);
+    let overlays = crate::load::overlays(&spec_dir.join(crate::load::OVERLAYS)).ok()?;
+    let key = crate::ops::inputs_key(
+        source,
+        &roles,
+        &overlays,
+        &Default::default(),
+        a.strict,
+        a.require_secrets || a.strict,
+        a.embed_secrets,
+    );
+    let recorded_digest = r.secrets_digest.clone().or(secrets_digest)?;
+    if key != r.inputs
+        || recorded_digest != crate::load::secret_digest(&r.secrets, &spec_dir, a.secrets_env).0
+    {
+        return None;
+    }
+    let warnings = r
+        .diagnostics
+        .iter()
+        .map(|l| diag::parse_json(l))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Report {
+        out: a.out.display().to_string(),
+        clusters: r.clusters,
+        hosts: r
+            .hosts
+            .into_iter()
+            .map(|[name, cluster, site, closure]| HostReport {
+                name,
+                cluster,
+                site,
+                closure,
+                change: Change::Unchanged,
+                artifacts: Vec::new(),
+            })
+            .collect(),
+        public_artifacts: r.artifacts,
+        rendered: 0,
+        kept: 0,
+        written: false,
+        notes: r.notes,
+        missing_secrets: r.missing_secrets,
+        warnings,
+    })
+}
+
+/// Prints a build's report.
+fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
+    let json_out = a.format == Format::Json;
+    // Each host's artifact list is shown only in JSON and verbose reports:
+    // a large fleet's manifest is not read back otherwise.
+    if json_out || term.verbose {
+        let artifacts = crate::load::host_artifacts(a.out);
+        for h in &mut report.hosts {
+            h.artifacts = artifacts.get(&h.name).cloned().unwrap_or_default();
+        }
+    }
+    if json_out {
+        print_json(&json(&report), o)?;
+    } else {
+        if !term.quiet {
+            o.out.write_all(human(&report, term).as_bytes())?;
+        }
+        for note in &report.notes {
+            writeln!(o.err, "note: {note}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let json_out = a.format == Format::Json;
     let fail = |e: crate::Error, o: &mut Output| {
         if json_out {
@@ -198,7 +310,14 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => return fail(e, o),
     };
-    let validated = match crate::validate(source.clone(), a.strict) {
+    if let Some(mut report) = recorded(a, &source) {
+        report.kept = report.hosts.len();
+        if !json_out {
+            super::print_diags(&report.warnings, Some(&source), Format::Human, term, o)?;
+        }
+        return finish(report, a, term, o);
+    }
+    let mut validated = match crate::validate(source.clone(), a.strict) {
         Ok(v) => v,
         Err(d) => {
             if json_out {
@@ -240,21 +359,66 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let fleet = &validated.fleet;
     let previous = crate::load::previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
+    let labels = secret_labels(&validated);
+    // Every diagnostic that needs a position has been made: the table of
+    // every node's position, tens of megabytes for a large fleet, goes
+    // before the build's own peak.
+    validated.parsed.spans = Default::default();
+    let spec_dir = crate::load::spec_dir(a.spec);
+    let key = crate::ops::inputs_key(
+        &source,
+        &inputs.roles,
+        &inputs.overlays,
+        &inputs.mapping,
+        a.strict,
+        a.require_secrets || a.strict,
+        a.embed_secrets,
+    );
+    let (secrets_digest, any_secret) =
+        crate::load::secret_digest(&labels, &spec_dir, a.secrets_env);
+    let describe = |b: &crate::ops::BuildReport| {
+        let r = Recorded {
+            inputs: key.clone(),
+            secrets: labels.clone(),
+            secrets_digest: (!any_secret).then(|| secrets_digest.clone()),
+            clusters: fleet.clusters.len(),
+            artifacts: b.artifacts,
+            hosts: fleet
+                .hosts()
+                .map(|(c, s, h)| {
+                    [
+                        h.name.clone(),
+                        c.name.clone(),
+                        s.name.clone(),
+                        b.closures.get(&h.name).cloned().unwrap_or_default(),
+                    ]
+                })
+                .collect(),
+            notes: b.notes.clone(),
+            missing_secrets: b.missing_secrets.clone(),
+            diagnostics: validated.warnings.iter().map(diag::render_json).collect(),
+        };
+        serde_json::to_string(&r).unwrap_or_default()
+    };
+    let record = crate::ops::Record {
+        secrets_digest: any_secret.then(|| secrets_digest.clone()),
+        describe: &describe,
+    };
     let options = crate::ops::BuildOptions {
         embed_secrets: a.embed_secrets,
     };
-    let built = crate::ops::build_to_dir_with(&validated, &inputs, options, a.out, &|_| bar.inc(1));
+    let built = crate::ops::build_to_dir_with(
+        &validated,
+        &inputs,
+        options,
+        a.out,
+        &|_| bar.inc(1),
+        Some(&record),
+    );
     bar.finish_and_clear();
     let built = match built {
         Ok(r) => r,
         Err(e) => return fail(e, o),
-    };
-    // Each host's artifact list is shown only in JSON and verbose reports:
-    // a large fleet's manifest is not read back otherwise.
-    let artifacts = if json_out || term.verbose {
-        crate::load::host_artifacts(a.out)
-    } else {
-        BTreeMap::new()
     };
     let hosts = fleet
         .hosts()
@@ -266,7 +430,7 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
                 cluster: c.name.clone(),
                 site: s.name.clone(),
                 closure,
-                artifacts: artifacts.get(&h.name).cloned().unwrap_or_default(),
+                artifacts: Vec::new(),
             }
         })
         .collect();
@@ -282,15 +446,5 @@ pub fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
         missing_secrets: built.missing_secrets.clone(),
         warnings: validated.warnings.clone(),
     };
-    if json_out {
-        print_json(&json(&report), o)?;
-    } else {
-        if !term.quiet {
-            o.out.write_all(human(&report, term).as_bytes())?;
-        }
-        for note in &report.notes {
-            writeln!(o.err, "note: {note}")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    finish(report, a, term, o)
 }

@@ -177,7 +177,7 @@ fn host_port(endpoint: &str, port: u16) -> String {
 }
 
 /// The picture of a fleet in one of the formats.
-pub fn render(fleet: &Fleet, format: GraphFormat) -> String {
+pub(crate) fn render(fleet: &Fleet, format: GraphFormat) -> String {
     let g = model(fleet);
     match format {
         GraphFormat::Dot => dot(&g),

@@ -4,8 +4,8 @@
 //! `Output`, so a reader that goes away ends the command quietly.
 //! Exit codes: 0 done, 1 spec invalid, 2 usage or operational error.
 
-pub mod build;
-pub mod graph;
+pub(crate) mod build;
+pub(crate) mod graph;
 pub mod init;
 pub mod manual;
 pub mod show;

@@ -4,5 +4,5 @@
 //! names (`tz.rs`). Nothing here reads the build machine.
 
 pub mod catalog;
-pub mod repos;
-pub mod tz;
+pub(crate) mod repos;
+pub(crate) mod tz;

@@ -10,21 +10,25 @@ use serde::Deserialize;
 use crate::model::Host;
 use crate::spec::v1::{Distro, Role};
 
-pub const REPOS_YAML: &str = include_str!("../../data/repos.yaml");
+pub(crate) const REPOS_YAML: &str = include_str!("../../data/repos.yaml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RepoData {
+pub(crate) struct RepoData {
     pub distribution: Vec<RepoDef>,
     pub pgdg: Vec<RepoDef>,
     pub python: Vec<RepoDef>,
     /// The PGDG base URL when the spec names none (`{pgdg}`).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "a field of data/repos.yaml, which the tests read")
+    )]
     pub pgdg_default: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RepoDef {
+pub(crate) struct RepoDef {
     pub id: String,
     pub name: String,
     /// The `repos.<field>` of the spec that replaces the URL.
@@ -38,21 +42,29 @@ pub struct RepoDef {
     pub roles: Vec<Role>,
     #[serde(default)]
     pub includepkgs: Vec<String>,
+    #[expect(
+        dead_code,
+        reason = "documentation in data/repos.yaml, held by its schema"
+    )]
     pub serves: String,
+    #[expect(
+        dead_code,
+        reason = "documentation in data/repos.yaml, held by its schema"
+    )]
     pub source: String,
 }
 
 /// A template for both distributions, or one per distribution.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PerDistro {
+pub(crate) struct PerDistro {
     pub all: Option<String>,
     pub rocky: Option<String>,
     pub alma: Option<String>,
 }
 
 impl PerDistro {
-    pub fn template(&self, d: Distro) -> &str {
+    pub(crate) fn template(&self, d: Distro) -> &str {
         let own = match d {
             Distro::Rocky => &self.rocky,
             Distro::Alma => &self.alma,
@@ -63,7 +75,8 @@ impl PerDistro {
     }
 
     /// Every template it holds.
-    pub fn templates(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    pub(crate) fn templates(&self) -> impl Iterator<Item = &str> {
         [&self.all, &self.rocky, &self.alma]
             .into_iter()
             .flatten()
@@ -71,7 +84,7 @@ impl PerDistro {
     }
 }
 
-pub fn data() -> &'static RepoData {
+pub(crate) fn data() -> &'static RepoData {
     static DATA: OnceLock<RepoData> = OnceLock::new();
     DATA.get_or_init(|| {
         serde_yaml::from_str(REPOS_YAML)
@@ -81,7 +94,7 @@ pub fn data() -> &'static RepoData {
 
 /// A repository as every format declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repo {
+pub(crate) struct Repo {
     pub id: String,
     pub name: String,
     pub baseurl: String,
@@ -90,7 +103,7 @@ pub struct Repo {
     pub includepkgs: Vec<String>,
 }
 
-pub fn distro_name(d: Distro) -> &'static str {
+pub(crate) fn distro_name(d: Distro) -> &'static str {
     match d {
         Distro::Rocky => "Rocky Linux",
         Distro::Alma => "AlmaLinux",
@@ -98,7 +111,7 @@ pub fn distro_name(d: Distro) -> &'static str {
 }
 
 /// Fills `{pgdg}`, `{major}` and `{distro}` in a template.
-pub fn fill(template: &str, pgdg: &str, major: u32, d: Distro) -> String {
+pub(crate) fn fill(template: &str, pgdg: &str, major: u32, d: Distro) -> String {
     template
         .replace("{pgdg}", pgdg.trim_end_matches('/'))
         .replace("{major}", &major.to_string())
@@ -151,17 +164,17 @@ fn distribution(host: &Host, id: &str) -> Repo {
     resolve(host, def)
 }
 
-pub fn baseos(host: &Host) -> Repo {
+pub(crate) fn baseos(host: &Host) -> Repo {
     distribution(host, "baseos")
 }
 
-pub fn appstream(host: &Host) -> Repo {
+pub(crate) fn appstream(host: &Host) -> Repo {
     distribution(host, "appstream")
 }
 
 /// The kickstart's installation source: the spec's BaseOS mirror, else its
 /// installer tree, else the distribution's BaseOS.
-pub fn installer_url(host: &Host) -> String {
+pub(crate) fn installer_url(host: &Host) -> String {
     let r = &host.config.repos;
     r.baseos
         .clone()
@@ -171,12 +184,12 @@ pub fn installer_url(host: &Host) -> String {
 
 /// True when the spec names its own BaseOS/AppStream mirrors, which then
 /// replace the distribution's repositories on the installed host.
-pub fn custom_distro_mirrors(host: &Host) -> bool {
+pub(crate) fn custom_distro_mirrors(host: &Host) -> bool {
     host.config.repos.baseos.is_some() || host.config.repos.appstream.is_some()
 }
 
 /// The PGDG repositories the host's roles need.
-pub fn pgdg(host: &Host) -> Vec<Repo> {
+pub(crate) fn pgdg(host: &Host) -> Vec<Repo> {
     data()
         .pgdg
         .iter()
@@ -187,7 +200,7 @@ pub fn pgdg(host: &Host) -> Vec<Repo> {
 
 /// The repositories the installed host keeps: the spec's BaseOS/AppStream
 /// mirrors when it names them (the image's own otherwise), then PGDG's.
-pub fn host_repos(host: &Host) -> Vec<Repo> {
+pub(crate) fn host_repos(host: &Host) -> Vec<Repo> {
     let mut out = Vec::new();
     if custom_distro_mirrors(host) {
         for mut r in [baseos(host), appstream(host)] {
@@ -201,7 +214,7 @@ pub fn host_repos(host: &Host) -> Vec<Repo> {
 }
 
 /// The Python package index `pip install` uses.
-pub fn python_index(host: &Host) -> String {
+pub(crate) fn python_index(host: &Host) -> String {
     let def = data()
         .python
         .iter()
@@ -213,7 +226,8 @@ pub fn python_index(host: &Host) -> String {
 /// Every URL and key the data can produce for PostgreSQL majors 14 to 18 and
 /// both distributions, with the default PGDG base: what a build without
 /// repository overrides may render.
-pub fn all_default_urls() -> Vec<String> {
+#[cfg(test)]
+pub(crate) fn all_default_urls() -> Vec<String> {
     let d = data();
     let mut out = Vec::new();
     for def in d.distribution.iter().chain(&d.pgdg).chain(&d.python) {
@@ -235,10 +249,10 @@ pub fn all_default_urls() -> Vec<String> {
 }
 
 /// `sed` that switches the distribution's own BaseOS/AppStream off, for hosts that use mirrors.
-pub const DISABLE_DISTRO_REPOS: &str = "sed -i -e '/^\\[baseos\\]/,/^\\[/ s/^enabled=.*/enabled=0/' -e '/^\\[appstream\\]/,/^\\[/ s/^enabled=.*/enabled=0/' /etc/yum.repos.d/*.repo";
+pub(crate) const DISABLE_DISTRO_REPOS: &str = "sed -i -e '/^\\[baseos\\]/,/^\\[/ s/^enabled=.*/enabled=0/' -e '/^\\[appstream\\]/,/^\\[/ s/^enabled=.*/enabled=0/' /etc/yum.repos.d/*.repo";
 
 /// The repositories as a `.repo` file.
-pub fn repo_file(repos: &[Repo]) -> String {
+pub(crate) fn repo_file(repos: &[Repo]) -> String {
     let mut out = String::from("# Repositories of this host, generated by pgimg.\n");
     for r in repos {
         out.push_str(&format!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-pub const TZ_NAMES: &str = include_str!("../../data/tz-names.txt");
+pub(crate) const TZ_NAMES: &str = include_str!("../../data/tz-names.txt");
 
 fn names() -> &'static BTreeSet<&'static str> {
     static NAMES: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
@@ -18,12 +18,12 @@ fn names() -> &'static BTreeSet<&'static str> {
 }
 
 /// True for a name of the tz database (a zone or a link such as `UTC`).
-pub fn is_known(name: &str) -> bool {
+pub(crate) fn is_known(name: &str) -> bool {
     names().contains(name)
 }
 
 /// Up to `n` names closest to `name`, for a hint.
-pub fn closest(name: &str, n: usize) -> Vec<&'static str> {
+pub(crate) fn closest(name: &str, n: usize) -> Vec<&'static str> {
     let lower = name.to_ascii_lowercase();
     let mut scored: Vec<(f64, &str)> = names()
         .iter()

@@ -8,14 +8,14 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// TLS files for an HTTPS request: the CA, and the client certificate and key.
-pub struct Tls {
+pub(crate) struct Tls {
     pub ca: std::path::PathBuf,
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
 }
 
 /// `GET path`, over HTTPS with `tls`, with HTTP basic authentication `user:password`.
-pub fn get_with(
+pub(super) fn get_with(
     addr: &str,
     port: u16,
     path: &str,

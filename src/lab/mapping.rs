@@ -1,6 +1,7 @@
 //! The lab's address and path mapping, its loopback guard, and the inverse
 //! mapping that shows a lab build is a real build with the two mappings applied.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
@@ -9,13 +10,13 @@ use crate::model::Fleet;
 use crate::plan::context::Mapping;
 
 /// Where loopback connections between lab hosts come from (see `Mapping::source`).
-pub const LOOPBACK_SOURCE: &str = "127.0.0.1";
+pub(crate) const LOOPBACK_SOURCE: &str = "127.0.0.1";
 
 /// The lab mapping of a fleet: the `n`-th site (counting from 1 across the
 /// fleet) gets `127.<net>.<n>.0/24`; its `i`-th host the address `.<i + 2>`
 /// (Patroni refuses 127.0.0.1 as a connect address) and, as its own
 /// stand-in for 127.0.0.1, `.<i + 130>`. Every absolute path goes under `<root>/<host>`.
-pub fn lab_mapping(fleet: &Fleet, root: &str, net: u8) -> Result<Mapping, Error> {
+pub(crate) fn lab_mapping(fleet: &Fleet, root: &str, net: u8) -> Result<Mapping, Error> {
     let mut m = Mapping {
         root: Some(root.trim_end_matches('/').to_string()),
         source: Some(LOOPBACK_SOURCE.to_string()),
@@ -49,7 +50,7 @@ pub fn lab_mapping(fleet: &Fleet, root: &str, net: u8) -> Result<Mapping, Error>
 }
 
 /// Refuses a mapping that would make the lab bind to or contact anything but loopback.
-pub fn assert_loopback(m: &Mapping) -> Result<(), Error> {
+pub(crate) fn assert_loopback(m: &Mapping) -> Result<(), Error> {
     let all = m
         .addresses
         .values()
@@ -72,7 +73,8 @@ pub fn assert_loopback(m: &Mapping) -> Result<(), Error> {
 /// addresses become the spec's again and each host's loopback stand-in becomes
 /// 127.0.0.1. Replication rows of pg_hba, which name the connection source,
 /// are the one thing it cannot undo (several spec addresses map to one source).
-pub fn unmap(text: &str, m: &Mapping, hosts: &[String]) -> String {
+#[cfg(test)]
+pub(crate) fn unmap(text: &str, m: &Mapping, hosts: &[String]) -> String {
     let mut out = text.to_string();
     let mut prefixes: Vec<String> = hosts.iter().map(|h| m.prefix(h)).collect();
     prefixes.sort_by_key(|p| std::cmp::Reverse(p.len()));
@@ -89,6 +91,7 @@ pub fn unmap(text: &str, m: &Mapping, hosts: &[String]) -> String {
     replace_addresses(&out, &pairs)
 }
 
+#[cfg(test)]
 /// Replaces whole dotted-quad tokens only, so `127.0.1.2` never rewrites `127.0.1.23`.
 fn replace_addresses(text: &str, pairs: &BTreeMap<&str, &str>) -> String {
     let bytes = text.as_bytes();

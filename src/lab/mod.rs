@@ -20,7 +20,7 @@
 //! mapped), `procs` (every process started, with its start time) and `log/`.
 
 pub mod boot;
-pub mod mapping;
+pub(crate) mod mapping;
 
 mod daemons;
 mod health;

@@ -28,11 +28,11 @@ fn stat(pid: u32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-pub fn start_time(pid: u32) -> Option<u64> {
+pub(super) fn start_time(pid: u32) -> Option<u64> {
     stat(pid).map(|(_, s)| s)
 }
 
-pub fn cmdline(pid: u32) -> String {
+pub(super) fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             String::from_utf8_lossy(&b)
@@ -44,7 +44,7 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-pub fn owner(pid: u32) -> Option<u32> {
+pub(super) fn owner(pid: u32) -> Option<u32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -53,7 +53,7 @@ pub fn owner(pid: u32) -> Option<u32> {
 }
 
 /// Running (not a zombie), same start time, and its command line names the lab root.
-pub fn is_ours(p: &Proc, root: &Path) -> bool {
+pub(super) fn is_ours(p: &Proc, root: &Path) -> bool {
     match stat(p.pid) {
         Some((state, start)) if state != 'Z' && start == p.start => {
             cmdline(p.pid).contains(&*root.to_string_lossy())
@@ -62,13 +62,13 @@ pub fn is_ours(p: &Proc, root: &Path) -> bool {
     }
 }
 
-pub fn alive(pid: u32) -> bool {
+pub(super) fn alive(pid: u32) -> bool {
     matches!(stat(pid), Some((state, _)) if state != 'Z')
 }
 
 /// Sends the signal named like `kill -s` names it (`TERM`, `INT`, `KILL`,
 /// `HUP`); a process that is already gone is not an error.
-pub fn signal(pid: u32, sig: &str) -> Result<(), String> {
+pub(super) fn signal(pid: u32, sig: &str) -> Result<(), String> {
     use rustix::process::{Pid, Signal, kill_process};
     let signal = match sig {
         "TERM" => Signal::TERM,
@@ -88,7 +88,7 @@ pub fn signal(pid: u32, sig: &str) -> Result<(), String> {
 }
 
 /// Waits (bounded) until none of `pids` runs; returns those still running.
-pub fn wait_gone(pids: &[(u32, u64)], timeout: Duration) -> Vec<u32> {
+pub(super) fn wait_gone(pids: &[(u32, u64)], timeout: Duration) -> Vec<u32> {
     let deadline = Instant::now() + timeout;
     loop {
         let left: Vec<u32> = pids
@@ -104,7 +104,7 @@ pub fn wait_gone(pids: &[(u32, u64)], timeout: Duration) -> Vec<u32> {
 }
 
 /// Sends `sig`, waits up to `grace`, then SIGKILLs what is left (and waits again, bounded).
-pub fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
+pub(super) fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
     for (pid, _) in pids {
         // A failure shows below: the process is still running and gets SIGKILL.
         let _ = signal(*pid, sig);
@@ -129,7 +129,7 @@ pub fn stop(pids: &[(u32, u64)], sig: &str, grace: Duration) -> Vec<u32> {
     wait_gone(&rest, Duration::from_secs(5))
 }
 
-pub fn read_records(file: &Path) -> Vec<Proc> {
+pub(super) fn read_records(file: &Path) -> Vec<Proc> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
@@ -137,7 +137,7 @@ pub fn read_records(file: &Path) -> Vec<Proc> {
         .collect()
 }
 
-pub fn append_record(file: &Path, p: &Proc) -> std::io::Result<()> {
+pub(super) fn append_record(file: &Path, p: &Proc) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -147,7 +147,7 @@ pub fn append_record(file: &Path, p: &Proc) -> std::io::Result<()> {
 }
 
 /// Every running process of `uid` whose command line names `root`.
-pub fn under_root(uid: u32, root: &Path) -> Vec<(u32, u64)> {
+pub(super) fn under_root(uid: u32, root: &Path) -> Vec<(u32, u64)> {
     let root = root.to_string_lossy().into_owned();
     let me = std::process::id();
     let mut out = Vec::new();

@@ -19,7 +19,7 @@ use crate::spec::v1::{RepoType, Role};
 /// pgBackRest 2.55.1, `--repo=2` is valid for the stanza whose section
 /// defines repo2 and rejected ("key '2' is not valid for 'repo' option")
 /// for any other; the conformance suite runs pgBackRest on the result.
-pub fn source_repo<'a>(cluster: &'a Cluster, site: &'a Site) -> Option<&'a BackupRepo> {
+pub(crate) fn source_repo<'a>(cluster: &'a Cluster, site: &'a Site) -> Option<&'a BackupRepo> {
     if !site.is_dr() {
         return None;
     }
@@ -33,7 +33,7 @@ pub fn source_repo<'a>(cluster: &'a Cluster, site: &'a Site) -> Option<&'a Backu
 
 /// Minutes past the hour of a member's etcd maintenance: members of a site
 /// take turns, so no two defragment (which blocks the member) at once.
-pub fn etcd_maintenance_minute(site: &Site, host: &Host) -> u32 {
+pub(crate) fn etcd_maintenance_minute(site: &Site, host: &Host) -> u32 {
     let index = site
         .with_role(Role::Etcd)
         .position(|h| h.name == host.name)
@@ -91,7 +91,7 @@ pub struct DayTwo {
 }
 
 /// The `daytwo` part of a host's template context.
-pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> DayTwo {
+pub(crate) fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> DayTwo {
     use super::context::{hostport, repo_context, stanza};
     use crate::spec::v1::WatchdogMode;
     let c = &host.config;
@@ -181,7 +181,7 @@ pub fn host_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) ->
 
 /// Every write entry point of a source site, comma-separated for libpq, and
 /// their port: its HAProxies (which must share a write port), else `None`.
-pub fn source_entry_points(src: &Site, m: &Mapping) -> Option<(String, u16)> {
+pub(crate) fn source_entry_points(src: &Site, m: &Mapping) -> Option<(String, u16)> {
     let proxies: Vec<&Host> = src.with_role(Role::Haproxy).collect();
     let port = proxies.first()?.config.haproxy.write_port;
     if proxies.iter().any(|h| h.config.haproxy.write_port != port) {

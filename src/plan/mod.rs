@@ -7,11 +7,11 @@
 //! knows a role by name. `render` turns a plan into bytes.
 
 pub mod context;
-pub mod daytwo;
-pub mod overlay;
+pub(crate) mod daytwo;
+pub(crate) mod overlay;
 pub mod roles;
 pub mod secrets;
-pub mod storage;
+pub(crate) mod storage;
 
 use std::collections::{BTreeMap, BTreeSet};
 

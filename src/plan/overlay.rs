@@ -12,7 +12,11 @@ use crate::load::{OverlayFile, OverlayScope, Overlays};
 use crate::model::{Cluster, Fleet, Host, Site};
 
 /// Every scope names something the fleet has (a typo would silently ship nothing).
-pub fn check_scopes(fleet: &Fleet, overlays: &Overlays, roles: &[String]) -> Result<(), Error> {
+pub(crate) fn check_scopes(
+    fleet: &Fleet,
+    overlays: &Overlays,
+    roles: &[String],
+) -> Result<(), Error> {
     for f in &overlays.files {
         let known = match &f.scope {
             OverlayScope::All => true,
@@ -64,7 +68,7 @@ fn rendered_by(p: &Planned) -> String {
 }
 
 /// Merges the host's user files into its plan.
-pub fn apply(
+pub(crate) fn apply(
     plan: &mut HostPlan,
     overlays: &Overlays,
     c: &Cluster,

@@ -10,12 +10,12 @@ use crate::spec::v1::RepoType;
 
 /// Mount options of an NFS repository when the spec gives none: NFS 4.2,
 /// `hard` so that pgBackRest sees a stall rather than a silent I/O error.
-pub const DEFAULT_NFS_OPTIONS: &str = crate::spec::defaults::NFS_OPTIONS;
+pub(crate) const DEFAULT_NFS_OPTIONS: &str = crate::spec::defaults::NFS_OPTIONS;
 
 /// A path as systemd names its `.mount` unit (`systemd-escape --path`): the
 /// leading `/` dropped, `/` → `-`, and every byte other than ASCII letters,
 /// digits, `_` and a non-leading `.` as `\xNN` (systemd.unit(5), "String Escaping").
-pub fn escape_path(path: &str) -> String {
+pub(crate) fn escape_path(path: &str) -> String {
     let trimmed = path.trim_matches('/');
     if trimmed.is_empty() {
         return "-".into();
@@ -49,7 +49,7 @@ pub struct MountContext {
 }
 
 /// The mount of a site's shared posix repository, for the pg role's mount unit.
-pub fn repo_mount(repos: &[&BackupRepo], m: &Mapping, host: &str) -> Option<MountContext> {
+pub(crate) fn repo_mount(repos: &[&BackupRepo], m: &Mapping, host: &str) -> Option<MountContext> {
     let (r, mount) = repos
         .iter()
         .filter(|r| r.kind == RepoType::Posix)
@@ -76,7 +76,7 @@ pub fn repo_mount(repos: &[&BackupRepo], m: &Mapping, host: &str) -> Option<Moun
 /// The glibc language pack initdb's locale needs on EL9 (`glibc-langpack-en`
 /// for `en_US.UTF-8`); none for `C`, `C.UTF-8` and `POSIX`, which glibc
 /// itself carries.
-pub fn langpack(locale: &str) -> Option<String> {
+pub(crate) fn langpack(locale: &str) -> Option<String> {
     let lang = locale.split(['_', '.', '@']).next().unwrap_or("");
     if lang.is_empty() || matches!(lang, "C" | "POSIX") {
         return None;

@@ -41,7 +41,7 @@ impl ArtifactTree {
 /// tree in memory (`Mutex<ArtifactTree>`, for tests and comparisons), or
 /// files in the output's staging directory (`write::Staging`), so that a
 /// large fleet's output never has to be held at once.
-pub trait Sink: Sync {
+pub(crate) trait Sink: Sync {
     fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error>;
 
     /// Puts a file whose bytes `write` produces, such as the manifest, which
@@ -75,4 +75,4 @@ impl Sink for Mutex<ArtifactTree> {
     }
 }
 
-pub use crate::digest::Sum;
+pub(crate) use crate::digest::Sum;

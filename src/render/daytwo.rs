@@ -9,7 +9,7 @@ use crate::spec::v1::Role;
 /// members' patroni.yml. Patroni applies `bootstrap.dcs` only when it
 /// initializes a cluster; on a running one a change takes
 /// `patronictl edit-config --replace` of this file (patroni/ctl.py `edit_config`).
-pub fn dcs_artifacts(cluster: &Cluster, m: &Mapping) -> Vec<(String, super::Artifact)> {
+pub(crate) fn dcs_artifacts(cluster: &Cluster, m: &Mapping) -> Vec<(String, super::Artifact)> {
     let mut out = Vec::new();
     for site in &cluster.sites {
         let Some(host) = site.with_role(Role::Pg).next() else {

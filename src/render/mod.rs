@@ -6,15 +6,15 @@
 //! serializers), then laid out as the host's artifacts; `install/` renders
 //! the install formats that carry them to a bare machine.
 
-pub mod artifact;
-pub mod daytwo;
-pub mod install;
+pub(crate) mod artifact;
+pub(crate) mod daytwo;
+pub(crate) mod install;
 pub mod manifest;
 pub mod overlay;
 pub mod patroni;
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod templates;
-pub mod yaml;
+pub(crate) mod yaml;
 
 use std::collections::BTreeMap;
 

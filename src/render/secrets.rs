@@ -12,7 +12,10 @@ use crate::model::Fleet;
 use crate::plan::secrets as contract;
 
 /// Secret files per host, and the references the hosts need that were not supplied.
-pub fn render(fleet: &Fleet, values: &SecretValues) -> (Vec<(String, Artifact)>, BTreeSet<String>) {
+pub(crate) fn render(
+    fleet: &Fleet,
+    values: &SecretValues,
+) -> (Vec<(String, Artifact)>, BTreeSet<String>) {
     let mut files = Vec::new();
     let mut missing = BTreeSet::new();
     for (cluster, site, host) in fleet.hosts() {
@@ -83,7 +86,7 @@ fn add_file(
 }
 
 /// `hosts/<host>/secrets.list`: the host's contract, names only.
-pub fn listing(
+pub(crate) fn listing(
     cluster: &crate::model::Cluster,
     site: &crate::model::Site,
     host: &crate::model::Host,

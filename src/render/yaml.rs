@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 /// Serializes a value as a YAML document (block style, two-space indent).
-pub fn to_yaml(value: &Value) -> String {
+pub(crate) fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     emit(value, 0, &mut out, Position::Root);
     if !out.ends_with('\n') {
@@ -97,7 +97,7 @@ fn scalar(v: &Value) -> String {
 /// A quoted YAML scalar: single quotes (the only escape is `''`), or double
 /// quotes with escapes when the text holds a line break or another control
 /// character, which single quotes would fold into spaces.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return format!("'{}'", s.replace('\'', "''"));
     }

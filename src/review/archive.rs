@@ -12,7 +12,7 @@ use crate::digest::sha256;
 
 /// One entry of a tarball.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub kind: &'static str,
     pub mode: u32,
     pub owner: String,
@@ -23,7 +23,7 @@ pub struct Entry {
 
 impl Entry {
     /// The entry's listing line, as in `tests/cases/*/expected/**/*.tar.gz.list`.
-    pub fn line(&self, path: &str) -> String {
+    pub(crate) fn line(&self, path: &str) -> String {
         format!(
             "{:<4} {:04o} {} size={} sha256={} {path}",
             self.kind, self.mode, self.owner, self.size, self.sha256
@@ -32,7 +32,7 @@ impl Entry {
 }
 
 /// Reads a `.tar.gz`; `None` when it is not one.
-pub fn entries(gz: &[u8]) -> Option<BTreeMap<String, Entry>> {
+pub(crate) fn entries(gz: &[u8]) -> Option<BTreeMap<String, Entry>> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
     let mut out = BTreeMap::new();
     for entry in archive.entries().ok()? {
@@ -86,7 +86,7 @@ pub struct EntryChange {
 
 /// Compares two archives entry by entry. `mirrored(path)` names the file
 /// that already shows an entry's content (so its diff is not repeated).
-pub fn compare(
+pub(crate) fn compare(
     old: &BTreeMap<String, Entry>,
     new: &BTreeMap<String, Entry>,
     mirrored: &dyn Fn(&str) -> Option<String>,
@@ -126,12 +126,12 @@ const MIN_EMBEDDED: usize = 256;
 
 /// Text with every embedded gzip archive replaced by a one-line placeholder,
 /// and the archives found, in order.
-pub struct Redacted {
+pub(crate) struct Redacted {
     pub text: String,
     pub archives: Vec<Vec<u8>>,
 }
 
-pub fn placeholder(bytes: &[u8]) -> String {
+pub(crate) fn placeholder(bytes: &[u8]) -> String {
     format!(
         "<embedded archive: {} bytes, sha256 {}>",
         bytes.len(),
@@ -145,7 +145,7 @@ fn is_b64(c: u8) -> bool {
 
 /// Finds base64 runs (kickstart wraps them at 76 columns, user-data keeps
 /// one line) that decode to gzip, and replaces each by [`placeholder`].
-pub fn redact(text: &str) -> Redacted {
+pub(crate) fn redact(text: &str) -> Redacted {
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len().min(1 << 16));
     let mut archives = Vec::new();
@@ -210,7 +210,7 @@ fn decode_run(b: &[u8], start: usize, end: usize) -> Option<(usize, usize, Vec<u
 }
 
 /// Gunzips `bytes` when they are gzip (EC2-sized user-data may be).
-pub fn maybe_gunzip(bytes: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn maybe_gunzip(bytes: &[u8]) -> Option<Vec<u8>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         return None;
     }

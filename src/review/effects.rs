@@ -34,7 +34,7 @@ use std::sync::OnceLock;
 
 /// How a running host picks up a changed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// `systemctl reload <unit>`.
     Reload(&'static str),
     /// `systemctl restart <unit>`.
@@ -48,14 +48,14 @@ pub enum Effect {
 }
 
 /// A file (or every file under a directory, for a path ending in `/`) and its effect.
-pub struct FileRule {
+pub(crate) struct FileRule {
     pub path: &'static str,
     pub effect: Effect,
     pub why: &'static str,
 }
 
 /// The first matching rule wins; exact paths come before their directories.
-pub const FILE_RULES: &[FileRule] = &[
+pub(crate) const FILE_RULES: &[FileRule] = &[
     FileRule {
         path: "/etc/patroni/patroni.yml",
         effect: Effect::Reload("patroni.service"),
@@ -121,7 +121,7 @@ pub const FILE_RULES: &[FileRule] = &[
 ];
 
 /// The rule of a file on the host, if any.
-pub fn file_rule(path: &str) -> Option<&'static FileRule> {
+pub(crate) fn file_rule(path: &str) -> Option<&'static FileRule> {
     FILE_RULES.iter().find(|r| {
         if r.path.ends_with('/') {
             path.starts_with(r.path)
@@ -132,7 +132,7 @@ pub fn file_rule(path: &str) -> Option<&'static FileRule> {
 }
 
 /// etcd keys that only matter when a member bootstraps.
-pub const ETCD_BOOTSTRAP_ONLY: &[&str] = &[
+pub(crate) const ETCD_BOOTSTRAP_ONLY: &[&str] = &[
     "ETCD_INITIAL_CLUSTER",
     "ETCD_INITIAL_CLUSTER_STATE",
     "ETCD_INITIAL_CLUSTER_TOKEN",
@@ -141,7 +141,7 @@ pub const ETCD_BOOTSTRAP_ONLY: &[&str] = &[
 
 /// Kickstart commands that anaconda applies only while installing: a change
 /// to one of them reaches a running host only by reinstalling it.
-pub const KICKSTART_INSTALL_TIME: &[(&str, &str)] = &[
+pub(crate) const KICKSTART_INSTALL_TIME: &[(&str, &str)] = &[
     ("part", "disk layout"),
     ("logvol", "disk layout"),
     ("volgroup", "disk layout"),
@@ -169,7 +169,7 @@ pub const KICKSTART_INSTALL_TIME: &[(&str, &str)] = &[
 const PG17_CONTEXTS: &str = include_str!("pg17-parameter-contexts.tsv");
 
 /// The context of a parameter (`postmaster`, `sighup`, `superuser`, `user`, …), by lower-case name.
-pub fn parameter_context(name: &str) -> Option<&'static str> {
+pub(crate) fn parameter_context(name: &str) -> Option<&'static str> {
     static TABLE: OnceLock<BTreeMap<String, &'static str>> = OnceLock::new();
     TABLE
         .get_or_init(|| {

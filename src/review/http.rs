@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A parsed `http://host[:port]/path` base.
 #[derive(Debug, Clone)]
-pub struct Base {
+pub(crate) struct Base {
     host: String,
     port: u16,
     /// Always ends with `/`.
@@ -23,7 +23,7 @@ pub struct Base {
 }
 
 impl Base {
-    pub fn parse(url: &str) -> Result<Base, String> {
+    pub(crate) fn parse(url: &str) -> Result<Base, String> {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             format!("`{url}`: only plain http:// URLs are supported (as installers fetch them)")
         })?;
@@ -57,7 +57,7 @@ impl Base {
     }
 
     /// The URL of a relative path under the base.
-    pub fn url(&self, rel: &str) -> String {
+    pub(crate) fn url(&self, rel: &str) -> String {
         format!(
             "http://{}:{}{}{}",
             self.host,
@@ -68,7 +68,7 @@ impl Base {
     }
 
     /// `GET` a relative path: the status and the body.
-    pub fn get(&self, rel: &str) -> Result<(u16, Vec<u8>), String> {
+    pub(crate) fn get(&self, rel: &str) -> Result<(u16, Vec<u8>), String> {
         let target = format!("{}{}", self.path, encode(rel));
         let url = self.url(rel);
         let addrs: Vec<_> = (self.host.as_str(), self.port)
@@ -178,7 +178,7 @@ fn decode(s: &str) -> String {
 /// The names a directory listing page links to (nginx `autoindex`, Apache,
 /// Python's `http.server`): relative `href`s of one path segment, `/` for
 /// a directory kept off.
-pub fn listing_names(html: &str) -> Vec<String> {
+pub(crate) fn listing_names(html: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = html;
     while let Some(i) = rest.find("href=\"") {

@@ -15,12 +15,12 @@
 //! - `format.rs`: text, Markdown, JSON.
 //! - `verify.rs`, `http.rs`: `pgimg verify`.
 
-pub mod archive;
+pub(crate) mod archive;
 pub mod classify;
 pub mod diff;
-pub mod effects;
+pub(crate) mod effects;
 pub mod format;
-pub mod http;
+pub(crate) mod http;
 pub mod verify;
 
 use std::collections::BTreeMap;

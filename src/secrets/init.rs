@@ -10,15 +10,15 @@ use crate::spec::v1::SecretRef;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Length of generated passwords: 32 of 62 characters is over 190 bits.
-pub const PASSWORD_LEN: usize = 32;
+pub(crate) const PASSWORD_LEN: usize = 32;
 
 /// Random bytes needed per generated password, with room for rejections.
-pub const RANDOM_BYTES_PER_PASSWORD: usize = PASSWORD_LEN * 4;
+pub(crate) const RANDOM_BYTES_PER_PASSWORD: usize = PASSWORD_LEN * 4;
 
 /// A password from random bytes, by rejection sampling (no modulo bias).
 /// `None` when the bytes ran out, which 128 bytes for 32 characters make
 /// vanishingly unlikely (each byte is kept with probability 248/256).
-pub fn password(random: &[u8]) -> Option<String> {
+pub(crate) fn password(random: &[u8]) -> Option<String> {
     let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
     let out: String = random
         .iter()
@@ -31,7 +31,7 @@ pub fn password(random: &[u8]) -> Option<String> {
 
 /// What `init` does about one reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Create the file (relative to the spec's directory unless absolute).
     CreateFile { label: String, path: String },
     /// Add `NAME=value` to the environment file.
@@ -45,7 +45,7 @@ pub enum Step {
 }
 
 /// The steps for every distinct reference, in spec order.
-pub fn plan(refs: &[Reference], reading: &Reading) -> Vec<Step> {
+pub(crate) fn plan(refs: &[Reference], reading: &Reading) -> Vec<Step> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     // Certificates and keys are made together, CA first (the `certs` module,

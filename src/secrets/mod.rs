@@ -6,7 +6,7 @@
 //! Values are read by `load::secret_values` and written by `write`; this
 //! module is pure and never sees a value except to check its shape.
 
-pub mod init;
+pub(crate) mod init;
 
 use std::collections::BTreeMap;
 

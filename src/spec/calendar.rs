@@ -84,7 +84,7 @@ fn numeric(set: &Option<BTreeSet<u32>>, hi: u32, width: usize) -> String {
 }
 
 /// The `OnCalendar=` expression of a cron schedule, or what is wrong with it.
-pub fn on_calendar(cron: &str) -> Result<String, String> {
+pub(crate) fn on_calendar(cron: &str) -> Result<String, String> {
     let parts: Vec<&str> = cron.split_whitespace().collect();
     if parts.len() != 5 {
         return Err(format!("`{cron}` has {} fields, not 5", parts.len()));

@@ -4,11 +4,11 @@
 //! module and a spec in an unknown version gets one clear message instead of
 //! a page of schema errors.
 
-pub mod calendar;
+pub(crate) mod calendar;
 pub mod defaults;
 pub mod redact;
 pub mod reference;
-pub mod scalar;
+pub(crate) mod scalar;
 pub mod v1;
 pub mod yaml;
 

@@ -5,7 +5,7 @@
 
 /// One `%post` section of a kickstart.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PostSection {
+pub(crate) struct PostSection {
     /// `--interpreter`, else anaconda's default `/bin/sh`.
     pub interpreter: String,
     /// `--nochroot`: runs in the installer's environment, not the installed system.
@@ -18,7 +18,7 @@ pub struct PostSection {
 
 /// What the boot lab takes from a kickstart.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Kickstart {
+pub(crate) struct Kickstart {
     /// `%packages` entries, in order (groups keep their `@`).
     pub packages: Vec<String>,
     /// The options of the `firewall` command.
@@ -33,7 +33,7 @@ pub struct Kickstart {
 /// Parses the sections and commands the boot lab plays. Section syntax per
 /// pykickstart (https://pykickstart.readthedocs.io/en/latest/kickstart-docs.html:
 /// `%packages`, `%post [--nochroot] [--interpreter] [--erroronfail] [--log]`, `%end`).
-pub fn parse_kickstart(text: &str) -> Result<Kickstart, String> {
+pub(crate) fn parse_kickstart(text: &str) -> Result<Kickstart, String> {
     let mut ks = Kickstart::default();
     let mut lines = text.lines().enumerate();
     while let Some((n, line)) = lines.next() {
@@ -125,7 +125,7 @@ pub fn parse_kickstart(text: &str) -> Result<Kickstart, String> {
 /// modules that need what the base lacks (sshd, a resizable disk, a
 /// subscription service). Network configuration is the lab's (the address
 /// on the container's interface), as a cloud's network would give it.
-pub const CLOUD_CFG: &str = "# pgimg boot lab: an EL9 instance from Debian 12's cloud-init.
+pub(crate) const CLOUD_CFG: &str = "# pgimg boot lab: an EL9 instance from Debian 12's cloud-init.
 datasource_list: [NoCloud]
 network: {config: disabled}
 system_info:
@@ -165,7 +165,7 @@ cloud_final_modules:
 /// multi-user.target. Rendered from cloud-init 23.4 (the version Rocky/Alma
 /// 9 ship), `systemd/*.service.tmpl` with `variant == "rhel"`; installed in
 /// /etc/systemd/system over the base's own.
-pub const CLOUD_INIT_EL9_UNITS: [(&str, &str); 4] = [
+pub(crate) const CLOUD_INIT_EL9_UNITS: [(&str, &str); 4] = [
     (
         "cloud-init-local.service",
         "# pgimg boot lab: EL9's unit (cloud-init 23.4, variant rhel).
@@ -287,7 +287,7 @@ WantedBy=cloud-init.target
 ];
 
 /// NoCloud's `meta-data` for a host.
-pub fn meta_data(host: &str) -> String {
+pub(crate) fn meta_data(host: &str) -> String {
     format!("instance-id: pgimg-boot-{host}\nlocal-hostname: {host}\n")
 }
 

@@ -11,10 +11,10 @@ use crate::model::Fleet;
 use crate::plan::context::Mapping;
 
 /// The prefix length of the boot lab's one bridge: every site on one segment.
-pub const PREFIX_LEN: u8 = 15;
+pub(crate) const PREFIX_LEN: u8 = 15;
 
 /// The `n`-th site of the fleet (from 1) gets `198.18.<n>.0/24`, its `i`-th host `.<i + 10>`.
-pub fn boot_mapping(fleet: &Fleet) -> Result<Mapping, Error> {
+pub(crate) fn boot_mapping(fleet: &Fleet) -> Result<Mapping, Error> {
     let mut m = Mapping::default();
     let mut n = 0u32;
     for c in &fleet.clusters {
@@ -57,13 +57,13 @@ pub fn boot_mapping(fleet: &Fleet) -> Result<Mapping, Error> {
 }
 
 /// Whether the boot lab may configure or contact `ip`: 198.18.0.0/15 or loopback.
-pub fn in_lab_range(ip: Ipv4Addr) -> bool {
+pub(crate) fn in_lab_range(ip: Ipv4Addr) -> bool {
     let o = ip.octets();
     ip.is_loopback() || (o[0] == 198 && (o[1] & 0xfe) == 18)
 }
 
 /// Refuses an address the boot lab may not configure or contact.
-pub fn check_address(a: &str) -> Result<Ipv4Addr, Error> {
+pub(crate) fn check_address(a: &str) -> Result<Ipv4Addr, Error> {
     match a.parse::<Ipv4Addr>() {
         Ok(ip) if in_lab_range(ip) => Ok(ip),
         _ => Err(Error::Input(format!(
@@ -73,7 +73,7 @@ pub fn check_address(a: &str) -> Result<Ipv4Addr, Error> {
 }
 
 /// Refuses a mapping with any target outside the lab's ranges.
-pub fn assert_lab_range(m: &Mapping) -> Result<(), Error> {
+pub(crate) fn assert_lab_range(m: &Mapping) -> Result<(), Error> {
     for a in m
         .addresses
         .values()

@@ -15,9 +15,9 @@
 //! Bookkeeping: `<root>/state.json`; per host `<root>/hosts/<h>/` (overlay
 //! `upper`, `work`, `merged`, `console.log`); the build in `<root>/out`.
 
-pub mod install;
-pub mod mapping;
-pub mod standin;
+pub(crate) mod install;
+pub(crate) mod mapping;
+pub(crate) mod standin;
 pub mod standins;
 
 use std::os::unix::fs::PermissionsExt;

@@ -12,26 +12,22 @@ use serde::Deserialize;
 
 use crate::Error;
 
-pub const DATA: &str = include_str!("../../../lab/el9-standin.yml");
+pub(crate) const DATA: &str = include_str!("../../../lab/el9-standin.yml");
 /// Where the stand-in's own programs live inside a host.
-pub const DIR: &str = "/usr/lib/pgimg-standin";
-/// Every stub's command line, one per line.
-pub const CALLS_LOG: &str = "/var/log/pgimg-standin/calls.log";
-/// Every package the stand-in installed, one per line, in order.
-pub const INSTALLED: &str = "/var/lib/pgimg-standin/installed";
+pub(crate) const DIR: &str = "/usr/lib/pgimg-standin";
 /// The image every host starts from, whatever its install path: EL9's `@core`.
-pub const IMAGE: &str = "@core";
+pub(crate) const IMAGE: &str = "@core";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StandIn {
+pub(crate) struct StandIn {
     pub packages: BTreeMap<String, Package>,
     pub stubs: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Package {
+pub(crate) struct Package {
     pub source: String,
     #[serde(default)]
     pub groups: Vec<(String, Option<u32>)>,
@@ -49,7 +45,7 @@ pub struct Package {
     pub python: bool,
 }
 
-pub fn load() -> Result<StandIn, Error> {
+pub(crate) fn load() -> Result<StandIn, Error> {
     serde_yaml::from_str(DATA)
         .map_err(|e| Error::Input(format!("lab/el9-standin.yml (embedded): {e}")))
 }
@@ -147,7 +143,7 @@ exit 0
 "#;
 
 /// The shell script that installs one package's stand-in.
-pub fn package_script(name: &str, p: &Package) -> String {
+pub(crate) fn package_script(name: &str, p: &Package) -> String {
     let mut s = format!(
         "# Stand-in of the RPM {name}: {}\nset -euo pipefail\n",
         p.source
@@ -194,7 +190,7 @@ pub fn package_script(name: &str, p: &Package) -> String {
 }
 
 /// Every file of the stand-in's machinery, as (absolute path, mode, content).
-pub fn files(standin: &StandIn) -> Vec<(String, u32, String)> {
+pub(crate) fn files(standin: &StandIn) -> Vec<(String, u32, String)> {
     let mut out = vec![
         (format!("{DIR}/record"), 0o755, RECORD.to_string()),
         (

@@ -79,12 +79,12 @@ struct WriteFile {
 /// What `dnf module disable postgresql` leaves behind. Written as a file it
 /// takes effect before the packages are installed, without a network round
 /// trip and whichever repositories the image has.
-pub const MODULE_DISABLED: &str =
+pub(crate) const MODULE_DISABLED: &str =
     "[postgresql]\nname=postgresql\nstream=\nprofiles=\nstate=disabled\n";
 
 /// A host's user-data as delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserData {
+pub(crate) enum UserData {
     Plain(Vec<u8>),
     /// Over the limit as text, within it gzip-compressed; `raw` is the text's size.
     Gzip {
@@ -94,7 +94,7 @@ pub enum UserData {
 }
 
 /// The `#cloud-config` text.
-pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
+pub(crate) fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
     text_with(host, plan, overlay, &[])
 }
 
@@ -109,7 +109,7 @@ pub fn text(host: &Host, plan: &HostPlan, overlay: &[u8]) -> String {
 /// before `runcmd` (scripts_user), so every secret is in place before
 /// runcmd starts a unit, and `pgimg-secrets.service`, whose condition is
 /// the absence of the last file it would install, does nothing.
-pub fn text_with(
+pub(crate) fn text_with(
     host: &Host,
     plan: &HostPlan,
     overlay: &[u8],
@@ -263,12 +263,12 @@ pub fn text_with(
 
 /// The user-data within EC2's limit: as text, else gzip-compressed, else an
 /// error that says which host, how big, and what to do.
-pub fn render(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Result<UserData, String> {
+pub(crate) fn render(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Result<UserData, String> {
     let text = text(host, plan, overlay);
     fit(&host.name, text.into_bytes())
 }
 
-pub fn fit(host: &str, text: Vec<u8>) -> Result<UserData, String> {
+pub(crate) fn fit(host: &str, text: Vec<u8>) -> Result<UserData, String> {
     if text.len() <= USER_DATA_LIMIT {
         return Ok(UserData::Plain(text));
     }

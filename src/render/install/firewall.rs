@@ -38,7 +38,7 @@ use crate::model::Host;
 use crate::plan::{HostPlan, PlannedPort};
 
 /// The commands, in order; empty when the spec turns the firewall off.
-pub fn commands(host: &Host, plan: &HostPlan) -> Vec<String> {
+pub(crate) fn commands(host: &Host, plan: &HostPlan) -> Vec<String> {
     if !host.config.os.firewall {
         return Vec::new();
     }
@@ -60,7 +60,7 @@ pub fn commands(host: &Host, plan: &HostPlan) -> Vec<String> {
 }
 
 /// One rich rule: `source` may connect to the port (or protocol) `p`.
-pub fn rich_rule(p: &PlannedPort, source: &str) -> String {
+pub(crate) fn rich_rule(p: &PlannedPort, source: &str) -> String {
     let family = if source.contains(':') { "ipv6" } else { "ipv4" };
     let what = match p.port {
         Some(port) => format!("port port=\"{port}\" protocol=\"{}\"", p.proto),

@@ -14,10 +14,10 @@ use crate::render::manifest::sha256;
 use crate::render::templates::Templates;
 use crate::spec::v1::SelinuxMode;
 
-pub const TEMPLATE: &str = "kickstart/kickstart.ks.hbs";
+pub(crate) const TEMPLATE: &str = "kickstart/kickstart.ks.hbs";
 
 /// The `ks` block of the template context.
-pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
+pub(crate) fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
     let c = &host.config;
     let net = Net::of(host);
     let mut disks: Vec<String> = Vec::new();
@@ -86,7 +86,7 @@ pub fn facts(host: &Host, plan: &HostPlan, overlay: &[u8]) -> Value {
 /// name as anaconda's documentation writes it, `disk/by-id/…` without
 /// `/dev/` (RHEL 9 "Automatically installing RHEL", `ignoredisk`/`clearpart`:
 /// `--only-use=disk/by-id/…`, `--drives=disk/by-id/…`).
-pub fn ks_disk(disk: &str) -> String {
+pub(crate) fn ks_disk(disk: &str) -> String {
     disk.strip_prefix("/dev/").unwrap_or(disk).to_string()
 }
 
@@ -94,7 +94,7 @@ pub fn ks_disk(disk: &str) -> String {
 /// directory, so that the data directory itself stays a plain directory
 /// PostgreSQL creates (initdb wants it empty and owned by postgres); the
 /// directory itself only when its parent is `/`.
-pub fn data_mount(host: &Host) -> String {
+pub(crate) fn data_mount(host: &Host) -> String {
     let dir = &host.config.postgresql.data_dir;
     match dir.rsplit_once('/') {
         Some((parent, _)) if !parent.is_empty() => parent.to_string(),
@@ -102,7 +102,7 @@ pub fn data_mount(host: &Host) -> String {
     }
 }
 
-pub fn render(
+pub(crate) fn render(
     templates: &Templates,
     host: &Host,
     plan: &HostPlan,

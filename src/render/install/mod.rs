@@ -8,11 +8,11 @@
 //! with the manifest), the same packages as `rpms.txt` and the same
 //! repositories. Pure, like the rest of rendering.
 
-pub mod cloudinit;
-pub mod embed;
-pub mod firewall;
-pub mod kickstart;
-pub mod pxe;
+pub(crate) mod cloudinit;
+pub(crate) mod embed;
+pub(crate) mod firewall;
+pub(crate) mod kickstart;
+pub(crate) mod pxe;
 
 use crate::Error;
 use crate::model::Host;
@@ -24,7 +24,7 @@ use crate::spec::v1::{Distro, PatroniInstall, Role, SelinuxMode};
 /// A host's context with the facts of one install format beside it
 /// (`{{ks.…}}` in the kickstart, `{{pxe.…}}` in the PXE entries).
 #[derive(serde::Serialize)]
-pub struct WithFacts<'a> {
+pub(crate) struct WithFacts<'a> {
     #[serde(flatten)]
     pub host: &'a HostContext,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -34,18 +34,18 @@ pub struct WithFacts<'a> {
 }
 
 /// Where both install paths keep the overlay on the host.
-pub const OVERLAY_PATH: &str = "/var/lib/pgimg/overlay.tar.gz";
+pub(crate) const OVERLAY_PATH: &str = "/var/lib/pgimg/overlay.tar.gz";
 
 /// EC2 rejects user-data above this many bytes.
-pub const USER_DATA_LIMIT: usize = 16_384;
+pub(crate) const USER_DATA_LIMIT: usize = 16_384;
 
-pub use crate::facts::repos::{
-    DISABLE_DISTRO_REPOS, Repo, custom_distro_mirrors, host_repos, repo_file,
+pub(crate) use crate::facts::repos::{
+    DISABLE_DISTRO_REPOS, custom_distro_mirrors, host_repos, repo_file,
 };
 
 /// The network facts of a host's install.
 #[derive(Debug, Clone)]
-pub struct Net {
+pub(crate) struct Net {
     pub address: String,
     pub ipv6: bool,
     pub prefix: u8,
@@ -59,7 +59,7 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn of(host: &Host) -> Net {
+    pub(crate) fn of(host: &Host) -> Net {
         let n = &host.config.network;
         let ipv6 = host.address.contains(':');
         let prefix = n.prefix.unwrap_or(if ipv6 { 64 } else { 24 });
@@ -87,7 +87,7 @@ impl Net {
     }
 
     /// The kickstart `network --device=`: the named interface, else the one with the MAC, else the first with a link.
-    pub fn ks_device(&self) -> String {
+    pub(crate) fn ks_device(&self) -> String {
         self.interface
             .clone()
             .or_else(|| self.mac.clone())
@@ -95,21 +95,21 @@ impl Net {
     }
 }
 
-pub fn fqdn(host: &Host) -> String {
+pub(crate) fn fqdn(host: &Host) -> String {
     match &host.config.network.domain {
         Some(d) => format!("{}.{d}", host.name),
         None => host.name.clone(),
     }
 }
 
-pub fn distro_name(d: Distro) -> &'static str {
+pub(crate) fn distro_name(d: Distro) -> &'static str {
     crate::facts::repos::distro_name(d)
 }
 
 /// Shell commands both install paths run once the packages are in and the
 /// overlay is unpacked: the pip install of Patroni, SELinux booleans, unit
 /// enablement. Every word comes from a constrained spec type or the plan.
-pub struct FirstBoot {
+pub(crate) struct FirstBoot {
     /// `chown`/`chmod` of the declared directories, right after unpacking.
     pub dir_commands: Vec<String>,
     pub pip: bool,
@@ -118,7 +118,7 @@ pub struct FirstBoot {
 }
 
 impl FirstBoot {
-    pub fn of(host: &Host, plan: &HostPlan) -> FirstBoot {
+    pub(crate) fn of(host: &Host, plan: &HostPlan) -> FirstBoot {
         let c = &host.config;
         FirstBoot {
             dir_commands: dir_commands(plan),
@@ -128,7 +128,7 @@ impl FirstBoot {
         }
     }
 
-    pub fn venv_commands(host: &Host) -> Vec<String> {
+    pub(crate) fn venv_commands(host: &Host) -> Vec<String> {
         let venv = crate::plan::context::paths::PATRONI_VENV;
         let index = crate::facts::repos::python_index(host);
         vec![
@@ -146,7 +146,7 @@ impl FirstBoot {
 /// directories 0700 from pgbackrest's: `%files` of `extras/etcd/main/etcd.spec`
 /// and `common/pgbackrest/main/pgbackrest.spec` in PGDG's packaging). One
 /// `chown` per owner and one `chmod` per mode keep the user-data small.
-pub fn dir_commands(plan: &HostPlan) -> Vec<String> {
+pub(crate) fn dir_commands(plan: &HostPlan) -> Vec<String> {
     use std::collections::BTreeMap;
     let mut owners: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut modes: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
@@ -171,7 +171,7 @@ pub fn dir_commands(plan: &HostPlan) -> Vec<String> {
 
 /// What one host's delivery formats contribute to the build: the files,
 /// and what the build should say about them.
-pub struct Delivered {
+pub(crate) struct Delivered {
     pub files: Vec<(String, Vec<u8>)>,
     /// The install file with the host's secrets embedded, when the build writes one.
     embedded: Option<String>,
@@ -183,7 +183,7 @@ pub struct Delivered {
 
 impl Delivered {
     /// Only what the notes need: the files have gone to the sink.
-    pub fn without_files(self) -> Delivered {
+    pub(crate) fn without_files(self) -> Delivered {
         Delivered {
             files: Vec::new(),
             ..self
@@ -192,7 +192,7 @@ impl Delivered {
 }
 
 /// Renders one host's kickstart, user-data and PXE entries.
-pub fn render_host(
+pub(crate) fn render_host(
     templates: &Templates,
     host: &Host,
     plan: &HostPlan,
@@ -269,7 +269,7 @@ pub fn render_embedded(
 
 /// The build's notes about its hosts' install formats, in fleet order;
 /// fails, naming every host, when a user-data cannot fit.
-pub fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, Error> {
+pub(crate) fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, Error> {
     let too_big: Vec<&str> = delivered
         .iter()
         .filter_map(|d| d.too_big.as_deref())
@@ -325,7 +325,7 @@ pub fn notes(delivered: &[Delivered], no_mac: &[String]) -> Result<Vec<String>, 
 }
 
 /// Base64 (standard alphabet, padded) of `bytes`, wrapped at `width` characters (0: one line).
-pub fn base64(bytes: &[u8], width: usize) -> String {
+pub(crate) fn base64(bytes: &[u8], width: usize) -> String {
     use base64::Engine;
     let out = base64::engine::general_purpose::STANDARD.encode(bytes);
     if width == 0 {

@@ -16,11 +16,11 @@ use crate::plan::HostPlan;
 use crate::render::templates::Templates;
 use crate::spec::v1::Distro;
 
-pub const GRUB_TEMPLATE: &str = "kickstart/grub.cfg.hbs";
-pub const PXELINUX_TEMPLATE: &str = "kickstart/pxelinux.cfg.hbs";
+pub(crate) const GRUB_TEMPLATE: &str = "kickstart/grub.cfg.hbs";
+pub(crate) const PXELINUX_TEMPLATE: &str = "kickstart/pxelinux.cfg.hbs";
 
 /// The installer's kernel arguments for a host.
-pub fn kernel_args(host: &Host) -> Result<String, Error> {
+pub(crate) fn kernel_args(host: &Host) -> Result<String, Error> {
     let net = Net::of(host);
     let artifacts = host.config.repos.artifacts.as_deref().ok_or_else(|| {
         // The check stage reports this with its position; reaching here is a bug.
@@ -82,7 +82,7 @@ fn context<'a>(host: &Host, plan: &'a HostPlan) -> Result<super::WithFacts<'a>, 
 }
 
 /// The two entries of a host with a MAC: (path in the output, text).
-pub fn render(
+pub(crate) fn render(
     templates: &Templates,
     host: &Host,
     plan: &HostPlan,
@@ -106,7 +106,7 @@ pub fn render(
 
 /// Where a host's two entries go in the output (none without a MAC): the
 /// names the firmware asks the TFTP server for.
-pub fn paths(host: &Host) -> Vec<String> {
+pub(crate) fn paths(host: &Host) -> Vec<String> {
     let Some(mac) = &host.boot.mac else {
         return Vec::new();
     };
