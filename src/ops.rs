@@ -92,7 +92,7 @@ pub struct BuildInputs {
 
 /// What a build writes beyond the default.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BuildOptions {
+pub(crate) struct BuildOptions {
     /// Also write each host's kickstart or user-data with its secrets
     /// embedded, under `secrets/<host>/` only (`--embed-secrets`).
     pub embed_secrets: bool,
@@ -209,7 +209,7 @@ pub fn build(v: &Validated, inputs: &BuildInputs) -> Result<render::ArtifactTree
 }
 
 /// [`build`] with options.
-pub fn build_with(
+pub(crate) fn build_with(
     v: &Validated,
     inputs: &BuildInputs,
     options: BuildOptions,
@@ -276,18 +276,7 @@ pub(crate) fn inputs_key(
 /// build is left untouched. Atomic either way. `host_done` is called with
 /// each host's name once it is rendered or kept (from any thread, in no
 /// particular order), for a progress bar.
-pub(crate) fn build_to_dir(
-    v: &Validated,
-    inputs: &BuildInputs,
-    out: &Path,
-    host_done: &(dyn Fn(&str) + Sync),
-    record: Option<&Record>,
-) -> Result<BuildReport, Error> {
-    build_to_dir_with(v, inputs, BuildOptions::default(), out, host_done, record)
-}
-
-/// [`build_to_dir_reporting`] with options.
-pub fn build_to_dir_with(
+pub(crate) fn build_to_dir_with(
     v: &Validated,
     inputs: &BuildInputs,
     options: BuildOptions,
@@ -404,25 +393,7 @@ fn missing_note(missing: &[String]) -> Option<String> {
 
 /// Plans and renders every artifact into `sink`, keeping the unchanged
 /// hosts and clusters of `previous` unrendered.
-pub(crate) fn build_into(
-    v: &Validated,
-    inputs: &BuildInputs,
-    sink: &dyn Sink,
-    previous: Option<&PreviousOutput>,
-    host_done: &(dyn Fn(&str) + Sync),
-) -> Result<BuildReport, Error> {
-    build_into_with(
-        v,
-        inputs,
-        BuildOptions::default(),
-        sink,
-        previous,
-        host_done,
-    )
-}
-
-/// [`build_into`] with options.
-pub fn build_into_with(
+pub(crate) fn build_into_with(
     v: &Validated,
     inputs: &BuildInputs,
     options: BuildOptions,

@@ -8,7 +8,7 @@
 
 pub(crate) mod artifact;
 pub(crate) mod daytwo;
-pub(crate) mod install;
+pub mod install;
 pub mod manifest;
 pub mod overlay;
 pub mod patroni;

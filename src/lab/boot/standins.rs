@@ -151,8 +151,7 @@ pub fn plan(
             if let Some(v) = values.get(&r.label()) {
                 p.parameters.insert(
                     format!("{prefix}/{}", crate::plan::secrets::ssm_name(&r)),
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}\n", v.trim_end())),
+                    base64::engine::general_purpose::STANDARD.encode(format!("{}\n", v.trim_end())),
                 );
             }
         }

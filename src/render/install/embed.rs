@@ -187,7 +187,7 @@ fn splice(ks: &str, host: &str, block: &str) -> Result<String, String> {
 
 /// The embedded user-data, within EC2's limit like the reviewable one, or
 /// the error that says which host, how big, and what to do.
-pub fn user_data(
+pub(crate) fn user_data(
     host: &Host,
     plan: &HostPlan,
     overlay: &[u8],

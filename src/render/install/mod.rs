@@ -9,7 +9,7 @@
 //! repositories. Pure, like the rest of rendering.
 
 pub(crate) mod cloudinit;
-pub(crate) mod embed;
+pub mod embed;
 pub(crate) mod firewall;
 pub(crate) mod kickstart;
 pub(crate) mod pxe;
@@ -229,7 +229,7 @@ pub(crate) fn render_host(
 /// as (path under `secrets/`, bytes). `None` when the host has no secret,
 /// lacks one (the build lists the missing references), or its user-data
 /// cannot fit, which `notes` then reports with the other hosts that cannot.
-pub fn render_embedded(
+pub(crate) fn render_embedded(
     templates: &Templates,
     (cluster, site, host): (&crate::model::Cluster, &crate::model::Site, &Host),
     plan: &HostPlan,
