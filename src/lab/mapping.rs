@@ -233,12 +233,12 @@ mod tests {
                 );
                 let rows: Vec<&str> = l
                     .lines()
-                    .filter(|x| x.contains("'host replication "))
+                    .filter(|x| x.contains(" replication replicator "))
                     .map(str::trim)
                     .collect();
                 assert_eq!(
                     rows,
-                    vec!["- 'host replication replicator 127.0.0.1/32 scram-sha-256'"],
+                    vec!["- 'hostssl replication replicator 127.0.0.1/32 scram-sha-256'"],
                     "{path}: the lab accepts replication from the loopback source only"
                 );
                 if !allowlist(&r).is_empty() {

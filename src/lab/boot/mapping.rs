@@ -165,7 +165,9 @@ mod tests {
                 else {
                     continue;
                 };
-                if path.ends_with(".ks")
+                // The secrets are the lab's own: certificates for its addresses.
+                if path.starts_with("secrets/")
+                    || path.ends_with(".ks")
                     || path.ends_with("user-data")
                     || path.ends_with("manifest.json")
                     || path.ends_with("SHA256SUMS")
