@@ -9,6 +9,10 @@ pub struct SourceFile {
     /// The name as the user gave it (never made absolute, so messages do not depend on the machine).
     pub name: String,
     pub text: String,
+    /// Where each line starts in `text`, made on the first `line` call: a
+    /// large spec's warnings each look a line up, and a scan from the top
+    /// per lookup made printing them quadratic.
+    line_starts: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl SourceFile {
@@ -16,15 +20,21 @@ impl SourceFile {
         SourceFile {
             name: name.into(),
             text: text.into(),
+            line_starts: std::sync::OnceLock::new(),
         }
     }
 
     /// The text of a 1-based line, without its line ending.
     pub fn line(&self, line: usize) -> Option<&str> {
-        self.text
-            .split('\n')
-            .nth(line.checked_sub(1)?)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(self.text.len(), |next| next - 1);
+        let l = self.text.get(start..end)?;
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 }
 
@@ -111,5 +121,29 @@ impl SpanTable {
             Some(k) if k.line < value.line => Some(k),
             _ => Some(value),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourceFile;
+
+    #[test]
+    fn line_is_the_text_between_line_breaks() {
+        let s = SourceFile::new("t", "a: 1\r\nb: 2\n\nlast");
+        let lines: Vec<Option<&str>> = (0..=5).map(|n| s.line(n)).collect();
+        assert_eq!(
+            lines,
+            [
+                None,
+                Some("a: 1"),
+                Some("b: 2"),
+                Some(""),
+                Some("last"),
+                None
+            ]
+        );
+        let trailing = SourceFile::new("t", "x\n");
+        assert_eq!((trailing.line(2), trailing.line(3)), (Some(""), None));
     }
 }

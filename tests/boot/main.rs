@@ -537,7 +537,14 @@ fn members(b: &Boot, site: &str) -> Result<Vec<(String, String, String)>, String
         }
         let Ok(out) = b.sh(
             &h.name,
-            &format!("curl -sf --max-time 3 http://{}:8008/cluster", h.address),
+            // The REST API speaks https, the host's certificate checked
+            // against the cluster CA, when the spec's TLS is on.
+            &format!(
+                "if [ -r /etc/pgimg/tls/ca.crt ]; then \
+                   curl -sf --max-time 3 --cacert /etc/pgimg/tls/ca.crt https://{0}:8008/cluster; \
+                 else curl -sf --max-time 3 http://{0}:8008/cluster; fi",
+                h.address
+            ),
         ) else {
             continue;
         };
