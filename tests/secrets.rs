@@ -701,10 +701,11 @@ fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone
     };
     let a = rel(&dir.path().join("plain"));
     let b = rel(&dir.path().join("embedded"));
-    // The reviewable tree, manifest and sums included, is byte-identical.
+    // The reviewable tree, manifest and sums included, is byte-identical;
+    // the output's record of its inputs (the flag among them) is not reviewed.
     let public = |t: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
         t.iter()
-            .filter(|(p, _)| !p.starts_with("secrets/"))
+            .filter(|(p, _)| !p.starts_with("secrets/") && p.as_str() != ".pgimg-output")
             .map(|(p, v)| (p.clone(), v.clone()))
             .collect()
     };
