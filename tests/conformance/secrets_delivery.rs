@@ -171,6 +171,21 @@ fn fetch(root: &Path, args: &[&str]) -> tools::Output {
 /// Every secret file of the build is installed, identical, with the contract's mode.
 fn assert_delivered(tree: &pgimg::render::ArtifactTree, root: &Path, how: &str) {
     let prefix = format!("secrets/{HOST}/");
+    // The contract's modes, from the instructions fetch-secrets follows.
+    let conf = &tree.files[&format!("hosts/{HOST}/rootfs/etc/pgimg/secrets.conf")].bytes;
+    let modes: std::collections::BTreeMap<String, u32> = String::from_utf8_lossy(conf)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["file", path, _, _, mode, ..] => Some((
+                    path.trim_start_matches('/').to_string(),
+                    u32::from_str_radix(mode, 8).ok()?,
+                )),
+                _ => None,
+            }
+        })
+        .collect();
     let mut n = 0;
     for (path, a) in tree.files.range(prefix.clone()..) {
         let Some(rel) = path.strip_prefix(&prefix) else {
@@ -181,7 +196,7 @@ fn assert_delivered(tree: &pgimg::render::ArtifactTree, root: &Path, how: &str) 
             .unwrap_or_else(|e| panic!("{how}: {} not installed: {e}", installed.display()));
         assert!(bytes == a.bytes, "{how}: {rel} differs from the build's");
         let mode = std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{how}: {rel} mode");
+        assert_eq!(Some(&mode), modes.get(rel), "{how}: {rel} mode");
         n += 1;
     }
     assert_eq!(n, 3, "{how}: patroni.env, pgbackrest.env and .pgpass");
