@@ -32,7 +32,11 @@ pub fn lab_secrets(
                     .iter()
                     .filter(|h| h.has(Role::Pg) || h.has(Role::Etcd))
                 {
-                    let names = crate::plan::secrets::tls_names(site, h, m);
+                    let mut names = crate::plan::secrets::tls_names(site, h, m);
+                    // On loopback every peer connects from the lab's one source
+                    // address, and etcd checks a peer certificate's addresses
+                    // against the connection's source.
+                    names.addresses.extend(m.source.iter().cloned());
                     let pem = crate::certs::host_cert(&c.name, &ca.key, &names, today)?;
                     let (cert, key) = crate::secrets::host_tls(ca_ref, &h.name);
                     out.insert(cert.label(), pem.cert.trim_end().to_string());
