@@ -112,9 +112,14 @@ pub fn host_cert(
     let issuer = Issuer::new(ca_params(cluster), ca_key);
     let key = KeyPair::generate().map_err(|e| err("generating a host key", e))?;
     let mut params = CertificateParams::default();
+    // No CommonName: the names live in the SANs only. With client-cert-auth,
+    // authentication and the JSON gateway all on, etcd answers HTTP 400 "CommonName
+    // of client sending a request against gateway will be ignored" to any client
+    // certificate that carries one (the guard in etcd's `embed/serve.go`, added by
+    // etcd-io/etcd#10366 for CVE-2018-16886), and Patroni's etcd3 client talks to
+    // the gateway. libpq's verify-full, Go and HAProxy check the SANs.
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "pgimg");
-    dn.push(DnType::CommonName, host.fqdn.clone());
     params.distinguished_name = dn;
     let mut names: Vec<String> = vec![host.fqdn.clone()];
     if host.name != host.fqdn {
@@ -176,5 +181,38 @@ mod tests {
         let h = host_cert("c", &ca.key, &host, today).unwrap();
         assert!(h.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(h.key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    /// DER of the attribute type id-at-commonName (2.5.4.3).
+    const COMMON_NAME_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+
+    fn der(pem: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_host_certificate_has_no_common_name_for_etcds_gateway() {
+        let today = Day::from_unix(1_800_000_000);
+        let ca = new_ca("c", today).unwrap();
+        let host = HostNames {
+            name: "pg1".into(),
+            fqdn: "pg1.example.com".into(),
+            addresses: vec!["10.0.0.1".into()],
+        };
+        let contains = |hay: &[u8]| hay.windows(5).any(|w| w == COMMON_NAME_OID);
+        // The probe finds the CA's own CommonName, so it can fail.
+        assert!(contains(&der(&ca.cert)));
+        let h = host_cert("c", &ca.key, &host, today).unwrap();
+        let cert = der(&h.cert);
+        // The issuer name (the CA's) carries one CommonName; the subject none.
+        assert_eq!(
+            cert.windows(5).filter(|w| *w == COMMON_NAME_OID).count(),
+            1,
+            "the host certificate's subject names a CommonName"
+        );
     }
 }

@@ -234,10 +234,11 @@ pub fn pg_hba(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Vec<S
     ];
     if !pg.superuser_remote {
         // Patroni connects to its own member at its address (`postgresql.listen`) as
-        // the superuser: the host itself stays admitted before the superuser's `reject`.
+        // the superuser: the host itself stays admitted before the superuser's `reject`,
+        // from where its connections arrive (its own address, or a lab's loopback source).
         rows.push(format!(
             "{net} all all {} scram-sha-256",
-            host_prefix(&m.addr(&host.address))
+            host_prefix(&m.source_of(&host.address))
         ));
     }
     let mut replicators: Vec<String> = Vec::new();

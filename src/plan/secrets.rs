@@ -299,7 +299,9 @@ pub fn host_files(cluster: &Cluster, site: &Site, host: &Host) -> Vec<SecretFile
     }
     if s.etcd_auth() {
         // Patroni reads PATRONI_ETCD3_USERNAME and _PASSWORD (patroni/config.py,
-        // `_get_auth` for the `etcd3` section); the user name is in patroni.yml too.
+        // `_get_auth` for the `etcd3` section), but only when another PATRONI_ETCD3_
+        // setting is in the environment: patroni.service sets PATRONI_ETCD3_PROTOCOL
+        // for that. The user name is in patroni.yml too.
         patroni.push(var(
             "PATRONI_ETCD3_PASSWORD",
             "etcd password of Patroni",

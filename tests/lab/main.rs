@@ -258,6 +258,8 @@ fn patronictl(lab: &Lab, host: &str, args: &[&str], stdin: Option<&str>) -> Resu
         ("PATRONI_RESTAPI_USERNAME", "patroni"),
         ("PATRONI_RESTAPI_PASSWORD", "lab-restapi-password"),
         ("PATRONI_ETCD3_PASSWORD", "lab-etcd-password"),
+        // Without another PATRONI_ETCD3_ setting Patroni ignores the password.
+        ("PATRONI_ETCD3_PROTOCOL", "https"),
     ];
     run(lab, &argv, &env, stdin, Duration::from_secs(60))
 }
