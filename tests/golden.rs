@@ -405,6 +405,11 @@ fn golden_fleet() {
 }
 
 #[test]
+fn golden_small() {
+    check("small");
+}
+
+#[test]
 fn golden_cases_match_the_examples() {
     let examples: Vec<String> = examples().into_keys().collect();
     let cases_dir = support::root().join("tests/cases");

@@ -659,7 +659,7 @@ fn user_data_payloads(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
 fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        support::root().join("tests/boot/small.yml"),
+        support::root().join("examples/small.yml"),
         dir.path().join("spec.yml"),
     )
     .unwrap();

@@ -959,7 +959,7 @@ fn mutated_roles(name: &str, edits: &[Edit]) -> PathBuf {
 
 /// Each control must make the boot test fail, naming host and unit.
 fn negative_controls(t0: Instant) {
-    let spec = repo("tests/boot/small.yml");
+    let spec = repo("examples/small.yml");
     let hosts = ["small-db1", "small-db2", "small-db3"];
     // 1. A unit running as the wrong user: etcd cannot open its data directory.
     let roles = mutated_roles(
@@ -1003,7 +1003,7 @@ fn negative_controls(t0: Instant) {
                     .map(|l| format!("{l}\n"))
                     .collect()
             }),
-            ("pg/fetch-secrets.sh.hbs", &|t: &str| {
+            ("common/fetch-secrets.sh.hbs", &|t: &str| {
                 t.replace(
                     r#"install -o "$3" -g "$4" -m "$5""#,
                     r#"install -o root -g root -m "$5""#,
@@ -1083,7 +1083,7 @@ fn main() {
     let wanted = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     let mut failures = Vec::new();
     if wanted("small") {
-        run_example(t0, "tests/boot/small.yml", "small", &mut failures);
+        run_example(t0, "examples/small.yml", "small", &mut failures);
     }
     if wanted("reference") {
         run_example(

@@ -19,7 +19,7 @@ use pgimg::render::install::embed::{self, Secret};
 use crate::checks;
 use crate::tools::{self, tool};
 
-const SPEC: &str = "tests/boot/small.yml";
+const SPEC: &str = "examples/small.yml";
 const S3: &[(&str, &str)] = &[
     ("PGIMG_S3_KEY", "AKIDEMBEDDED0001"),
     ("PGIMG_S3_KEY_SECRET", "EmbeddedSecretKey0002"),
