@@ -434,6 +434,8 @@ pub struct TlsContext {
     pub stats_user: &'static str,
     /// etcdctl's TLS flags, with the key this host's client reads (postgres's on a pg host).
     pub etcdctl: String,
+    /// etcdctl's TLS flags for a unit that runs as `etcd` (etcd's own key).
+    pub etcdctl_as_etcd: String,
     /// curl's flags for the REST API: ` --cacert CA` with TLS, else empty.
     pub curl: String,
     /// patronictl's etcd login for postgres (sourced by the check script).
@@ -448,6 +450,18 @@ fn tls_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> TlsC
         paths::TLS_PG_KEY
     } else {
         paths::TLS_ETCD_KEY
+    };
+    let etcdctl_flags = |key: &str| {
+        if enabled {
+            format!(
+                " --cacert={} --cert={} --key={}",
+                mp(paths::TLS_CA),
+                mp(paths::TLS_CERT),
+                mp(key)
+            )
+        } else {
+            String::new()
+        }
     };
     TlsContext {
         enabled,
@@ -467,16 +481,8 @@ fn tls_context(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> TlsC
         stats_auth: s.haproxy_stats_password.is_some(),
         stats_env: mp(paths::HAPROXY_STATS_ENV),
         stats_user: crate::plan::secrets::STATS_USER,
-        etcdctl: if enabled {
-            format!(
-                " --cacert={} --cert={} --key={}",
-                mp(paths::TLS_CA),
-                mp(paths::TLS_CERT),
-                mp(key)
-            )
-        } else {
-            String::new()
-        },
+        etcdctl: etcdctl_flags(key),
+        etcdctl_as_etcd: etcdctl_flags(paths::TLS_ETCD_KEY),
         curl: if enabled {
             format!(" --cacert {}", mp(paths::TLS_CA))
         } else {

@@ -409,6 +409,48 @@ impl Boot {
         }
     }
 
+    /// How a host's boot ends: like `system_state`, until `deadline`, but a
+    /// boot still `starting` whose failed or restarting units stay so for
+    /// `FAILING_FOR` is over: a unit that waits for them (a bounded oneshot)
+    /// would hold `starting` for many minutes more.
+    fn boot_outcome(&self, host: &str, deadline: Instant) -> Result<String, Error> {
+        const FAILING_FOR: Duration = Duration::from_secs(30);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let s = self.system_state(host, Duration::ZERO)?;
+            let Some((state, _)) = s.split_once(" (boot not over") else {
+                return Ok(s);
+            };
+            if left.is_zero() {
+                return Ok(format!(
+                    "{state} (boot not over after {} s)",
+                    BOOT_TIMEOUT.as_secs()
+                ));
+            }
+            let failing = !self
+                .sh(
+                    host,
+                    "systemctl list-units --state=failed,auto-restart --no-legend --plain | awk '{print $1}'",
+                )
+                .unwrap_or_default()
+                .split_whitespace()
+                .all(|u| MONITORS.contains(&u));
+            match (failing, failing_since) {
+                (false, _) => failing_since = None,
+                (true, None) => failing_since = Some(Instant::now()),
+                (true, Some(t)) if t.elapsed() >= FAILING_FOR => {
+                    return Ok(format!(
+                        "starting (units failing for {} s)",
+                        FAILING_FOR.as_secs()
+                    ));
+                }
+                (true, Some(_)) => {}
+            }
+            std::thread::sleep(Duration::from_secs(2).min(left));
+        }
+    }
+
     /// The failed units of a host, and those systemd keeps restarting
     /// (`Restart=` hides a unit that cannot start from `is-system-running`),
     /// with the tail of each one's journal.
@@ -1005,8 +1047,9 @@ fn bring_up(boot: &mut Boot, t0: Instant, plan: &standins::Plan) -> Result<(), E
     }
     phase(t0, "containers started (systemd is PID 1 in each)");
     let mut bad = Vec::new();
+    let deadline = Instant::now() + BOOT_TIMEOUT;
     for h in &names {
-        let s = boot.system_state(h, BOOT_TIMEOUT)?;
+        let s = boot.boot_outcome(h, deadline)?;
         phase(t0, &format!("{h}: systemctl is-system-running: {s}"));
         let report = boot.failed_units_report_except(h, MONITORS);
         if s != "running" && !(s == "degraded" && report.is_empty()) {
