@@ -986,8 +986,8 @@ fn negative_controls(t0: Instant) {
     // 2. a role port the firewall step does not open (Patroni's REST API);
     // 3. a directory missing from the overlay (etcd's snapshot directory,
     //    which no package creates);
-    // 4. a secrets file its reader cannot read (fetch-secrets installs every
-    //    file root:root, so postgres's .pgpass is not postgres's).
+    // 4. a secrets file its reader cannot read (fetch-secrets installs
+    //    postgres's .pgpass root:root).
     let roles = mutated_roles(
         "neg-three",
         &[
@@ -1006,7 +1006,7 @@ fn negative_controls(t0: Instant) {
             ("common/fetch-secrets.sh.hbs", &|t: &str| {
                 t.replace(
                     r#"install -o "$3" -g "$4" -m "$5""#,
-                    r#"install -o root -g root -m "$5""#,
+                    r#"case $2 in */.pgpass) set -- "$1" "$2" root root "$5" ;; esac; install -o "$3" -g "$4" -m "$5""#,
                 )
             }),
         ],

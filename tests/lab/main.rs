@@ -374,17 +374,22 @@ fn restore_and_query(
 ) -> String {
     let dir = lab.root().join(name);
     let sock = lab.root().join(format!("{name}-sock"));
+    // A spool of its own: restore empties its stanza's spool directory, which
+    // the running member's asynchronous archive-push may be writing to.
+    let spool = lab.root().join(format!("{name}-spool"));
     let (d, s) = (dir.display().to_string(), sock.display().to_string());
+    let sp = spool.display().to_string();
     run(
         lab,
-        &["mkdir", "-m", "0700", &d, &s],
+        &["mkdir", "-m", "0700", &d, &s, &sp],
         &[],
         None,
         Duration::from_secs(5),
     )
     .expect("mkdir");
     let pg1 = format!("--pg1-path={d}");
-    let mut args = vec![pg1.as_str(), "--archive-mode=off"];
+    let spool_arg = format!("--spool-path={sp}");
+    let mut args = vec![pg1.as_str(), spool_arg.as_str(), "--archive-mode=off"];
     args.extend_from_slice(extra);
     args.push("restore");
     let out = pgbackrest(lab, host, &args).expect("pgbackrest restore");
