@@ -35,7 +35,9 @@ pub fn lab_secrets(
                     let mut names = crate::plan::secrets::tls_names(site, h, m);
                     // On loopback every peer connects from the lab's one source
                     // address, and etcd checks a peer certificate's addresses
-                    // against the connection's source.
+                    // against the connection's source (etcd-io/etcd
+                    // client/pkg/transport/listener_tls.go, `checkSAN` with the
+                    // connection's `RemoteAddr`, unless --peer-skip-client-san-verification).
                     names.addresses.extend(m.source.iter().cloned());
                     let pem = crate::certs::host_cert(&c.name, &ca.key, &names, today)?;
                     let (cert, key) = crate::secrets::host_tls(ca_ref, &h.name);

@@ -317,7 +317,9 @@ fn firewall(b: &Boot) -> Result<(), String> {
             }
             for (p, peer) in &seen {
                 // A host's connection to its own address goes over `lo`, which
-                // firewalld accepts before any zone's rules.
+                // firewalld accepts before any zone's rules (firewalld/firewalld
+                // src/firewall/core/nftables.py, `build_default_rules`: `iifname
+                // "lo" accept` in filter_INPUT ahead of the jump to filter_INPUT_dispatch).
                 if peer == &h.address {
                     continue;
                 }
