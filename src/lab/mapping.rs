@@ -150,10 +150,10 @@ mod tests {
         crate::build(&v, &inputs).expect("builds")
     }
 
-    /// Lines that name where replication connections come from: the one place
-    /// where the lab's source mapping is not invertible.
-    /// Without the two things that name connection sources: pg_hba's
-    /// replication rows and the REST API's allowlist entries.
+    /// Without the things that name connection sources, the one place where
+    /// the lab's source mapping is not invertible: pg_hba's replication rows,
+    /// the row that admits the member's own connections, and the REST API's
+    /// allowlist entries.
     fn without_replication_rows(s: &str) -> String {
         let mut in_allowlist = false;
         s.lines()
@@ -166,10 +166,16 @@ mod tests {
                     return false;
                 }
                 in_allowlist = false;
-                !l.contains(" replication ")
+                !l.contains(" replication ") && !is_own_row(l)
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// pg_hba's row for the member's own connections: `hostssl all all A/32`.
+    fn is_own_row(l: &str) -> bool {
+        let f: Vec<&str> = l.trim_start_matches("  - '").split_whitespace().collect();
+        f.len() == 5 && f[..3] == ["hostssl", "all", "all"] && f[3].ends_with("/32")
     }
 
     /// The REST API allowlist of a patroni.yml.
@@ -241,6 +247,19 @@ mod tests {
                     vec!["- 'hostssl replication replicator 127.0.0.1/32 scram-sha-256'"],
                     "{path}: the lab accepts replication from the loopback source only"
                 );
+                let own = |s: &str| -> Vec<String> {
+                    s.lines()
+                        .filter(|x| is_own_row(x))
+                        .map(|x| x.trim().to_string())
+                        .collect()
+                };
+                assert_eq!(
+                    own(&l),
+                    vec!["- 'hostssl all all 127.0.0.1/32 scram-sha-256'"],
+                    "{path}: the lab admits the member's own connections from the loopback source"
+                );
+                assert_eq!(own(&r).len(), 1, "{path}: the real build has its own row");
+                assert!(!own(&r)[0].contains("127."), "{path}: {:?}", own(&r));
                 if !allowlist(&r).is_empty() {
                     assert_eq!(
                         allowlist(&l),
