@@ -169,8 +169,8 @@ mod tests {
         assert_eq!((d.year, d.month, d.day), (2024, 2, 29));
     }
 
-    #[test]
-    fn a_host_certificate_is_signed_by_its_ca() {
+    /// A CA and the certificate it signs for host pg1.
+    fn ca_and_pg1() -> (Pem, Pem) {
         let today = Day::from_unix(1_800_000_000);
         let ca = new_ca("c", today).unwrap();
         let host = HostNames {
@@ -179,6 +179,12 @@ mod tests {
             addresses: vec!["10.0.0.1".into()],
         };
         let h = host_cert("c", &ca.key, &host, today).unwrap();
+        (ca, h)
+    }
+
+    #[test]
+    fn a_host_certificate_is_signed_by_its_ca() {
+        let (_, h) = ca_and_pg1();
         assert!(h.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(h.key.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
@@ -196,17 +202,10 @@ mod tests {
 
     #[test]
     fn a_host_certificate_has_no_common_name_for_etcds_gateway() {
-        let today = Day::from_unix(1_800_000_000);
-        let ca = new_ca("c", today).unwrap();
-        let host = HostNames {
-            name: "pg1".into(),
-            fqdn: "pg1.example.com".into(),
-            addresses: vec!["10.0.0.1".into()],
-        };
+        let (ca, h) = ca_and_pg1();
         let contains = |hay: &[u8]| hay.windows(5).any(|w| w == COMMON_NAME_OID);
         // The probe finds the CA's own CommonName, so it can fail.
         assert!(contains(&der(&ca.cert)));
-        let h = host_cert("c", &ca.key, &host, today).unwrap();
         let cert = der(&h.cert);
         // The issuer name (the CA's) carries one CommonName; the subject none.
         assert_eq!(
