@@ -655,23 +655,33 @@ fn user_data_payloads(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone() {
+/// The S3 keys the embedding tests pass in the environment.
+const EMBED_S3: [(&str, &str); 2] = [
+    ("PGIMG_S3_KEY", "AKIDEMBEDTEST0001"),
+    ("PGIMG_S3_KEY_SECRET", "EmbedTestSecret0002"),
+];
+
+/// An example copied to a temporary directory as `spec.yml`, with every
+/// secret it references made by `secrets init` (the S3 keys from the environment).
+fn example_with_secrets(example: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(
-        support::root().join("examples/small.yml"),
+        support::root().join("examples").join(example),
         dir.path().join("spec.yml"),
     )
     .unwrap();
-    let s3 = [
-        ("PGIMG_S3_KEY", "AKIDEMBEDTEST0001"),
-        ("PGIMG_S3_KEY_SECRET", "EmbedTestSecret0002"),
-    ];
     assert!(
-        run(dir.path(), &["secrets", "init", "spec.yml"], &s3)
+        run(dir.path(), &["secrets", "init", "spec.yml"], &EMBED_S3)
             .status
             .success()
     );
+    dir
+}
+
+#[test]
+fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone() {
+    let dir = example_with_secrets("small.yml");
+    let s3 = EMBED_S3;
     let build = |out: &str, extra: &[&str]| {
         let mut args = vec![
             "build",
@@ -789,21 +799,8 @@ fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone
 
 #[test]
 fn an_embedded_user_data_over_ec2s_limit_fails_the_build_naming_host_and_sizes() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        support::root().join("examples/reference-cluster.yml"),
-        dir.path().join("spec.yml"),
-    )
-    .unwrap();
-    let s3 = [
-        ("PGIMG_S3_KEY", "AKIDEMBEDTEST0001"),
-        ("PGIMG_S3_KEY_SECRET", "EmbedTestSecret0002"),
-    ];
-    assert!(
-        run(dir.path(), &["secrets", "init", "spec.yml"], &s3)
-            .status
-            .success()
-    );
+    let dir = example_with_secrets("reference-cluster.yml");
+    let s3 = EMBED_S3;
     let args = [
         "build",
         "spec.yml",
