@@ -103,6 +103,14 @@ pub struct Etcd3 {
 pub struct Bootstrap {
     pub dcs: Dcs,
     pub initdb: Vec<Value>,
+    /// Runs after initdb, before the member takes the leader key
+    /// (patroni/ha.py `post_bootstrap`: `take_leader` follows the script),
+    /// so before any replica's base backup makes PostgreSQL archive its
+    /// first segment: the stanza is created while nothing archives. A
+    /// failing script cancels the bootstrap (`cancel_initialization`), so
+    /// the script never fails; `first-backup` creates the stanza if it
+    /// could not.
+    pub post_bootstrap: String,
 }
 
 #[derive(Serialize)]
@@ -307,6 +315,7 @@ pub fn config(cluster: &Cluster, site: &Site, host: &Host, m: &Mapping) -> Patro
                 },
             },
             initdb,
+            post_bootstrap: p(&format!("{}/post-bootstrap", paths::LIBEXEC)),
         },
         postgresql: Postgresql {
             listen: hostport(&addr, c.postgresql.port),
