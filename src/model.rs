@@ -430,15 +430,14 @@ fn record_leaves(v: &Value, path: &str, pointer: &str, origins: &mut BTreeMap<St
     }
 }
 
-fn settings_json(s: &Option<v1::Settings>) -> Value {
-    s.as_ref()
-        .and_then(|s| serde_json::to_value(s).ok())
+fn settings_json(s: Option<&v1::Settings>) -> Value {
+    s.and_then(|s| serde_json::to_value(s).ok())
         .unwrap_or(Value::Null)
 }
 
 /// Applies every default; the spec must have passed the schema.
 pub fn resolve(spec: &v1::Spec) -> Fleet {
-    let fleet_settings = settings_json(&spec.defaults);
+    let fleet_settings = settings_json(spec.defaults.as_ref());
     // Hosts whose merged settings and origins are alike share one copy.
     let mut configs: HashMap<(String, String), Arc<Config>> = HashMap::new();
     let mut shared_origins: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
@@ -450,14 +449,14 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
             let cp = format!("/clusters/{ci}");
             let mut secrets = merge_secrets(spec.secrets.as_ref(), c.secrets.as_ref(), &cp);
             secrets.tls_ca = crate::secrets::tls_files(spec, ci).map(|f| f.ca_cert);
-            let cluster_settings = settings_json(&c.settings);
+            let cluster_settings = settings_json(c.settings.as_deref());
             let sites = c
                 .sites
                 .iter()
                 .enumerate()
                 .map(|(si, s)| {
                     let sp = format!("{cp}/sites/{si}");
-                    let site_settings = settings_json(&s.settings);
+                    let site_settings = settings_json(s.settings.as_deref());
                     let (scope, scope_pointer) = match &s.scope {
                         Some(sc) => (sc.0.clone(), format!("{sp}/scope")),
                         None if s.standby_of.is_some() => {
@@ -484,7 +483,10 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                                 (&fleet_settings, "/defaults".to_string()),
                                 (&cluster_settings, format!("{cp}/settings")),
                                 (&site_settings, format!("{sp}/settings")),
-                                (&settings_json(&h.settings), format!("{hp}/settings")),
+                                (
+                                    &settings_json(h.settings.as_deref()),
+                                    format!("{hp}/settings"),
+                                ),
                             ];
                             for (layer, ptr) in layers {
                                 merge(&mut merged, layer, "", &ptr, &mut origins);

@@ -140,13 +140,30 @@ pub struct Staging<'a> {
     out: PathBuf,
     tmp: PathBuf,
     previous: Option<&'a PreviousOutput>,
-    /// The directories made so far, relative: hashed, since every artifact
-    /// looks its parents up here.
-    created: Mutex<HashSet<String>>,
+    /// The directories made so far, by a 128-bit digest of their relative
+    /// path: every artifact looks its parents up here, and a fleet has
+    /// hundreds of thousands of them, whose paths would weigh more than
+    /// the digests. A collision would only skip a `mkdir`, which the file's
+    /// creation then reports.
+    created: Mutex<HashSet<u128>>,
     /// The process's umask, when it could be read: a mode it leaves whole
     /// is given at creation, and the chmod after it is skipped.
     umask: Option<u32>,
     committed: bool,
+}
+
+/// The key of a directory in `Staging::created`: two 64-bit SipHashes of
+/// its path, told apart by a leading byte (a lookup per artifact: sha256
+/// would cost more than the `mkdir` it saves).
+fn dir_key(dir: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        salt.hash(&mut h);
+        dir.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 /// The process's file mode creation mask, from `/proc/self/status` (the
@@ -191,7 +208,7 @@ impl<'a> Staging<'a> {
                 .map_err(|_| Error::Invariant("a writing thread panicked".into()))?;
             let mut p = rel.rsplit_once('/').map(|(dir, _)| dir);
             while let Some(dir) = p {
-                if dir.is_empty() || created.contains(dir) {
+                if dir.is_empty() || created.contains(&dir_key(dir)) {
                     break;
                 }
                 missing.push(dir.to_string());
@@ -217,7 +234,7 @@ impl<'a> Staging<'a> {
             self.created
                 .lock()
                 .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
-                .insert(dir);
+                .insert(dir_key(&dir));
         }
         Ok(path)
     }

@@ -107,9 +107,8 @@ fn secrets_refs(out: &mut Vec<Reference>, base: &str, s: &Option<Secrets>) {
     }
 }
 
-fn settings_refs(out: &mut Vec<Reference>, base: &str, s: &Option<Settings>) {
+fn settings_refs(out: &mut Vec<Reference>, base: &str, s: Option<&Settings>) {
     let Some(repos) = s
-        .as_ref()
         .and_then(|s| s.pgbackrest.as_ref())
         .and_then(|p| p.repos.as_ref())
     else {
@@ -143,17 +142,17 @@ fn repo_refs(out: &mut Vec<Reference>, base: &str, r: &BackupRepo) {
 pub fn references(spec: &Spec) -> Vec<Reference> {
     let mut out = Vec::new();
     secrets_refs(&mut out, "", &spec.secrets);
-    settings_refs(&mut out, "/defaults", &spec.defaults);
+    settings_refs(&mut out, "/defaults", spec.defaults.as_ref());
     for (ci, c) in spec.clusters.iter().enumerate() {
         let cp = child("/clusters", ci);
         secrets_refs(&mut out, &cp, &c.secrets);
-        settings_refs(&mut out, &child(&cp, "settings"), &c.settings);
+        settings_refs(&mut out, &child(&cp, "settings"), c.settings.as_deref());
         for (si, s) in c.sites.iter().enumerate() {
             let sp = child(&child(&cp, "sites"), si);
-            settings_refs(&mut out, &child(&sp, "settings"), &s.settings);
+            settings_refs(&mut out, &child(&sp, "settings"), s.settings.as_deref());
             for (hi, h) in s.hosts.iter().enumerate() {
                 let hp = child(&child(&sp, "hosts"), hi);
-                settings_refs(&mut out, &child(&hp, "settings"), &h.settings);
+                settings_refs(&mut out, &child(&hp, "settings"), h.settings.as_deref());
             }
         }
         tls_refs(&mut out, spec, ci, c);

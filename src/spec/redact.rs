@@ -49,7 +49,9 @@ fn mask(chars: &mut [char], from: usize, to: usize) {
 pub fn redacted(source: &SourceFile) -> SourceFile {
     let mut chars: Vec<char> = source.text.chars().collect();
     let mut scanner = Scanner::new(source.text.chars());
-    let tokens: Vec<_> = scanner.by_ref().collect();
+    // Streamed with one token of lookahead: a fleet's spec has hundreds of
+    // thousands of tokens, which collected would outweigh the whole model.
+    let mut tokens = scanner.by_ref().peekable();
     // (key of the collection, whether it is a sequence) for each open collection.
     let mut stack: Vec<(Option<String>, bool)> = Vec::new();
     let mut key: Option<String> = None;
@@ -61,9 +63,9 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
         path.push(key.as_deref());
         is_secret_path(&path)
     };
-    for (i, tok) in tokens.iter().enumerate() {
+    while let Some(tok) = tokens.next() {
         let at = tok.0.index();
-        let next = tokens.get(i + 1).map_or(chars.len(), |t| t.0.index());
+        let next = tokens.peek().map_or(chars.len(), |t| t.0.index());
         match &tok.1 {
             TokenType::Key => {
                 reading_key = true;
@@ -115,6 +117,7 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
             _ => {}
         }
     }
+    drop(tokens);
     if let Some(e) = scanner.get_error() {
         // Past a syntax error nothing is known: mask the rest of the line in
         // a secret context, and every later line that names a secret.

@@ -40,7 +40,7 @@ pub struct Cluster {
     /// Name of the cluster; also the Patroni scope of its primary site unless that site sets `scope`.
     pub name: Name,
     /// Settings for this cluster's sites and hosts, over the fleet defaults.
-    pub settings: Option<Settings>,
+    pub settings: Option<Box<Settings>>,
     /// Secret references for this cluster, over the fleet's.
     pub secrets: Option<Secrets>,
     /// The sites of the cluster: exactly one without `standby_of` (the primary site).
@@ -61,7 +61,7 @@ pub struct Site {
     /// Name of the permanent physical replication slot that this DR site holds on its source.
     pub slot_name: Option<Ident>,
     /// Settings for this site's hosts, over the cluster's.
-    pub settings: Option<Settings>,
+    pub settings: Option<Box<Settings>>,
     /// The hosts of the site.
     #[schemars(length(min = 1))]
     pub hosts: Vec<Host>,
@@ -85,7 +85,7 @@ pub struct Host {
     /// Facts needed to install the host from bare metal.
     pub boot: Option<Boot>,
     /// Settings for this host only, over its site's.
-    pub settings: Option<Settings>,
+    pub settings: Option<Box<Settings>>,
 }
 
 /// A role a host plays. A site that is `standby_of` another plays the DR role as a whole.
