@@ -132,3 +132,255 @@ impl std::io::Write for Tee<'_> {
         self.inner.flush()
     }
 }
+
+/// Reads from `inner` and hashes what it reads: a file's digest from the
+/// same pass that parses it, never holding its bytes.
+pub(crate) struct HashReader<R> {
+    pub inner: R,
+    pub hash: HashWriter,
+}
+
+impl<R: std::io::Read> std::io::Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.0.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A path of [`Sums`], in its two stored parts.
+#[derive(Debug, Clone, Copy)]
+pub struct SumPath<'a> {
+    pub head: &'a str,
+    pub rest: &'a str,
+}
+
+impl SumPath<'_> {
+    /// Compares the whole path with `other`, byte by byte.
+    pub fn cmp_str(&self, other: &str) -> std::cmp::Ordering {
+        self.head
+            .bytes()
+            .chain(self.rest.bytes())
+            .cmp(other.bytes())
+    }
+}
+
+impl std::fmt::Display for SumPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.head)?;
+        f.write_str(self.rest)
+    }
+}
+
+impl serde::Serialize for SumPath<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Every artifact's [`Sum`] by path, iterated in path order.
+///
+/// A fleet has hundreds of thousands of artifacts whose paths repeat the
+/// same few dozen names under each host: a path is stored as its head (up
+/// to and including its second `/`, as in `hosts/<host>/`, or the whole
+/// path when it has fewer) and its rest, interned across heads. Heads in
+/// order, then rests in order, is whole paths in order: a head that is a
+/// proper prefix of another has no second `/`, so it is a whole path.
+#[derive(Debug, Clone, Default)]
+pub struct Sums {
+    heads: std::collections::BTreeMap<Box<str>, Vec<(std::sync::Arc<str>, Sum)>>,
+    rests: std::collections::HashSet<std::sync::Arc<str>>,
+    len: usize,
+}
+
+fn split_path(path: &str) -> (&str, &str) {
+    let mut slashes = path.match_indices('/').map(|(i, _)| i);
+    match (slashes.next(), slashes.next()) {
+        (Some(_), Some(i)) => path.split_at(i + 1),
+        _ => (path, ""),
+    }
+}
+
+impl Sums {
+    /// Records `sum` for `path`, replacing an earlier one.
+    pub fn insert(&mut self, path: &str, sum: Sum) {
+        let (head, rest) = split_path(path);
+        let rest: std::sync::Arc<str> = match self.rests.get(rest) {
+            Some(r) => r.clone(),
+            None => {
+                let r: std::sync::Arc<str> = rest.into();
+                self.rests.insert(r.clone());
+                r
+            }
+        };
+        let group = match self.heads.get_mut(head) {
+            Some(g) => g,
+            None => self.heads.entry(head.into()).or_default(),
+        };
+        // Paths mostly arrive in order (a manifest is read sorted).
+        if group.last().is_none_or(|(last, _)| **last < *rest) {
+            group.push((rest, sum));
+            self.len += 1;
+            return;
+        }
+        match group.binary_search_by(|(r, _)| (**r).cmp(&*rest)) {
+            Ok(i) => group[i].1 = sum,
+            Err(i) => {
+                group.insert(i, (rest, sum));
+                self.len += 1;
+            }
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&Sum> {
+        let (head, rest) = split_path(path);
+        let group = self.heads.get(head)?;
+        group
+            .binary_search_by(|(r, _)| (**r).cmp(rest))
+            .ok()
+            .map(|i| &group[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every path and its sum, in path order.
+    pub fn iter(&self) -> impl Iterator<Item = (SumPath<'_>, &Sum)> {
+        self.heads.iter().flat_map(|(head, group)| {
+            group
+                .iter()
+                .map(move |(rest, sum)| (SumPath { head, rest }, sum))
+        })
+    }
+
+    /// The paths under `dir` (such as `hosts/<host>/`: one or two leading
+    /// directories, with their `/`) and their sums, in path order.
+    pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
+        let (head, rest) = split_path(dir);
+        let whole = rest.is_empty() && head.ends_with('/');
+        self.heads
+            .range::<str, _>((std::ops::Bound::Included(head), std::ops::Bound::Unbounded))
+            .take_while(move |(h, _)| h.starts_with(head))
+            .filter(move |(h, _)| whole || &***h == head)
+            .flat_map(move |(h, group)| {
+                group
+                    .iter()
+                    .filter(move |(r, _)| r.starts_with(rest))
+                    .map(move |(r, sum)| (SumPath { head: h, rest: r }, sum))
+            })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sums {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Sums;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of artifact paths to their sums")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Sums, A::Error> {
+                let mut sums = Sums::default();
+                while let Some((path, sum)) = map.next_entry::<std::borrow::Cow<str>, Sum>()? {
+                    sums.insert(&path, sum);
+                }
+                Ok(sums)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod sums_tests {
+    use super::{Sum, Sums};
+
+    const PATHS: &[&str] = &[
+        "SHA256SUMS",
+        "clusters/c1/check",
+        "clusters/c1/etcd-runbook.md",
+        "clusters/c10/check",
+        "hosts/a/kickstart.ks",
+        "hosts/a/rootfs/etc/hosts",
+        "hosts/a/rootfs/etc/patroni/patroni.yml",
+        "hosts/a-b/user-data",
+        "hosts/a.b/user-data",
+        "hosts/a0/overlay.tar.gz",
+        "hosts/ab/rootfs/etc/hosts",
+        "manifest.json",
+        "pxe",
+        "pxe/grub.cfg",
+        "pxe/pxelinux.cfg/01-aa-bb",
+        "pxe/pxelinux.cfg/01-aa-bc",
+        "secrets/a/patroni.env",
+        "secrets/a0",
+    ];
+
+    fn sums(order: impl Iterator<Item = usize>) -> Sums {
+        let mut s = Sums::default();
+        for i in order {
+            s.insert(PATHS[i], Sum::of(PATHS[i].as_bytes()));
+        }
+        s
+    }
+
+    #[test]
+    fn iterates_whole_paths_in_byte_order_whatever_the_insertion_order() {
+        let mut want: Vec<&str> = PATHS.to_vec();
+        want.sort();
+        for s in [sums(0..PATHS.len()), sums((0..PATHS.len()).rev())] {
+            let got: Vec<String> = s.iter().map(|(p, _)| p.to_string()).collect();
+            assert_eq!(got, want);
+            assert_eq!(s.len(), PATHS.len());
+            for p in PATHS {
+                assert_eq!(s.get(p), Some(&Sum::of(p.as_bytes())), "{p}");
+            }
+            assert_eq!(s.get("hosts/a/rootfs"), None);
+            assert_eq!(s.get("hosts/b/kickstart.ks"), None);
+        }
+    }
+
+    #[test]
+    fn lists_a_directory_and_nothing_beside_it() {
+        let s = sums(0..PATHS.len());
+        let under =
+            |dir: &str| -> Vec<String> { s.under(dir).map(|(p, _)| p.to_string()).collect() };
+        assert_eq!(
+            under("hosts/a/"),
+            [
+                "hosts/a/kickstart.ks",
+                "hosts/a/rootfs/etc/hosts",
+                "hosts/a/rootfs/etc/patroni/patroni.yml"
+            ]
+        );
+        assert_eq!(
+            under("clusters/c1/"),
+            ["clusters/c1/check", "clusters/c1/etcd-runbook.md"]
+        );
+        assert_eq!(
+            under("pxe/"),
+            [
+                "pxe/grub.cfg",
+                "pxe/pxelinux.cfg/01-aa-bb",
+                "pxe/pxelinux.cfg/01-aa-bc"
+            ]
+        );
+        assert_eq!(
+            under("hosts/a/rootfs/etc/patroni/"),
+            ["hosts/a/rootfs/etc/patroni/patroni.yml"]
+        );
+    }
+
+    #[test]
+    fn a_second_insert_replaces_the_sum() {
+        let mut s = sums(0..PATHS.len());
+        s.insert("hosts/a/kickstart.ks", Sum::of(b"new"));
+        assert_eq!(s.len(), PATHS.len());
+        assert_eq!(s.get("hosts/a/kickstart.ks"), Some(&Sum::of(b"new")));
+    }
+}

@@ -277,7 +277,7 @@ pub struct PreviousOutput {
     /// Host → closure, as the previous build reported it.
     pub closures: BTreeMap<String, String>,
     /// Every public artifact's sum.
-    pub sums: BTreeMap<String, crate::digest::Sum>,
+    pub sums: crate::digest::Sums,
     /// `secrets/…` → bytes.
     pub secrets: BTreeMap<String, Vec<u8>>,
 }
@@ -288,7 +288,7 @@ pub struct PreviousOutput {
 struct ManifestFile {
     pgimg_version: String,
     hosts: BTreeMap<String, ManifestHost>,
-    artifacts: BTreeMap<String, crate::digest::Sum>,
+    artifacts: crate::digest::Sums,
 }
 
 #[derive(serde::Deserialize)]
@@ -304,17 +304,34 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     if !out.join(OUTPUT_MARKER).is_file() {
         return None;
     }
-    let bytes = std::fs::read(out.join("manifest.json")).ok()?;
-    let m: ManifestFile = serde_json::from_slice(&bytes).ok()?;
+    // Parsed as it is read: a large fleet's manifest is hundreds of
+    // megabytes, which the build need not hold.
+    let file = std::fs::File::open(out.join("manifest.json")).ok()?;
+    // Hashed below the buffer, in the file's own large reads.
+    let mut reader = std::io::BufReader::with_capacity(
+        1 << 16,
+        crate::digest::HashReader {
+            inner: file,
+            hash: Default::default(),
+        },
+    );
+    let m: ManifestFile = {
+        let mut de = serde_json::Deserializer::from_reader(&mut reader);
+        let m = serde::Deserialize::deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        m
+    };
+    // The digest covers every byte, the trailing newline included.
+    std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
+    let manifest_sha256 = reader.into_inner().hash.finish();
     if m.pgimg_version != env!("CARGO_PKG_VERSION") {
         return None;
     }
     let mut prev = PreviousOutput {
         dir: out.to_path_buf(),
-        manifest_sha256: crate::digest::Digest32::of(&bytes),
+        manifest_sha256,
         ..Default::default()
     };
-    drop(bytes);
     for (host, h) in m.hosts {
         prev.fingerprints.insert(host.clone(), h.fingerprint?);
         prev.closures.insert(host, h.closure);

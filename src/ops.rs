@@ -119,7 +119,7 @@ pub(crate) struct BuildReport {
 /// Puts every artifact into a sink, recording each one's sum for the manifest.
 struct Recorder<'a> {
     sink: &'a dyn Sink,
-    sums: Mutex<BTreeMap<String, Sum>>,
+    sums: Mutex<crate::digest::Sums>,
 }
 
 impl Recorder<'_> {
@@ -137,7 +137,7 @@ impl Recorder<'_> {
         self.sums
             .lock()
             .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
-            .insert(path.to_string(), sum);
+            .insert(path, sum);
         Ok(())
     }
 }
@@ -368,8 +368,8 @@ fn up_to_date(
         missing_secrets,
         closures: finished.closures,
         artifacts: sums
-            .keys()
-            .filter(|p| render::manifest::is_public(p))
+            .iter()
+            .filter(|(p, _)| render::manifest::is_public(p.head))
             .count()
             + 2,
         rendered: 0,
@@ -411,7 +411,7 @@ pub(crate) fn build_into_with(
     plan::overlay::check_scopes(fleet, &inputs.overlays, &role_names)?;
     let rec = Recorder {
         sink,
-        sums: Mutex::new(BTreeMap::new()),
+        sums: Mutex::new(crate::digest::Sums::default()),
     };
     let fps = fingerprints(fleet, inputs);
     let kept_clusters: BTreeSet<&str> = fleet
@@ -427,12 +427,8 @@ pub(crate) fn build_into_with(
         .par_iter()
         .map(|(c, s, host)| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
-                let prefix = format!("hosts/{}/", host.name);
-                for (path, sum) in prev.sums.range(prefix.clone()..) {
-                    if !path.starts_with(&prefix) {
-                        break;
-                    }
-                    rec.keep(path, sum)?;
+                for (path, sum) in prev.sums.under(&format!("hosts/{}/", host.name)) {
+                    rec.keep(&path.to_string(), sum)?;
                 }
                 for path in render::install::pxe::paths(host) {
                     let sum = prev.sums.get(&path).ok_or_else(|| {
@@ -480,12 +476,8 @@ pub(crate) fn build_into_with(
         .collect::<Result<_, _>>()?;
     fleet.clusters.par_iter().try_for_each(|c| {
         if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
-            let prefix = format!("clusters/{}/", c.name);
-            for (path, sum) in prev.sums.range(prefix.clone()..) {
-                if !path.starts_with(&prefix) {
-                    break;
-                }
-                rec.keep(path, sum)?;
+            for (path, sum) in prev.sums.under(&format!("clusters/{}/", c.name)) {
+                rec.keep(&path.to_string(), sum)?;
             }
             return Ok(());
         }
@@ -541,8 +533,8 @@ pub(crate) fn build_into_with(
         missing_secrets,
         closures: finished.closures,
         artifacts: sums
-            .keys()
-            .filter(|p| render::manifest::is_public(p))
+            .iter()
+            .filter(|(p, _)| render::manifest::is_public(p.head))
             .count()
             + 2,
         rendered: rendered.len(),

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use serde::ser::{Serialize, SerializeMap, SerializeStruct, Serializer};
 use sha2::{Digest, Sha256};
 
-use crate::digest::{Digest32, HashWriter, Tee};
+use crate::digest::{Digest32, HashWriter, SumPath, Sums, Tee};
 pub use crate::digest::{hex, sha256};
 
 use super::artifact::Sum;
@@ -21,32 +21,26 @@ pub fn is_public(path: &str) -> bool {
 }
 
 /// The artifacts of `host` (`hosts/<host>/…`), in order.
-fn host_range<'a>(
-    sums: &'a BTreeMap<String, Sum>,
-    prefix: &'a str,
-) -> impl Iterator<Item = (&'a String, &'a Sum)> + 'a {
-    sums.range::<str, _>((
-        std::ops::Bound::Included(prefix),
-        std::ops::Bound::Unbounded,
-    ))
-    .take_while(move |(p, _)| p.starts_with(prefix))
+fn host_range<'a>(sums: &'a Sums, prefix: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
+    sums.under(prefix)
 }
 
 /// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
-fn closure(sums: &BTreeMap<String, Sum>, host: &str) -> String {
+fn closure(sums: &Sums, host: &str) -> String {
     let prefix = format!("hosts/{host}/");
     let mut h = Sha256::new();
     for (path, sum) in host_range(sums, &prefix) {
         h.update(sum.sha256.hex_bytes());
         h.update(b"  ");
-        h.update(path.as_bytes());
+        h.update(path.head.as_bytes());
+        h.update(path.rest.as_bytes());
         h.update(b"\n");
     }
     hex(&h.finalize())
 }
 
 struct Manifest<'a> {
-    sums: &'a BTreeMap<String, Sum>,
+    sums: &'a Sums,
     /// Host → (fingerprint, closure), sorted by host.
     hosts: &'a BTreeMap<&'a str, (&'a str, &'a str)>,
     spec_sha256: &'a str,
@@ -61,18 +55,18 @@ struct Inputs<'a> {
 struct Hosts<'a>(&'a Manifest<'a>);
 
 struct HostEntry<'a> {
-    sums: &'a BTreeMap<String, Sum>,
+    sums: &'a Sums,
     host: &'a str,
     fingerprint: &'a str,
     closure: &'a str,
 }
 
 struct Paths<'a> {
-    sums: &'a BTreeMap<String, Sum>,
+    sums: &'a Sums,
     host: &'a str,
 }
 
-struct Artifacts<'a>(&'a BTreeMap<String, Sum>);
+struct Artifacts<'a>(&'a Sums);
 
 struct ArtifactEntry<'a>(&'a Sum);
 
@@ -150,7 +144,7 @@ impl Serialize for Artifacts<'_> {
         s.collect_map(
             self.0
                 .iter()
-                .filter(|(p, _)| is_public(p))
+                .filter(|(p, _)| is_public(p.head))
                 .map(|(p, sum)| (p, ArtifactEntry(sum))),
         )
     }
@@ -176,7 +170,7 @@ pub struct Finished {
 /// (secrets included: they are filtered out here) and each host's
 /// fingerprint; `out` may be `None` when only its digest is wanted.
 pub fn manifest(
-    sums: &BTreeMap<String, Sum>,
+    sums: &Sums,
     hosts: &[(String, String)],
     spec_sha256: &str,
     roles_sha256: &str,
@@ -217,27 +211,28 @@ pub fn manifest(
 
 /// Streams `SHA256SUMS` to `out`: every public artifact, and manifest.json
 /// in its sorted place.
-pub fn sha256sums(
-    sums: &BTreeMap<String, Sum>,
-    manifest_sha256: &Digest32,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let line = |out: &mut dyn Write, sha: &Digest32, path: &str| {
+pub fn sha256sums(sums: &Sums, manifest_sha256: &Digest32, out: &mut dyn Write) -> io::Result<()> {
+    let line = |out: &mut dyn Write, sha: &Digest32, path: SumPath| {
         out.write_all(&sha.hex_bytes())?;
         out.write_all(b"  ")?;
-        out.write_all(path.as_bytes())?;
+        out.write_all(path.head.as_bytes())?;
+        out.write_all(path.rest.as_bytes())?;
         out.write_all(b"\n")
     };
+    let manifest = SumPath {
+        head: "manifest.json",
+        rest: "",
+    };
     let mut manifest_pending = true;
-    for (p, sum) in sums.iter().filter(|(p, _)| is_public(p)) {
-        if manifest_pending && p.as_str() > "manifest.json" {
-            line(out, manifest_sha256, "manifest.json")?;
+    for (p, sum) in sums.iter().filter(|(p, _)| is_public(p.head)) {
+        if manifest_pending && p.cmp_str("manifest.json").is_gt() {
+            line(out, manifest_sha256, manifest)?;
             manifest_pending = false;
         }
         line(out, &sum.sha256, p)?;
     }
     if manifest_pending {
-        line(out, manifest_sha256, "manifest.json")?;
+        line(out, manifest_sha256, manifest)?;
     }
     out.flush()
 }
