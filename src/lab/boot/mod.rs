@@ -415,7 +415,11 @@ impl Boot {
     /// would hold `starting` for many minutes more.
     fn boot_outcome(&self, host: &str, deadline: Instant) -> Result<String, Error> {
         const FAILING_FOR: Duration = Duration::from_secs(30);
+        // A unit that systemd restarts is `activating` for a moment between
+        // its `auto-restart` waits: only a longer clean spell ends a failing one.
+        const CLEAN_FOR: Duration = Duration::from_secs(10);
         let mut failing_since: Option<Instant> = None;
+        let mut last_failing: Option<Instant> = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let s = self.system_state(host, Duration::ZERO)?;
@@ -436,16 +440,17 @@ impl Boot {
                 .unwrap_or_default()
                 .split_whitespace()
                 .all(|u| MONITORS.contains(&u));
-            match (failing, failing_since) {
-                (false, _) => failing_since = None,
-                (true, None) => failing_since = Some(Instant::now()),
-                (true, Some(t)) if t.elapsed() >= FAILING_FOR => {
+            if failing {
+                last_failing = Some(Instant::now());
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= FAILING_FOR {
                     return Ok(format!(
                         "starting (units failing for {} s)",
                         FAILING_FOR.as_secs()
                     ));
                 }
-                (true, Some(_)) => {}
+            } else if last_failing.is_none_or(|t| t.elapsed() >= CLEAN_FOR) {
+                failing_since = None;
             }
             std::thread::sleep(Duration::from_secs(2).min(left));
         }
