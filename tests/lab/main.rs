@@ -137,6 +137,16 @@ fn bin(lab: &Lab, name: &str) -> String {
 
 /// psql over TCP with the superuser's lab password.
 fn sql(lab: &Lab, host: &str, port: u16, query: &str) -> Result<String, String> {
+    sql_within(lab, host, port, query, Duration::from_secs(20))
+}
+
+fn sql_within(
+    lab: &Lab,
+    host: &str,
+    port: u16,
+    query: &str,
+    timeout: Duration,
+) -> Result<String, String> {
     let conn = format!("host={host} port={port} user=postgres dbname=postgres connect_timeout=3");
     let pw = lab.state.superuser_password.clone();
     run(
@@ -154,7 +164,7 @@ fn sql(lab: &Lab, host: &str, port: u16, query: &str) -> Result<String, String> 
         ],
         &[("PGPASSWORD", &pw)],
         None,
-        Duration::from_secs(20),
+        timeout,
     )
 }
 
@@ -724,6 +734,23 @@ fn main() {
                 expected,
                 "no row lost"
             );
+            // Later phases kill replicas on purpose; with a synchronous standby
+            // killed, every commit would wait for Patroni to name another one.
+            patronictl(
+                lab,
+                &old,
+                &["edit-config", "--apply", "-", "--force", "pg_cluster"],
+                Some("synchronous_mode: false\n"),
+            )
+            .unwrap_or_else(|e| panic!("edit-config: {e}"));
+            retry("no synchronous standby", Duration::from_secs(60), || {
+                let ms = lab.members(site(lab, "primary"))?;
+                if ms.iter().any(|m| m.role == "sync_standby") {
+                    Err(format!("{ms:?}"))
+                } else {
+                    Ok(())
+                }
+            });
         },
     );
 
@@ -810,10 +837,15 @@ fn main() {
             let needed = write(lab, "SELECT pg_walfile_name(pg_current_wal_lsn())").expect("lsn");
             kill_member(lab, &replica);
             let t = Instant::now();
-            // A burst of WAL larger than wal_keep_size (256MB).
-            write(
+            // A burst of WAL larger than wal_keep_size (256MB): about 400 MB, which
+            // a loaded two-core machine may take well over psql's usual bound to write.
+            let (a, w, _) = haproxy(lab, "primary");
+            sql_within(
                 lab,
+                &a,
+                w,
                 "CREATE TABLE burst AS SELECT g, repeat('x', 900) AS pad FROM generate_series(1, 400000) g",
+                Duration::from_secs(180),
             )
             .expect("burst");
             // The replica's slot would keep that WAL on the primary: drop it (Patroni
