@@ -217,12 +217,6 @@ impl Sums {
             Some(g) => g,
             None => self.heads.entry(head.into()).or_default(),
         };
-        // Paths mostly arrive in order (a manifest is read sorted).
-        if group.last().is_none_or(|(last, _)| **last < *rest) {
-            group.push((rest, sum));
-            self.len += 1;
-            return;
-        }
         match group.binary_search_by(|(r, _)| (**r).cmp(&*rest)) {
             Ok(i) => group[i].1 = sum,
             Err(i) => {
@@ -258,15 +252,15 @@ impl Sums {
         })
     }
 
-    /// The paths under `dir` (such as `hosts/<host>/`: one or two leading
-    /// directories, with their `/`) and their sums, in path order.
+    /// The paths under `dir` (such as `hosts/<host>/`; it ends with its
+    /// `/`) and their sums, in path order. A `dir` of two or more
+    /// directories is one head, or a prefix of its rests; one of one
+    /// directory is a prefix of the heads under it.
     pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
         let (head, rest) = split_path(dir);
-        let whole = rest.is_empty() && head.ends_with('/');
         self.heads
             .range::<str, _>((std::ops::Bound::Included(head), std::ops::Bound::Unbounded))
             .take_while(move |(h, _)| h.starts_with(head))
-            .filter(move |(h, _)| whole || &***h == head)
             .flat_map(move |(h, group)| {
                 group
                     .iter()

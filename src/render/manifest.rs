@@ -16,20 +16,17 @@ pub use crate::digest::{hex, sha256};
 use super::artifact::Sum;
 
 /// Paths that never enter the manifest: secrets are delivered separately.
+/// A `SumPath`'s head is enough to tell: it holds the path's first
+/// directory whole.
 pub fn is_public(path: &str) -> bool {
     !path.starts_with("secrets/")
-}
-
-/// The artifacts of `host` (`hosts/<host>/…`), in order.
-fn host_range<'a>(sums: &'a Sums, prefix: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
-    sums.under(prefix)
 }
 
 /// A host's closure: sha256 over the `sha256  path` lines of its artifacts.
 fn closure(sums: &Sums, host: &str) -> String {
     let prefix = format!("hosts/{host}/");
     let mut h = Sha256::new();
-    for (path, sum) in host_range(sums, &prefix) {
+    for (path, sum) in sums.under(&prefix) {
         h.update(sum.sha256.hex_bytes());
         h.update(b"  ");
         h.update(path.head.as_bytes());
@@ -135,7 +132,7 @@ impl Serialize for HostEntry<'_> {
 impl Serialize for Paths<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let prefix = format!("hosts/{}/", self.host);
-        s.collect_seq(host_range(self.sums, &prefix).map(|(p, _)| p))
+        s.collect_seq(self.sums.under(&prefix).map(|(p, _)| p))
     }
 }
 
