@@ -278,8 +278,9 @@ pub struct PreviousOutput {
     pub closures: BTreeMap<String, String>,
     /// Every public artifact's sum.
     pub sums: crate::digest::Sums,
-    /// `secrets/…` → bytes.
-    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `secrets/…` → the sha256 of the file the previous build wrote there,
+    /// from its private index (`SECRETS_INDEX`); empty without one.
+    pub secrets: BTreeMap<String, crate::digest::Digest32>,
 }
 
 // Only what a rebuild needs: a host's artifact list is its range of
@@ -297,6 +298,10 @@ struct ManifestHost {
     fingerprint: Option<String>,
 }
 
+/// The largest manifest read whole before it is parsed (a fleet of about
+/// 1,500 hosts); a larger one is parsed as it is read, in constant memory.
+const MANIFEST_READ_WHOLE: u64 = 10 << 20;
+
 /// Reads the previous output at `out`, if it is a pgimg output of this
 /// version with fingerprints. Anything unexpected means "no previous
 /// output": the build then renders everything, which is always correct.
@@ -304,26 +309,37 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     if !out.join(OUTPUT_MARKER).is_file() {
         return None;
     }
-    // Parsed as it is read: a large fleet's manifest is hundreds of
-    // megabytes, which the build need not hold.
-    let file = std::fs::File::open(out.join("manifest.json")).ok()?;
-    // Hashed below the buffer, in the file's own large reads.
-    let mut reader = std::io::BufReader::with_capacity(
-        1 << 16,
-        crate::digest::HashReader {
-            inner: file,
-            hash: Default::default(),
-        },
-    );
-    let m: ManifestFile = {
-        let mut de = serde_json::Deserializer::from_reader(&mut reader);
-        let m = serde::Deserialize::deserialize(&mut de).ok()?;
-        de.end().ok()?;
-        m
+    let mut file = std::fs::File::open(out.join("manifest.json")).ok()?;
+    let size = file.metadata().ok()?.len();
+    let (m, manifest_sha256): (ManifestFile, _) = if size <= MANIFEST_READ_WHOLE {
+        // Parsing from memory is several times faster than from a reader.
+        let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
+        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
+        (
+            serde_json::from_slice(&bytes).ok()?,
+            crate::digest::Digest32::of(&bytes),
+        )
+    } else {
+        // Parsed as it is read: a large fleet's manifest is hundreds of
+        // megabytes, which the build need not hold.
+        // Hashed below the buffer, in the file's own large reads.
+        let mut reader = std::io::BufReader::with_capacity(
+            1 << 16,
+            crate::digest::HashReader {
+                inner: file,
+                hash: Default::default(),
+            },
+        );
+        let m = {
+            let mut de = serde_json::Deserializer::from_reader(&mut reader);
+            let m = serde::Deserialize::deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            m
+        };
+        // The digest covers every byte, the trailing newline included.
+        std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
+        (m, reader.into_inner().hash.finish())
     };
-    // The digest covers every byte, the trailing newline included.
-    std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
-    let manifest_sha256 = reader.into_inner().hash.finish();
     if m.pgimg_version != env!("CARGO_PKG_VERSION") {
         return None;
     }
@@ -337,17 +353,40 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
         prev.closures.insert(host, h.closure);
     }
     prev.sums = m.artifacts;
-    let secrets = out.join("secrets");
-    if secrets.is_dir() {
-        for e in walkdir::WalkDir::new(&secrets).sort_by_file_name() {
-            let e = e.ok()?;
-            if e.file_type().is_file() {
-                let rel = e.path().strip_prefix(out).ok()?.to_str()?.to_string();
-                prev.secrets.insert(rel, std::fs::read(e.path()).ok()?);
-            }
-        }
+    // One small file instead of a walk of the whole secrets tree: a fleet's
+    // secret files are thousands, each three directories deep.
+    // An output whose secrets directory has no readable index is not one
+    // this build can keep secret files from.
+    if out.join("secrets").is_dir() {
+        prev.secrets =
+            parse_secrets_index(&std::fs::read_to_string(out.join(SECRETS_INDEX)).ok()?)?;
     }
     Some(prev)
+}
+
+/// Where a build lists the sha256 of every secret file it wrote, so that
+/// the next build can tell an unchanged one without reading it. Private
+/// like the files it describes.
+pub const SECRETS_INDEX: &str = "secrets/.files";
+
+/// The index's text: `<sha256>  <path>` lines, like `SHA256SUMS`.
+pub fn secrets_index<'a>(
+    files: impl Iterator<Item = (&'a str, &'a crate::digest::Digest32)>,
+) -> String {
+    files
+        .map(|(path, sum)| format!("{sum}  {path}\n"))
+        .collect()
+}
+
+/// The index read back; `None` when any line is not one the build writes.
+fn parse_secrets_index(text: &str) -> Option<BTreeMap<String, crate::digest::Digest32>> {
+    text.lines()
+        .map(|line| {
+            let (sum, path) = line.split_once("  ")?;
+            path.starts_with("secrets/")
+                .then(|| Some((path.to_string(), crate::digest::Digest32::parse(sum)?)))?
+        })
+        .collect()
 }
 
 /// Where a build keeps the digest of the secret values it was given

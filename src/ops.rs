@@ -56,12 +56,14 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
 /// `role.yaml` files, for the semantic checks. A host that cannot be planned
 /// is left out: the build reports why.
 fn planned_ports(fleet: &model::Fleet) -> check::PlannedPorts {
+    use rayon::prelude::*;
     let Ok(defs) = RoleDefs::parse(&load::RoleTree::embedded()) else {
         return Default::default();
     };
     let m = Mapping::default();
-    fleet
-        .hosts()
+    let hosts: Vec<_> = fleet.hosts().collect();
+    hosts
+        .par_iter()
         .filter_map(|(c, s, h)| {
             let plan = plan::plan_host(&defs, fleet, c, s, h, &m).ok()?;
             let ports = plan
@@ -114,6 +116,8 @@ pub(crate) struct BuildReport {
     pub kept: usize,
     /// False when the output already was exactly this build (nothing written).
     pub changed: bool,
+    /// The private index of the secret files written (`load::SECRETS_INDEX`).
+    pub secrets_index: String,
 }
 
 /// Puts every artifact into a sink, recording each one's sum for the manifest.
@@ -131,6 +135,27 @@ impl Recorder<'_> {
     fn keep(&self, path: &str, sum: &Sum) -> Result<(), Error> {
         self.sink.keep(path)?;
         self.record(path, sum.clone())
+    }
+
+    /// Keeps the directory `dir` of the previous output whole, with the
+    /// sums the previous manifest gives for the files under it.
+    fn keep_dir(&self, dir: &str, prev: &PreviousOutput) -> Result<(), Error> {
+        let mut sums = self
+            .sums
+            .lock()
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+        let mut any = false;
+        for (path, sum) in prev.sums.under(&format!("{dir}/")) {
+            sums.insert(&path.to_string(), sum.clone());
+            any = true;
+        }
+        drop(sums);
+        if !any {
+            return Err(Error::Invariant(format!(
+                "{dir}/: kept, but the previous manifest has no file under it"
+            )));
+        }
+        self.sink.keep_dir(dir)
     }
 
     fn record(&self, path: &str, sum: Sum) -> Result<(), Error> {
@@ -298,6 +323,12 @@ pub(crate) fn build_to_dir_with(
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
+    let digest_written = record.is_some_and(|r| r.secrets_digest.is_some());
+    // Whenever the output has a secrets directory, it has the index: an
+    // output without one is read as having no previous secret files.
+    if !report.secrets_index.is_empty() || digest_written {
+        staging.put(load::SECRETS_INDEX, report.secrets_index.as_bytes(), 0o600)?;
+    }
     match record {
         Some(r) => {
             if let Some(d) = &r.secrets_digest {
@@ -328,15 +359,12 @@ fn up_to_date(
         return Ok(None);
     }
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    let prev_secret_files = prev
-        .secrets
-        .keys()
-        .filter(|p| *p != load::SECRETS_DIGEST)
-        .count();
-    if secret_files.len() != prev_secret_files
-        || secret_files
-            .iter()
-            .any(|(p, a)| prev.secrets.get(p).is_none_or(|old| *old != a.bytes))
+    if secret_files.len() != prev.secrets.len()
+        || secret_files.iter().any(|(p, a)| {
+            prev.secrets
+                .get(p)
+                .is_none_or(|old| *old != crate::digest::Digest32::of(&a.bytes))
+        })
     {
         return Ok(None);
     }
@@ -375,6 +403,7 @@ fn up_to_date(
         rendered: 0,
         kept: hosts.len(),
         changed: false,
+        secrets_index: String::new(),
     }))
 }
 
@@ -427,9 +456,7 @@ pub(crate) fn build_into_with(
         .par_iter()
         .map(|(c, s, host)| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
-                for (path, sum) in prev.sums.under(&format!("hosts/{}/", host.name)) {
-                    rec.keep(&path.to_string(), sum)?;
-                }
+                rec.keep_dir(&format!("hosts/{}", host.name), prev)?;
                 for path in render::install::pxe::paths(host) {
                     let sum = prev.sums.get(&path).ok_or_else(|| {
                         Error::Invariant(format!("{path}: in the previous manifest without a sum"))
@@ -476,9 +503,7 @@ pub(crate) fn build_into_with(
         .collect::<Result<_, _>>()?;
     fleet.clusters.par_iter().try_for_each(|c| {
         if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
-            for (path, sum) in prev.sums.under(&format!("clusters/{}/", c.name)) {
-                rec.keep(&path.to_string(), sum)?;
-            }
+            rec.keep_dir(&format!("clusters/{}", c.name), prev)?;
             return Ok(());
         }
         let files = plan::plan_cluster(&defs, fleet, c, m)?;
@@ -491,9 +516,7 @@ pub(crate) fn build_into_with(
         Ok::<_, Error>(())
     })?;
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    for (path, a) in &secret_files {
-        rec.put(path, &a.bytes, a.mode)?;
-    }
+    let secret_sums = put_secrets(&rec, &secret_files, previous)?;
     let rendered: Vec<render::install::Delivered> = delivered.into_iter().flatten().collect();
     let no_mac: Vec<String> = hosts
         .iter()
@@ -540,7 +563,65 @@ pub(crate) fn build_into_with(
         rendered: rendered.len(),
         kept: hosts.len() - rendered.len(),
         changed: true,
+        secrets_index: load::secrets_index(secret_sums.iter().map(|(p, s)| (p.as_str(), s))),
     })
+}
+
+/// Puts the secret files, keeping a host's directory of them whole when
+/// the previous output has exactly these files there (by its index), and
+/// returns each file's sha256 for the next build's index.
+fn put_secrets(
+    rec: &Recorder,
+    files: &[(String, render::Artifact)],
+    previous: Option<&PreviousOutput>,
+) -> Result<BTreeMap<String, crate::digest::Digest32>, Error> {
+    // `secrets/<host>/…` by host directory; files beside the directories
+    // (`secrets/<host>.tar.gz.sha256`) are put one by one.
+    let mut dirs: BTreeMap<&str, Vec<(&str, &render::Artifact, Sum)>> = BTreeMap::new();
+    let mut sums = BTreeMap::new();
+    for (path, a) in files {
+        let sum = Sum::of(&a.bytes);
+        sums.insert(path.clone(), sum.sha256);
+        let dir = path
+            .strip_prefix("secrets/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(host, _)| &path[..("secrets/".len() + host.len())]);
+        match dir {
+            Some(dir) => dirs.entry(dir).or_default().push((path, a, sum)),
+            None => {
+                rec.sink.put(path, &a.bytes, a.mode)?;
+                rec.record(path, sum)?;
+            }
+        }
+    }
+    for (dir, group) in dirs {
+        let prefix = format!("{dir}/");
+        let unchanged = previous.is_some_and(|prev| {
+            let before: Vec<_> = prev
+                .secrets
+                .range::<str, _>((
+                    std::ops::Bound::Included(prefix.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(p, _)| p.starts_with(&prefix))
+                .collect();
+            before.len() == group.len()
+                && group
+                    .iter()
+                    .all(|(p, _, sum)| prev.secrets.get(*p) == Some(&sum.sha256))
+        });
+        if unchanged {
+            rec.sink.keep_dir(dir)?;
+        } else {
+            for (path, a, _) in &group {
+                rec.sink.put(path, &a.bytes, a.mode)?;
+            }
+        }
+        for (path, _, sum) in group {
+            rec.record(path, sum)?;
+        }
+    }
+    Ok(sums)
 }
 
 /// Why a spec could not be built: it is wrong (diagnostics, exit 1), or the

@@ -6,6 +6,14 @@
 //! then swaps it into place, so a reader never sees a half-updated tree and
 //! a failed or interrupted build leaves the previous output as it was.
 //! Modes are set explicitly, so the umask plays no part.
+//!
+//! A directory kept whole (an unchanged host's) is not linked file by file
+//! but renamed from the previous output into the staging directory during
+//! the swap, after the previous output has left its place and before the
+//! new one takes it: the output path names the old tree, nothing, or the
+//! new tree, never a mix. The renames are listed first in a journal beside
+//! the output (`.<out>.moves.<pid>`), so that `recover` can move them back
+//! after a build killed halfway through them.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -76,8 +84,9 @@ pub fn write(tree: &ArtifactTree, out: &Path) -> Result<(), Error> {
 
 /// Cleans up after builds that were killed: their staging directories
 /// (`.<out>.tmp.<pid>`) go, and a previous output that one of them had
-/// moved aside (`.<out>.old.<pid>`) comes back when nothing replaced it.
-/// Only directories of processes that no longer run are touched.
+/// moved aside (`.<out>.old.<pid>`) comes back when nothing replaced it,
+/// with the directories its journal (`.<out>.moves.<pid>`) says were moved
+/// out of it. Only what processes that no longer run left is touched.
 pub fn recover(out: &Path) -> Result<(), Error> {
     let name = out
         .file_name()
@@ -90,7 +99,15 @@ pub fn recover(out: &Path) -> Result<(), Error> {
     let Ok(entries) = fs::read_dir(&parent) else {
         return Ok(());
     };
-    let mut stale: Vec<(String, PathBuf)> = Vec::new();
+    /// What one killed build left: its staging, the previous output it had
+    /// moved aside, and its journal of directories moved between the two.
+    #[derive(Default)]
+    struct Left {
+        tmp: Option<PathBuf>,
+        old: Option<PathBuf>,
+        moves: Option<PathBuf>,
+    }
+    let mut stale: std::collections::BTreeMap<String, Left> = Default::default();
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
         let Some(rest) = file.strip_prefix(&format!(".{name}.")) else {
@@ -102,17 +119,63 @@ pub fn recover(out: &Path) -> Result<(), Error> {
         let running = pid
             .parse::<u32>()
             .is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
-        if matches!(tag, "tmp" | "old") && !running {
-            stale.push((tag.to_string(), e.path()));
+        if running {
+            continue;
+        }
+        let left = stale.entry(pid.to_string()).or_default();
+        match tag {
+            "tmp" => left.tmp = Some(e.path()),
+            "old" => left.old = Some(e.path()),
+            "moves" => left.moves = Some(e.path()),
+            _ => {}
         }
     }
-    stale.sort();
-    for (tag, path) in stale {
-        if tag == "old" && !out.exists() {
-            fs::rename(&path, out)
-                .map_err(|e| Error::io("restoring the previous output", &path, e))?;
-        } else {
-            fs::remove_dir_all(&path).map_err(|e| Error::io("removing stale", &path, e))?;
+    for left in stale.into_values() {
+        if let Some(old) = &left.old
+            && !out.exists()
+        {
+            if let (Some(tmp), Some(journal)) = (&left.tmp, &left.moves) {
+                let listed = fs::read_to_string(journal)
+                    .map_err(|e| Error::io("reading the journal", journal, e))?;
+                move_back(old, tmp, journal_dirs(&listed))?;
+            }
+            fs::rename(old, out).map_err(|e| Error::io("restoring the previous output", old, e))?;
+        }
+        for dir in [&left.tmp, &left.old].into_iter().flatten() {
+            if dir.exists() {
+                fs::remove_dir_all(dir).map_err(|e| Error::io("removing stale", dir, e))?;
+            }
+        }
+        if let Some(journal) = &left.moves {
+            remove_file_if_there(journal)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_file_if_there(path: &Path) -> Result<(), Error> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The directories a journal lists, one relative path per line; a line
+/// that could leave the output (absolute, or with `..`) is not one.
+fn journal_dirs(listed: &str) -> impl Iterator<Item = &str> {
+    listed.lines().filter(|l| {
+        !l.is_empty() && !l.starts_with('/') && !l.split('/').any(|c| c == ".." || c == ".")
+    })
+}
+
+/// Moves directories that a swap had moved from the previous output `old`
+/// into the staging `tmp` back where they were, those the swap got to.
+fn move_back<'a>(old: &Path, tmp: &Path, dirs: impl Iterator<Item = &'a str>) -> Result<(), Error> {
+    for rel in dirs {
+        let (from, to) = (tmp.join(rel), old.join(rel));
+        if fs::symlink_metadata(&from).is_ok() && fs::symlink_metadata(&to).is_err() {
+            fs::rename(&from, &to)
+                .map_err(|e| Error::io("moving back into the previous output", &to, e))?;
         }
     }
     Ok(())
@@ -146,6 +209,8 @@ pub struct Staging<'a> {
     /// the digests. A collision would only skip a `mkdir`, which the file's
     /// creation then reports.
     created: Mutex<HashSet<u128>>,
+    /// Directories of the previous output kept whole, moved in at `commit`.
+    kept_dirs: Mutex<Vec<String>>,
     /// The process's umask, when it could be read: a mode it leaves whole
     /// is given at creation, and the chmod after it is skipped.
     umask: Option<u32>,
@@ -192,6 +257,7 @@ impl<'a> Staging<'a> {
             tmp,
             previous,
             created: Mutex::new(HashSet::new()),
+            kept_dirs: Mutex::new(Vec::new()),
             umask: umask(),
             committed: false,
         })
@@ -274,18 +340,58 @@ impl<'a> Staging<'a> {
         );
         fs::write(&marker, text).map_err(|e| Error::io("writing", &marker, e))?;
         set_mode(&marker, 0o644)?;
+        let mut kept = std::mem::take(
+            &mut *self
+                .kept_dirs
+                .lock()
+                .map_err(|_| Error::Invariant("a writing thread panicked".into()))?,
+        );
+        kept.sort();
         let old = sibling(&self.out, "old");
+        let journal = sibling(&self.out, "moves");
         let had_old = self.out.exists();
+        if !had_old && !kept.is_empty() {
+            return Err(Error::Invariant(format!(
+                "{}: directories kept from a previous output that is gone",
+                self.out.display()
+            )));
+        }
+        if !kept.is_empty() {
+            let listed: String = kept.iter().map(|d| format!("{d}\n")).collect();
+            fs::write(&journal, listed).map_err(|e| Error::io("writing", &journal, e))?;
+        }
         if had_old {
             fs::rename(&self.out, &old).map_err(|e| Error::io("moving aside", &self.out, e))?;
         }
-        if let Err(e) = fs::rename(&self.tmp, &self.out) {
-            if had_old {
-                let _ = fs::rename(&old, &self.out);
+        let swapped = kept
+            .iter()
+            .try_for_each(|rel| {
+                let to = self.tmp.join(rel);
+                fs::rename(old.join(rel), &to).map_err(|e| Error::io("moving in", &to, e))
+            })
+            .and_then(|()| {
+                fs::rename(&self.tmp, &self.out)
+                    .map_err(|e| Error::io("moving into place", &self.out, e))
+            });
+        if let Err(e) = swapped {
+            let restored = !had_old
+                || move_back(&old, &self.tmp, kept.iter().map(String::as_str))
+                    .and_then(|()| {
+                        fs::rename(&old, &self.out)
+                            .map_err(|e| Error::io("restoring the previous output", &old, e))
+                    })
+                    .is_ok();
+            if restored {
+                let _ = fs::remove_file(&journal);
+            } else {
+                // The staging may hold directories of the previous output:
+                // it stays, with the journal, for the next build's `recover`.
+                self.committed = true;
             }
-            return Err(Error::io("moving into place", &self.out, e));
+            return Err(e);
         }
         self.committed = true;
+        remove_file_if_there(&journal)?;
         if had_old {
             fs::remove_dir_all(&old).map_err(|e| Error::io("removing previous output", &old, e))?;
         }
@@ -310,7 +416,11 @@ impl Sink for Staging<'_> {
             && (prev
                 .secrets
                 .get(rel)
-                .is_some_and(|old| old.as_slice() == bytes)
+                .is_some_and(|old| *old == crate::digest::Digest32::of(bytes))
+                // The index itself and the digest of the secret inputs,
+                // which no index lists: small files, compared whole.
+                || ([crate::load::SECRETS_INDEX, crate::load::SECRETS_DIGEST].contains(&rel)
+                    && fs::read(prev.dir.join(rel)).is_ok_and(|old| old == bytes))
                 || prev.sums.get(rel).is_some_and(|sum| {
                     sum.size == bytes.len() as u64
                         && sum.sha256 == crate::digest::Digest32::of(bytes)
@@ -352,6 +462,20 @@ impl Sink for Staging<'_> {
         let path = self.parents(rel)?;
         let old = prev.dir.join(rel);
         fs::hard_link(&old, &path).map_err(|e| Error::io("linking the previous", &old, e))
+    }
+
+    fn keep_dir(&self, dir: &str) -> Result<(), Error> {
+        if self.previous.is_none() {
+            return Err(Error::Invariant(format!(
+                "{dir}/: kept without a previous output"
+            )));
+        }
+        self.parents(dir)?;
+        self.kept_dirs
+            .lock()
+            .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
+            .push(dir.to_string());
+        Ok(())
     }
 }
 

@@ -634,6 +634,87 @@ fn a_killed_build_leaves_nothing_a_later_build_keeps() {
     );
 }
 
+/// Every file of a tree: relative path → bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap_or_else(|e| panic!("{e}"));
+            (
+                rel.display().to_string(),
+                std::fs::read(e.path()).unwrap_or_else(|e| panic!("{e}")),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_build_killed_while_moving_kept_directories_gets_them_back() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.path().join("out");
+    let spec = support::root()
+        .join("examples/minimal.yml")
+        .display()
+        .to_string();
+    let build = || {
+        let o = Command::new(support::pgimg())
+            .args(["build", &spec, "-o", "out"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    build();
+    let before = tree(&out);
+    let hosts: Vec<String> = std::fs::read_dir(out.join("hosts"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{e}"))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert!(hosts.len() >= 2, "{hosts:?}");
+    // The state a build killed halfway through its swap leaves: the output
+    // moved aside, its first kept directory already in the staging, the
+    // second not yet, both in the journal.
+    let mut child = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dead = child.id();
+    child.wait().unwrap_or_else(|e| panic!("{e}"));
+    let old = dir.path().join(format!(".out.old.{dead}"));
+    let tmp = dir.path().join(format!(".out.tmp.{dead}"));
+    std::fs::rename(&out, &old).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(tmp.join("hosts")).unwrap_or_else(|e| panic!("{e}"));
+    let moved = format!("hosts/{}", hosts[0]);
+    std::fs::rename(old.join(&moved), tmp.join(&moved)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join(format!(".out.moves.{dead}")),
+        format!("{moved}\nhosts/{}\n../escape\n", hosts[1]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    pgimg::write::recover(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tree(&out), before, "the previous output is whole again");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{e}"))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n != "out")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // And a build over it keeps what did not change.
+    build();
+    assert_eq!(tree(&out), before);
+}
+
 /// What the fuzz target does with one input (fuzz/fuzz_targets/spec_pipeline.rs).
 fn pipeline(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -272,6 +272,21 @@ fn recorded(a: &Args, source: &crate::source::SourceFile) -> Option<Report> {
     })
 }
 
+/// Each host's closure in the output under `out`: from its marker's
+/// record, which is a small fraction of its manifest, or else from the
+/// manifest.
+fn previous_closures(out: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    crate::load::recorded_build(out)
+        .and_then(|(text, _)| serde_json::from_str::<Recorded>(&text).ok())
+        .map(|r| {
+            r.hosts
+                .into_iter()
+                .map(|[name, _, _, closure]| (name, closure))
+                .collect()
+        })
+        .unwrap_or_else(|| crate::load::previous_closures(out))
+}
+
 /// Prints a build's report.
 fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let json_out = a.format == Format::Json;
@@ -357,7 +372,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         }
     };
     let fleet = &validated.fleet;
-    let previous = crate::load::previous_closures(a.out);
+    let previous = previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
     let labels = secret_labels(&validated);
     // Every diagnostic that needs a position has been made: the table of

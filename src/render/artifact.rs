@@ -64,6 +64,14 @@ pub(crate) trait Sink: Sync {
             "{path}: this sink has no previous output to keep from"
         )))
     }
+
+    /// Takes the directory `dir` whole as the previous output has it: every
+    /// file under it is kept, and nothing else may be put there.
+    fn keep_dir(&self, dir: &str) -> Result<(), Error> {
+        Err(Error::Invariant(format!(
+            "{dir}/: this sink has no previous output to keep from"
+        )))
+    }
 }
 
 impl Sink for Mutex<ArtifactTree> {
