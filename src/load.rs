@@ -402,6 +402,18 @@ pub fn recorded_build(out: &Path) -> Option<(String, Option<String>)> {
     Some((record.to_string(), secrets))
 }
 
+/// The record in the marker of the output under `out`, parsed as it is
+/// read into `T`, which takes only the fields it needs (a large fleet's
+/// record is tens of megabytes).
+pub fn recorded_part<T: serde::de::DeserializeOwned>(out: &Path) -> Option<T> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(out.join(OUTPUT_MARKER)).ok()?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    serde_json::from_reader(reader).ok()
+}
+
 /// sha256 over the raw values behind secret references (`env:NAME`,
 /// `file:PATH` labels), as they are now: a change of any of them, or of
 /// whether it is there at all, changes the digest. Only compared, never

@@ -65,9 +65,8 @@ fn planned_ports(fleet: &model::Fleet) -> check::PlannedPorts {
     hosts
         .par_iter()
         .filter_map(|(c, s, h)| {
-            let plan = plan::plan_host(&defs, fleet, c, s, h, &m).ok()?;
-            let ports = plan
-                .ports
+            let ports = plan::plan_ports(&defs, fleet, c, s, h, &m)
+                .ok()?
                 .iter()
                 .map(|p| check::PortFact {
                     port: p.port,

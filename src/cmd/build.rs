@@ -276,8 +276,11 @@ fn recorded(a: &Args, source: &crate::source::SourceFile) -> Option<Report> {
 /// record, which is a small fraction of its manifest, or else from the
 /// manifest.
 fn previous_closures(out: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    crate::load::recorded_build(out)
-        .and_then(|(text, _)| serde_json::from_str::<Recorded>(&text).ok())
+    #[derive(serde::Deserialize)]
+    struct RecordedHosts {
+        hosts: Vec<[String; 4]>,
+    }
+    crate::load::recorded_part::<RecordedHosts>(out)
         .map(|r| {
             r.hosts
                 .into_iter()

@@ -141,6 +141,73 @@ pub fn parse_mode(s: &str, what: &str) -> Result<u32, Error> {
 }
 
 /// Plans one host: the roles it gets and what they bring.
+/// The ports a host's roles open: what [`plan_host`] plans of them, without
+/// the rest of the plan (validation needs only these, for every host).
+pub fn plan_ports(
+    defs: &RoleDefs,
+    fleet: &Fleet,
+    cluster: &Cluster,
+    site: &Site,
+    host: &Host,
+    m: &Mapping,
+) -> Result<BTreeSet<PlannedPort>, Error> {
+    let context = context::host_context(fleet, cluster, site, host, m);
+    let ctx = serde_json::to_value(&context).expect("a host context serializes");
+    let mut ports = BTreeSet::new();
+    for (role, def) in &defs.defs {
+        let file = format!("roles/{role}/role.yaml");
+        if def.is_host_role() && def.applies(&ctx, &file)? {
+            ports.extend(role_ports(def, &ctx, &file)?);
+        }
+    }
+    Ok(ports)
+}
+
+/// The ports one role of a host opens, `file` being its definition's path.
+fn role_ports(
+    def: &roles::RoleDef,
+    ctx: &serde_json::Value,
+    file: &str,
+) -> Result<Vec<PlannedPort>, Error> {
+    let what = format!("{file}: ports");
+    let mut ports = Vec::new();
+    for p in &def.ports {
+        if !p.applies(ctx, &what)? {
+            continue;
+        }
+        let port = match &p.port {
+            Some(t) => {
+                let port = expand_one(t, ctx, &what)?;
+                Some(port.parse::<u16>().map_err(|_| {
+                    Error::Template(format!("{what}: port `{port}` is not a number"))
+                })?)
+            }
+            None => None,
+        };
+        let mut sources = BTreeSet::new();
+        for f in &p.from {
+            for s in expand(f, ctx, &what)? {
+                if !is_source(&s) {
+                    return Err(Error::Template(format!(
+                        "{what}: source `{s}` of port `{}` is not an address or a network",
+                        p.service
+                    )));
+                }
+                sources.insert(s);
+            }
+        }
+        ports.push(PlannedPort {
+            port,
+            proto: p.proto.clone(),
+            service: p.service.clone(),
+            sources,
+            setting: p.setting.clone(),
+            for_clients: p.from.iter().any(|f| f.contains("firewall.clients")),
+        });
+    }
+    Ok(ports)
+}
+
 pub fn plan_host(
     defs: &RoleDefs,
     fleet: &Fleet,
@@ -183,41 +250,7 @@ pub fn plan_host(
                 plan.units.extend(expand(&u.name, &ctx, &what("units"))?);
             }
         }
-        for p in &def.ports {
-            if !p.applies(&ctx, &what("ports"))? {
-                continue;
-            }
-            let port = match &p.port {
-                Some(t) => {
-                    let port = expand_one(t, &ctx, &what("ports"))?;
-                    Some(port.parse::<u16>().map_err(|_| {
-                        Error::Template(format!("{}: port `{port}` is not a number", what("ports")))
-                    })?)
-                }
-                None => None,
-            };
-            let mut sources = BTreeSet::new();
-            for f in &p.from {
-                for s in expand(f, &ctx, &what("ports"))? {
-                    if !is_source(&s) {
-                        return Err(Error::Template(format!(
-                            "{}: source `{s}` of port `{}` is not an address or a network",
-                            what("ports"),
-                            p.service
-                        )));
-                    }
-                    sources.insert(s);
-                }
-            }
-            plan.ports.insert(PlannedPort {
-                port,
-                proto: p.proto.clone(),
-                service: p.service.clone(),
-                sources,
-                setting: p.setting.clone(),
-                for_clients: p.from.iter().any(|f| f.contains("firewall.clients")),
-            });
-        }
+        plan.ports.extend(role_ports(def, &ctx, &file)?);
         for d in &def.dirs {
             if !d.applies(&ctx, &what("dirs"))? {
                 continue;
