@@ -650,6 +650,19 @@ fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// The names in a directory.
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{e}"))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 #[test]
 fn a_build_killed_while_moving_kept_directories_gets_them_back() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -668,15 +681,7 @@ fn a_build_killed_while_moving_kept_directories_gets_them_back() {
     };
     build();
     let before = tree(&out);
-    let hosts: Vec<String> = std::fs::read_dir(out.join("hosts"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|e| {
-            e.unwrap_or_else(|e| panic!("{e}"))
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let hosts = names(&out.join("hosts"));
     assert!(hosts.len() >= 2, "{hosts:?}");
     // The state a build killed halfway through its swap leaves: the output
     // moved aside, its first kept directory already in the staging, the
@@ -699,14 +704,8 @@ fn a_build_killed_while_moving_kept_directories_gets_them_back() {
     .unwrap_or_else(|e| panic!("{e}"));
     pgimg::write::recover(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(tree(&out), before, "the previous output is whole again");
-    let left: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|e| {
-            e.unwrap_or_else(|e| panic!("{e}"))
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+    let left: Vec<String> = names(dir.path())
+        .into_iter()
         .filter(|n| n != "out")
         .collect();
     assert!(left.is_empty(), "{left:?}");

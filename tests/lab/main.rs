@@ -234,6 +234,17 @@ impl Drop for Unreachable {
     }
 }
 
+/// Switches the primary site's synchronous mode through `host`'s patronictl.
+fn synchronous_mode(lab: &Lab, host: &str, on: bool) {
+    patronictl(
+        lab,
+        host,
+        &["edit-config", "--apply", "-", "--force", "pg_cluster"],
+        Some(&format!("synchronous_mode: {on}\n")),
+    )
+    .unwrap_or_else(|e| panic!("edit-config: {e}"));
+}
+
 fn kill_member(lab: &Lab, host: &str) {
     let patroni = lab.running(host, "patroni").expect("patroni runs");
     let pm = lab.postmaster_pid(host).expect("postmaster runs");
@@ -650,13 +661,7 @@ fn main() {
         "synchronous mode: acknowledged commits survive a leader kill",
         || {
             let any = leader_host(lab, "primary");
-            patronictl(
-                lab,
-                &any,
-                &["edit-config", "--apply", "-", "--force", "pg_cluster"],
-                Some("synchronous_mode: true\n"),
-            )
-            .unwrap_or_else(|e| panic!("edit-config: {e}"));
+            synchronous_mode(lab, &any, true);
             retry("a synchronous standby", Duration::from_secs(60), || {
                 let ms = lab.members(site(lab, "primary"))?;
                 if ms
@@ -736,13 +741,7 @@ fn main() {
             );
             // Later phases kill replicas on purpose; with a synchronous standby
             // killed, every commit would wait for Patroni to name another one.
-            patronictl(
-                lab,
-                &old,
-                &["edit-config", "--apply", "-", "--force", "pg_cluster"],
-                Some("synchronous_mode: false\n"),
-            )
-            .unwrap_or_else(|e| panic!("edit-config: {e}"));
+            synchronous_mode(lab, &old, false);
             retry("no synchronous standby", Duration::from_secs(60), || {
                 let ms = lab.members(site(lab, "primary"))?;
                 if ms.iter().any(|m| m.role == "sync_standby") {
