@@ -252,6 +252,44 @@ impl Sums {
         })
     }
 
+    /// Records every path under `dir` of `from` with its sum there, and
+    /// returns how many. A `dir` that is one whole head (`hosts/<host>/`,
+    /// `clusters/<cluster>/`) takes its group whole, sharing its interned
+    /// rests: a kept host is dozens of paths, a fleet's rebuild thousands
+    /// of hosts.
+    pub fn copy_under(&mut self, from: &Sums, dir: &str) -> usize {
+        let (head, rest) = split_path(dir);
+        if rest.is_empty()
+            && head.ends_with('/')
+            && !self.heads.contains_key(head)
+            && let Some(group) = from.heads.get(head)
+        {
+            let group: Vec<_> = group
+                .iter()
+                .map(|(r, sum)| {
+                    let r = match self.rests.get(&**r) {
+                        Some(mine) => mine.clone(),
+                        None => {
+                            self.rests.insert(r.clone());
+                            r.clone()
+                        }
+                    };
+                    (r, sum.clone())
+                })
+                .collect();
+            let n = group.len();
+            self.heads.insert(head.into(), group);
+            self.len += n;
+            return n;
+        }
+        let mut n = 0;
+        for (path, sum) in from.under(dir) {
+            self.insert(&path.to_string(), sum.clone());
+            n += 1;
+        }
+        n
+    }
+
     /// The paths under `dir` (such as `hosts/<host>/`; it ends with its
     /// `/`) and their sums, in path order. A `dir` of two or more
     /// directories is one head, or a prefix of its rests; one of one
@@ -368,6 +406,37 @@ mod sums_tests {
             under("hosts/a/rootfs/etc/patroni/"),
             ["hosts/a/rootfs/etc/patroni/patroni.yml"]
         );
+    }
+
+    #[test]
+    fn copies_a_directory_whole_or_by_path_as_inserting_would() {
+        let from = sums(0..PATHS.len());
+        for dirs in [
+            &["hosts/a/", "clusters/c1/", "pxe/"][..],
+            &["hosts/a/rootfs/", "secrets/a/"][..],
+        ] {
+            let mut copied = Sums::default();
+            copied.insert("hosts/b/kickstart.ks", Sum::of(b"b"));
+            let mut inserted = copied.clone();
+            for dir in dirs {
+                let n = copied.copy_under(&from, dir);
+                let mut m = 0;
+                for (p, sum) in from.under(dir) {
+                    inserted.insert(&p.to_string(), sum.clone());
+                    m += 1;
+                }
+                assert_eq!(n, m, "{dir}");
+                assert!(n > 0, "{dir}");
+            }
+            let list = |s: &Sums| -> Vec<(String, Sum)> {
+                s.iter()
+                    .map(|(p, sum)| (p.to_string(), sum.clone()))
+                    .collect()
+            };
+            assert_eq!(list(&copied), list(&inserted));
+            assert_eq!(copied.len(), inserted.len());
+        }
+        assert_eq!(Sums::default().copy_under(&from, "hosts/none/"), 0);
     }
 
     #[test]

@@ -139,17 +139,12 @@ impl Recorder<'_> {
     /// Keeps the directory `dir` of the previous output whole, with the
     /// sums the previous manifest gives for the files under it.
     fn keep_dir(&self, dir: &str, prev: &PreviousOutput) -> Result<(), Error> {
-        let mut sums = self
+        let kept = self
             .sums
             .lock()
-            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
-        let mut any = false;
-        for (path, sum) in prev.sums.under(&format!("{dir}/")) {
-            sums.insert(&path.to_string(), sum.clone());
-            any = true;
-        }
-        drop(sums);
-        if !any {
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .copy_under(&prev.sums, &format!("{dir}/"));
+        if kept == 0 {
             return Err(Error::Invariant(format!(
                 "{dir}/: kept, but the previous manifest has no file under it"
             )));
