@@ -353,10 +353,10 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
         prev.closures.insert(host, h.closure);
     }
     prev.sums = m.artifacts;
-    // One small file instead of a walk of the whole secrets tree: a fleet's
-    // secret files are thousands, each three directories deep.
-    // An output whose secrets directory has no readable index is not one
-    // this build can keep secret files from.
+    // One small file instead of a walk of the whole secrets tree (a fleet's
+    // secret files are thousands, each three directories deep). An output
+    // whose secrets directory has no readable index is not one this build
+    // can keep secret files from.
     if out.join("secrets").is_dir() {
         prev.secrets =
             parse_secrets_index(&std::fs::read_to_string(out.join(SECRETS_INDEX)).ok()?)?;

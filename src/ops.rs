@@ -591,15 +591,15 @@ fn put_secrets(
     for (dir, group) in dirs {
         let prefix = format!("{dir}/");
         let unchanged = previous.is_some_and(|prev| {
-            let before: Vec<_> = prev
+            let before = prev
                 .secrets
                 .range::<str, _>((
                     std::ops::Bound::Included(prefix.as_str()),
                     std::ops::Bound::Unbounded,
                 ))
                 .take_while(|(p, _)| p.starts_with(&prefix))
-                .collect();
-            before.len() == group.len()
+                .count();
+            before == group.len()
                 && group
                     .iter()
                     .all(|(p, _, sum)| prev.secrets.get(*p) == Some(&sum.sha256))

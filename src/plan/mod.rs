@@ -140,7 +140,6 @@ pub fn parse_mode(s: &str, what: &str) -> Result<u32, Error> {
         })
 }
 
-/// Plans one host: the roles it gets and what they bring.
 /// The ports a host's roles open: what [`plan_host`] plans of them, without
 /// the rest of the plan (validation needs only these, for every host).
 pub fn plan_ports(
@@ -154,13 +153,26 @@ pub fn plan_ports(
     let context = context::host_context(fleet, cluster, site, host, m);
     let ctx = serde_json::to_value(&context).expect("a host context serializes");
     let mut ports = BTreeSet::new();
-    for (role, def) in &defs.defs {
-        let file = format!("roles/{role}/role.yaml");
-        if def.is_host_role() && def.applies(&ctx, &file)? {
-            ports.extend(role_ports(def, &ctx, &file)?);
-        }
+    for (_, def, file) in host_roles(defs, &ctx)? {
+        ports.extend(role_ports(def, &ctx, &file)?);
     }
     Ok(ports)
+}
+
+/// The host roles whose top-level `when:` holds for the host of `ctx`,
+/// each with its definition's path.
+fn host_roles<'d>(
+    defs: &'d RoleDefs,
+    ctx: &serde_json::Value,
+) -> Result<Vec<(&'d String, &'d roles::RoleDef, String)>, Error> {
+    let mut applying = Vec::new();
+    for (role, def) in &defs.defs {
+        let file = format!("roles/{role}/role.yaml");
+        if def.is_host_role() && def.applies(ctx, &file)? {
+            applying.push((role, def, file));
+        }
+    }
+    Ok(applying)
 }
 
 /// The ports one role of a host opens, `file` being its definition's path.
@@ -208,6 +220,7 @@ fn role_ports(
     Ok(ports)
 }
 
+/// Plans one host: the roles it gets and what they bring.
 pub fn plan_host(
     defs: &RoleDefs,
     fleet: &Fleet,
@@ -232,11 +245,7 @@ pub fn plan_host(
         binaries: BTreeMap::new(),
         context,
     };
-    for (role, def) in &defs.defs {
-        let file = format!("roles/{role}/role.yaml");
-        if !def.is_host_role() || !def.applies(&ctx, &file)? {
-            continue;
-        }
+    for (role, def, file) in host_roles(defs, &ctx)? {
         plan.roles.push(role.clone());
         let what = |field: &str| format!("{file}: {field}");
         for p in &def.packages {
