@@ -183,14 +183,44 @@ impl serde::Serialize for SumPath<'_> {
 /// A fleet has hundreds of thousands of artifacts whose paths repeat the
 /// same few dozen names under each host: a path is stored as its head (up
 /// to and including its second `/`, as in `hosts/<host>/`, or the whole
-/// path when it has fewer) and its rest, interned across heads. Heads in
-/// order, then rests in order, is whole paths in order: a head that is a
-/// proper prefix of another has no second `/`, so it is a whole path.
+/// path when it has fewer) and its rest, interned across heads as a 32-bit
+/// number. Heads in order, then rests in order, is whole paths in order: a
+/// head that is a proper prefix of another has no second `/`, so it is a
+/// whole path. A host's artifacts come as one batch ([`Sums::insert_all`]),
+/// so that its group is allocated once at its size: at 30,000 hosts the
+/// sums are the largest thing a build holds.
 #[derive(Debug, Clone, Default)]
 pub struct Sums {
-    heads: std::collections::BTreeMap<Box<str>, Vec<(std::sync::Arc<str>, Sum)>>,
-    rests: std::collections::HashSet<std::sync::Arc<str>>,
+    heads: std::collections::BTreeMap<Box<str>, Vec<(u32, Sum)>>,
+    rests: Rests,
     len: usize,
+}
+
+/// The interned rests of [`Sums`]: each one once, numbered in order of
+/// first appearance.
+#[derive(Debug, Clone, Default)]
+struct Rests {
+    names: Vec<std::sync::Arc<str>>,
+    ids: std::collections::HashMap<std::sync::Arc<str>, u32>,
+}
+
+impl Rests {
+    fn id(&mut self, rest: &str) -> u32 {
+        if let Some(&id) = self.ids.get(rest) {
+            return id;
+        }
+        // Four billion distinct rests would be far beyond any memory a
+        // build has; saturating keeps this total.
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name: std::sync::Arc<str> = rest.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
 }
 
 fn split_path(path: &str) -> (&str, &str) {
@@ -205,24 +235,52 @@ impl Sums {
     /// Records `sum` for `path`, replacing an earlier one.
     pub fn insert(&mut self, path: &str, sum: Sum) {
         let (head, rest) = split_path(path);
-        let rest: std::sync::Arc<str> = match self.rests.get(rest) {
-            Some(r) => r.clone(),
-            None => {
-                let r: std::sync::Arc<str> = rest.into();
-                self.rests.insert(r.clone());
-                r
-            }
-        };
+        let id = self.rests.id(rest);
+        let rests = &self.rests;
         let group = match self.heads.get_mut(head) {
             Some(g) => g,
             None => self.heads.entry(head.into()).or_default(),
         };
-        match group.binary_search_by(|(r, _)| (**r).cmp(&*rest)) {
+        match group.binary_search_by(|(r, _)| rests.name(*r).cmp(rest)) {
             Ok(i) => group[i].1 = sum,
             Err(i) => {
-                group.insert(i, (rest, sum));
+                group.insert(i, (id, sum));
                 self.len += 1;
             }
+        }
+    }
+
+    /// Records every `(path, sum)` of `batch`, as [`Sums::insert`] would one
+    /// by one; a head the sums do not have yet gets its group whole, sized
+    /// to its paths.
+    pub fn insert_all(&mut self, mut batch: Vec<(&str, Sum)>) {
+        batch.sort_by(|(a, _), (b, _)| split_path(a).0.cmp(split_path(b).0));
+        let mut rest = batch.as_slice();
+        while let Some(((first, _), _)) = rest.split_first() {
+            let head = split_path(first).0;
+            let n = rest
+                .iter()
+                .take_while(|(p, _)| split_path(p).0 == head)
+                .count();
+            let (same, after) = rest.split_at(n);
+            rest = after;
+            if self.heads.contains_key(head) {
+                for (path, sum) in same {
+                    self.insert(path, sum.clone());
+                }
+                continue;
+            }
+            // Later entries replace earlier ones, as inserting would.
+            let mut group: Vec<(u32, Sum)> = Vec::with_capacity(same.len());
+            for (path, sum) in same.iter().rev() {
+                group.push((self.rests.id(split_path(path).1), sum.clone()));
+            }
+            let rests = &self.rests;
+            group.sort_by(|(a, _), (b, _)| rests.name(*a).cmp(rests.name(*b)));
+            group.dedup_by_key(|(r, _)| *r);
+            group.shrink_to_fit();
+            self.len += group.len();
+            self.heads.insert(head.into(), group);
         }
     }
 
@@ -230,7 +288,7 @@ impl Sums {
         let (head, rest) = split_path(path);
         let group = self.heads.get(head)?;
         group
-            .binary_search_by(|(r, _)| (**r).cmp(rest))
+            .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
             .ok()
             .map(|i| &group[i].1)
     }
@@ -245,18 +303,24 @@ impl Sums {
 
     /// Every path and its sum, in path order.
     pub fn iter(&self) -> impl Iterator<Item = (SumPath<'_>, &Sum)> {
-        self.heads.iter().flat_map(|(head, group)| {
-            group
-                .iter()
-                .map(move |(rest, sum)| (SumPath { head, rest }, sum))
+        let rests = &self.rests;
+        self.heads.iter().flat_map(move |(head, group)| {
+            group.iter().map(move |(rest, sum)| {
+                (
+                    SumPath {
+                        head,
+                        rest: rests.name(*rest),
+                    },
+                    sum,
+                )
+            })
         })
     }
 
     /// Records every path under `dir` of `from` with its sum there, and
     /// returns how many. A `dir` that is one whole head (`hosts/<host>/`,
-    /// `clusters/<cluster>/`) takes its group whole, sharing its interned
-    /// rests: a kept host is dozens of paths, a fleet's rebuild thousands
-    /// of hosts.
+    /// `clusters/<cluster>/`) takes its group whole: a kept host is dozens
+    /// of paths, a fleet's rebuild thousands of hosts.
     pub fn copy_under(&mut self, from: &Sums, dir: &str) -> usize {
         let (head, rest) = split_path(dir);
         if rest.is_empty()
@@ -264,21 +328,13 @@ impl Sums {
             && !self.heads.contains_key(head)
             && let Some(group) = from.heads.get(head)
         {
-            let group: Vec<_> = group
-                .iter()
-                .map(|(r, sum)| {
-                    let r = match self.rests.get(&**r) {
-                        Some(mine) => mine.clone(),
-                        None => {
-                            self.rests.insert(r.clone());
-                            r.clone()
-                        }
-                    };
-                    (r, sum.clone())
-                })
-                .collect();
-            let n = group.len();
-            self.heads.insert(head.into(), group);
+            // Both are in the order of their rests' names; only the numbers differ.
+            let mut mine = Vec::with_capacity(group.len());
+            for (r, sum) in group {
+                mine.push((self.rests.id(from.rests.name(*r)), sum.clone()));
+            }
+            let n = mine.len();
+            self.heads.insert(head.into(), mine);
             self.len += n;
             return n;
         }
@@ -296,12 +352,14 @@ impl Sums {
     /// directory is a prefix of the heads under it.
     pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
         let (head, rest) = split_path(dir);
+        let rests = &self.rests;
         self.heads
             .range::<str, _>((std::ops::Bound::Included(head), std::ops::Bound::Unbounded))
             .take_while(move |(h, _)| h.starts_with(head))
             .flat_map(move |(h, group)| {
                 group
                     .iter()
+                    .map(move |(r, sum)| (rests.name(*r), sum))
                     .filter(move |(r, _)| r.starts_with(rest))
                     .map(move |(r, sum)| (SumPath { head: h, rest: r }, sum))
             })
@@ -437,6 +495,29 @@ mod sums_tests {
             assert_eq!(copied.len(), inserted.len());
         }
         assert_eq!(Sums::default().copy_under(&from, "hosts/none/"), 0);
+    }
+
+    #[test]
+    fn a_batch_is_recorded_as_inserting_one_by_one_would() {
+        let mut batch: Vec<(&str, Sum)> = PATHS.iter().map(|p| (*p, Sum::of(b"first"))).collect();
+        batch.push(("hosts/a/kickstart.ks", Sum::of(b"second")));
+        batch.push(("hosts/new/user-data", Sum::of(b"new")));
+        for start in [Sums::default(), sums(0..3)] {
+            let mut one_by_one = start.clone();
+            for (p, sum) in &batch {
+                one_by_one.insert(p, sum.clone());
+            }
+            let mut all = start;
+            all.insert_all(batch.clone());
+            let list = |s: &Sums| -> Vec<(String, Sum)> {
+                s.iter()
+                    .map(|(p, sum)| (p.to_string(), sum.clone()))
+                    .collect()
+            };
+            assert_eq!(list(&all), list(&one_by_one));
+            assert_eq!(all.len(), one_by_one.len());
+            assert_eq!(all.get("hosts/a/kickstart.ks"), Some(&Sum::of(b"second")));
+        }
     }
 
     #[test]

@@ -126,9 +126,19 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
-    fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
-        self.sink.put(path, bytes, mode)?;
-        self.record(path, Sum::of(bytes))
+    /// Puts one host's or cluster's artifacts, and records their sums as
+    /// one batch.
+    fn put_all(&self, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
+        self.sink.put_all(files)?;
+        let batch = files
+            .iter()
+            .map(|(path, bytes, _)| (*path, Sum::of(bytes)))
+            .collect();
+        self.sums
+            .lock()
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .insert_all(batch);
+        Ok(())
     }
 
     fn keep(&self, path: &str, sum: &Sum) -> Result<(), Error> {
@@ -471,8 +481,8 @@ pub(crate) fn build_into_with(
                 .map(|(_, a)| a.bytes.as_slice())
                 .unwrap_or_default();
             let mut delivered = render::install::render_host(&templates, host, &p, overlay)?;
-            if options.embed_secrets
-                && let Some((path, bytes)) = render::install::render_embedded(
+            let embedded = if options.embed_secrets {
+                render::install::render_embedded(
                     &templates,
                     (c, s, host),
                     &p,
@@ -480,17 +490,32 @@ pub(crate) fn build_into_with(
                     &inputs.secrets,
                     &mut delivered,
                 )?
-            {
-                rec.put(&path, &bytes, 0o600)?;
-            }
-            for (path, a) in &files {
-                rec.put(path, &a.bytes, a.mode)?;
-            }
-            for (path, bytes) in &delivered.files {
-                rec.put(path, bytes, 0o644)?;
-            }
-            let (path, a) = render::secrets::listing(c, s, host);
-            rec.put(&path, &a.bytes, a.mode)?;
+            } else {
+                None
+            };
+            let listing = render::secrets::listing(c, s, host);
+            let all: Vec<(&str, &[u8], u32)> = embedded
+                .iter()
+                .map(|(path, bytes)| (path.as_str(), bytes.as_slice(), 0o600))
+                .chain(
+                    files
+                        .iter()
+                        .map(|(path, a)| (path.as_str(), a.bytes.as_slice(), a.mode)),
+                )
+                .chain(
+                    delivered
+                        .files
+                        .iter()
+                        .map(|(path, bytes)| (path.as_str(), bytes.as_slice(), 0o644)),
+                )
+                .chain(std::iter::once((
+                    listing.0.as_str(),
+                    listing.1.bytes.as_slice(),
+                    listing.1.mode,
+                )))
+                .collect();
+            rec.put_all(&all)?;
+            drop(all);
             host_done(&host.name);
             Ok::<_, Error>(Some(delivered.without_files()))
         })
@@ -501,12 +526,14 @@ pub(crate) fn build_into_with(
             return Ok(());
         }
         let files = plan::plan_cluster(&defs, fleet, c, m)?;
-        for (path, a) in render::cluster_artifacts(&templates, &c.name, &files)? {
-            rec.put(&path, &a.bytes, a.mode)?;
-        }
-        for (path, a) in render::daytwo::dcs_artifacts(c, m) {
-            rec.put(&path, &a.bytes, a.mode)?;
-        }
+        let rendered = render::cluster_artifacts(&templates, &c.name, &files)?;
+        let dcs = render::daytwo::dcs_artifacts(c, m);
+        let all: Vec<(&str, &[u8], u32)> = rendered
+            .iter()
+            .chain(dcs.iter())
+            .map(|(path, a)| (path.as_str(), a.bytes.as_slice(), a.mode))
+            .collect();
+        rec.put_all(&all)?;
         Ok::<_, Error>(())
     })?;
     let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
@@ -607,13 +634,21 @@ fn put_secrets(
         if unchanged {
             rec.sink.keep_dir(dir)?;
         } else {
-            for (path, a, _) in &group {
-                rec.sink.put(path, &a.bytes, a.mode)?;
-            }
+            let all: Vec<(&str, &[u8], u32)> = group
+                .iter()
+                .map(|(path, a, _)| (*path, a.bytes.as_slice(), a.mode))
+                .collect();
+            rec.sink.put_all(&all)?;
         }
-        for (path, _, sum) in group {
-            rec.record(path, sum)?;
-        }
+        rec.sums
+            .lock()
+            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .insert_all(
+                group
+                    .into_iter()
+                    .map(|(path, _, sum)| (path, sum))
+                    .collect(),
+            );
     }
     Ok(sums)
 }

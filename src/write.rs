@@ -265,7 +265,20 @@ impl<'a> Staging<'a> {
 
     /// Creates the parents of `rel` once each: private under `secrets/`.
     fn parents(&self, rel: &str) -> Result<PathBuf, Error> {
+        self.parents_in(rel, None)
+    }
+
+    /// As [`Staging::parents`], remembering the directories below a host's
+    /// or cluster's own (`hosts/<host>/rootfs/…`) in `local`, the set of
+    /// one [`Sink::put_all`], rather than for the whole build: a fleet has
+    /// dozens of them a host, and no other batch puts files there.
+    fn parents_in(
+        &self,
+        rel: &str,
+        mut local: Option<&mut HashSet<u128>>,
+    ) -> Result<PathBuf, Error> {
         let path = self.tmp.join(rel);
+        let shared = |dir: &str| dir.matches('/').count() <= 1;
         let mut missing = Vec::new();
         {
             let created = self
@@ -274,7 +287,11 @@ impl<'a> Staging<'a> {
                 .map_err(|_| Error::Invariant("a writing thread panicked".into()))?;
             let mut p = rel.rsplit_once('/').map(|(dir, _)| dir);
             while let Some(dir) = p {
-                if dir.is_empty() || created.contains(&dir_key(dir)) {
+                let known = match local.as_deref() {
+                    Some(set) if !shared(dir) => set.contains(&dir_key(dir)),
+                    _ => created.contains(&dir_key(dir)),
+                };
+                if dir.is_empty() || known {
                     break;
                 }
                 missing.push(dir.to_string());
@@ -297,10 +314,17 @@ impl<'a> Staging<'a> {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::io("creating", &full, e)),
             }
-            self.created
-                .lock()
-                .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
-                .insert(dir_key(&dir));
+            match local.as_deref_mut() {
+                Some(set) if !shared(&dir) => {
+                    set.insert(dir_key(&dir));
+                }
+                _ => {
+                    self.created
+                        .lock()
+                        .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
+                        .insert(dir_key(&dir));
+                }
+            }
         }
         Ok(path)
     }
@@ -407,9 +431,17 @@ impl Drop for Staging<'_> {
     }
 }
 
-impl Sink for Staging<'_> {
-    fn put(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
-        let path = self.parents(rel)?;
+impl Staging<'_> {
+    /// Puts one file, its new parents remembered in `local` when given
+    /// (see [`Staging::parents_in`]).
+    fn put_in(
+        &self,
+        rel: &str,
+        bytes: &[u8],
+        mode: u32,
+        local: Option<&mut HashSet<u128>>,
+    ) -> Result<(), Error> {
+        let path = self.parents_in(rel, local)?;
         // Bytes the previous output already has are linked, not written: a
         // rebuild then writes only what changed.
         if let Some(prev) = self.previous
@@ -438,6 +470,20 @@ impl Sink for Staging<'_> {
         // every system call per file count.
         let mut file = self.create(&path, mode)?;
         std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::io("writing", &path, e))
+    }
+}
+
+impl Sink for Staging<'_> {
+    fn put(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
+        self.put_in(rel, bytes, mode, None)
+    }
+
+    fn put_all(&self, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
+        let mut local = HashSet::new();
+        for (rel, bytes, mode) in files {
+            self.put_in(rel, bytes, *mode, Some(&mut local))?;
+        }
+        Ok(())
     }
 
     fn put_with(

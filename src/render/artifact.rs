@@ -57,6 +57,15 @@ pub(crate) trait Sink: Sync {
         self.put(path, &bytes, mode)
     }
 
+    /// Puts every `(path, bytes, mode)` of one host or cluster: a sink may
+    /// share the work between them (the directories they have in common).
+    fn put_all(&self, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
+        for (path, bytes, mode) in files {
+            self.put(path, bytes, *mode)?;
+        }
+        Ok(())
+    }
+
     /// Takes `path` as the previous output has it, without rendering it
     /// again. Only a sink that was given a previous output is asked to.
     fn keep(&self, path: &str) -> Result<(), Error> {
