@@ -1,8 +1,6 @@
 //! Source text and positions: the bridge between JSON pointers and the
 //! line:column a user sees.
 
-use std::collections::BTreeMap;
-
 /// A file as it was read, with the name shown in diagnostics.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -54,22 +52,100 @@ pub struct NodeSpan {
 }
 
 /// JSON pointer → position, for every node of the document.
+///
+/// A 30,000-host spec has a quarter of a million nodes, so the table is
+/// compact: every pointer's text in one string, and one sorted entry of
+/// numbers per node (a map of owned pointers weighed five times as much).
+/// [`SpanTable::insert`] appends; [`SpanTable::seal`] sorts once, and a
+/// table is looked up only sealed.
 #[derive(Debug, Clone, Default)]
 pub struct SpanTable {
-    nodes: BTreeMap<String, NodeSpan>,
+    text: String,
+    entries: Vec<Entry>,
+    sealed: bool,
+}
+
+/// One node: where its pointer is in `SpanTable::text`, its value's span
+/// and its key's, if it has one.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u32,
+    value: [u32; 3],
+    key: [u32; 3],
+    has_key: bool,
+}
+
+fn pack(s: Span) -> [u32; 3] {
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    [n(s.line), n(s.col), n(s.len)]
+}
+
+fn unpack(s: [u32; 3]) -> Span {
+    Span {
+        line: s[0] as usize,
+        col: s[1] as usize,
+        len: s[2] as usize,
+    }
 }
 
 impl SpanTable {
+    /// Records `span` for `pointer`; a later insert of the same pointer
+    /// replaces it once sealed. A spec is far smaller than the 4 GiB the
+    /// offsets can name (`load::spec` bounds it).
     pub fn insert(&mut self, pointer: String, span: NodeSpan) {
-        self.nodes.insert(pointer, span);
+        let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        let len = u32::try_from(pointer.len()).unwrap_or(u32::MAX);
+        self.text.push_str(&pointer);
+        self.entries.push(Entry {
+            start,
+            len,
+            value: pack(span.value),
+            key: span.key.map_or([0; 3], pack),
+            has_key: span.key.is_some(),
+        });
+        self.sealed = false;
+    }
+
+    /// Sorts the entries by pointer, the last insert of a pointer winning,
+    /// and gives back what growing left over.
+    pub fn seal(&mut self) {
+        let text = &self.text;
+        let at = |e: &Entry| &text[e.start as usize..(e.start + e.len) as usize];
+        // Stable: among equal pointers, the last inserted stays last.
+        self.entries.sort_by(|a, b| at(a).cmp(at(b)));
+        let mut kept: Vec<Entry> = Vec::with_capacity(self.entries.len());
+        for e in self.entries.drain(..) {
+            match kept.last_mut() {
+                Some(last) if at(last) == at(&e) => *last = e,
+                _ => kept.push(e),
+            }
+        }
+        kept.shrink_to_fit();
+        self.entries = kept;
+        self.text.shrink_to_fit();
+        self.sealed = true;
+    }
+
+    fn get(&self, pointer: &str) -> Option<&Entry> {
+        let at = |e: &Entry| &self.text[e.start as usize..(e.start + e.len) as usize];
+        if self.sealed {
+            self.entries
+                .binary_search_by(|e| at(e).cmp(pointer))
+                .ok()
+                .map(|i| &self.entries[i])
+        } else {
+            // Only while the document is being read: the last insert wins.
+            self.entries.iter().rev().find(|e| at(e) == pointer)
+        }
     }
 
     /// The value's span at `pointer`, or that of its closest ancestor that exists in the document.
     pub fn value(&self, pointer: &str) -> Option<Span> {
         let mut p = pointer;
         loop {
-            if let Some(n) = self.nodes.get(p) {
-                return Some(n.value);
+            if let Some(n) = self.get(p) {
+                return Some(unpack(n.value));
             }
             p = parent_pointer(p)?;
         }
@@ -77,14 +153,14 @@ impl SpanTable {
 
     /// The key's span at `pointer` (falling back to the value's).
     pub fn key(&self, pointer: &str) -> Option<Span> {
-        match self.nodes.get(pointer) {
-            Some(NodeSpan { key: Some(k), .. }) => Some(*k),
+        match self.get(pointer) {
+            Some(e) if e.has_key => Some(unpack(e.key)),
             _ => self.value(pointer),
         }
     }
 
     pub fn contains(&self, pointer: &str) -> bool {
-        self.nodes.contains_key(pointer)
+        self.get(pointer).is_some()
     }
 }
 
@@ -126,7 +202,7 @@ impl SpanTable {
 
 #[cfg(test)]
 mod tests {
-    use super::SourceFile;
+    use super::{NodeSpan, SourceFile, Span, SpanTable};
 
     #[test]
     fn line_is_the_text_between_line_breaks() {
@@ -145,5 +221,42 @@ mod tests {
         );
         let trailing = SourceFile::new("t", "x\n");
         assert_eq!((trailing.line(2), trailing.line(3)), (Some(""), None));
+    }
+
+    #[test]
+    fn a_sealed_table_finds_each_pointer_its_last_span_and_the_closest_ancestor() {
+        let span = |line| Span {
+            line,
+            col: 1,
+            len: 1,
+        };
+        let mut t = SpanTable::default();
+        // Document order is not pointer order: `/a/10` sorts before `/a/9`.
+        for (i, p) in ["", "/a", "/a/9", "/a/10", "/a/9"].iter().enumerate() {
+            t.insert(
+                p.to_string(),
+                NodeSpan {
+                    value: span(i + 1),
+                    key: (i == 1).then(|| span(100)),
+                },
+            );
+        }
+        let before: Vec<_> = ["/a/9", "/a/10", "/a/10/x", "/b"]
+            .iter()
+            .map(|p| t.value(p))
+            .collect();
+        t.seal();
+        let after: Vec<_> = ["/a/9", "/a/10", "/a/10/x", "/b"]
+            .iter()
+            .map(|p| t.value(p))
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(
+            after,
+            [Some(span(5)), Some(span(4)), Some(span(4)), Some(span(1))]
+        );
+        assert_eq!(t.key("/a"), Some(span(100)));
+        assert_eq!(t.key("/a/10"), Some(span(4)));
+        assert!(t.contains("") && t.contains("/a/10") && !t.contains("/a/1"));
     }
 }

@@ -624,6 +624,7 @@ pub fn parse(source: &SourceFile) -> Result<Document, Vec<Diagnostic>> {
             },
         );
     }
+    builder.spans.seal();
     Ok(Document {
         value: builder.root.unwrap_or(Value::Null),
         spans: builder.spans,
