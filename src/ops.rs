@@ -260,8 +260,8 @@ pub(crate) struct Record<'a> {
     /// `load::secret_digest` of the secret values the build was given, for
     /// the private `load::SECRETS_DIGEST`; `None` when it is in the record.
     pub secrets_digest: Option<String>,
-    /// The marker's record, made from the build's report.
-    pub describe: &'a dyn Fn(&BuildReport) -> String,
+    /// Writes the marker's record, made from the build's report.
+    pub describe: &'a dyn Fn(&BuildReport, &mut dyn std::io::Write) -> std::io::Result<()>,
 }
 
 /// sha256 over every input of a build besides the secret values: pgimg
@@ -338,7 +338,7 @@ pub(crate) fn build_to_dir_with(
             if let Some(d) = &r.secrets_digest {
                 staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
             }
-            staging.commit_recorded(&(r.describe)(&report))?;
+            staging.commit_recorded(&mut |w| (r.describe)(&report, w))?;
         }
         None => staging.commit()?,
     }

@@ -352,17 +352,28 @@ impl<'a> Staging<'a> {
 
     /// Swaps the staged output into place and removes the previous one.
     pub fn commit(self) -> Result<(), Error> {
-        self.commit_recorded("")
+        self.commit_recorded(&mut |_| Ok(()))
     }
 
-    /// [`Staging::commit`], the marker holding `record` after its first
-    /// line: what the build knew of its inputs (`load::recorded_build`).
-    pub fn commit_recorded(mut self, record: &str) -> Result<(), Error> {
+    /// [`Staging::commit`], the marker holding what `record` writes after
+    /// its first line: what the build knew of its inputs
+    /// (`load::recorded_build`). It is streamed: a large fleet's record is
+    /// tens of megabytes.
+    pub fn commit_recorded(
+        mut self,
+        record: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<(), Error> {
         let marker = self.tmp.join(MARKER);
-        let text = format!(
-            "This directory is written by pgimg build and replaced as a whole on the next build.\n{record}"
-        );
-        fs::write(&marker, text).map_err(|e| Error::io("writing", &marker, e))?;
+        let written = fs::File::create(&marker).and_then(|file| {
+            use std::io::Write as _;
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+            w.write_all(
+                b"This directory is written by pgimg build and replaced as a whole on the next build.\n",
+            )?;
+            record(&mut w)?;
+            w.into_inner().map(drop).map_err(|e| e.into_error())
+        });
+        written.map_err(|e| Error::io("writing", &marker, e))?;
         set_mode(&marker, 0o644)?;
         let mut kept = std::mem::take(
             &mut *self

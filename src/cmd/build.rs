@@ -186,7 +186,7 @@ fn print_json(v: &Value, o: &mut Output) -> io::Result<()> {
 
 /// What a build records in its output's marker (`ops::Record`): enough to
 /// report a rebuild of the same inputs without resolving the spec again.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Recorded {
     /// `ops::inputs_key` of the build.
     inputs: String,
@@ -203,6 +203,49 @@ struct Recorded {
     missing_secrets: Vec<String>,
     /// The warnings, as `diag::render_json` lines.
     diagnostics: Vec<String>,
+}
+
+/// [`Recorded`] as a build writes it: borrowed, and streamed into the
+/// marker (at 30,000 hosts it is over 20 MB of JSON).
+#[derive(serde::Serialize)]
+struct RecordOut<'a> {
+    inputs: &'a str,
+    secrets: &'a [String],
+    secrets_digest: Option<&'a str>,
+    clusters: usize,
+    artifacts: usize,
+    hosts: RecordHosts<'a>,
+    notes: &'a [String],
+    missing_secrets: &'a [String],
+    diagnostics: RecordDiagnostics<'a>,
+}
+
+/// `Recorded::hosts`, made as it is written.
+struct RecordHosts<'a> {
+    fleet: &'a crate::model::Fleet,
+    closures: &'a std::collections::BTreeMap<String, String>,
+}
+
+impl serde::Serialize for RecordHosts<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.fleet.hosts().map(|(c, site, h)| {
+            [
+                h.name.as_str(),
+                c.name.as_str(),
+                site.name.as_str(),
+                self.closures.get(&h.name).map_or("", String::as_str),
+            ]
+        }))
+    }
+}
+
+/// `Recorded::diagnostics`, each rendered as it is written.
+struct RecordDiagnostics<'a>(&'a [diag::Diagnostic]);
+
+impl serde::Serialize for RecordDiagnostics<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(diag::render_json))
+    }
 }
 
 fn secret_labels(v: &crate::Validated) -> Vec<String> {
@@ -394,29 +437,22 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     );
     let (secrets_digest, any_secret) =
         crate::load::secret_digest(&labels, &spec_dir, a.secrets_env);
-    let describe = |b: &crate::ops::BuildReport| {
-        let r = Recorded {
-            inputs: key.clone(),
-            secrets: labels.clone(),
-            secrets_digest: (!any_secret).then(|| secrets_digest.clone()),
+    let describe = |b: &crate::ops::BuildReport, w: &mut dyn io::Write| {
+        let r = RecordOut {
+            inputs: &key,
+            secrets: &labels,
+            secrets_digest: (!any_secret).then_some(secrets_digest.as_str()),
             clusters: fleet.clusters.len(),
             artifacts: b.artifacts,
-            hosts: fleet
-                .hosts()
-                .map(|(c, s, h)| {
-                    [
-                        h.name.clone(),
-                        c.name.clone(),
-                        s.name.clone(),
-                        b.closures.get(&h.name).cloned().unwrap_or_default(),
-                    ]
-                })
-                .collect(),
-            notes: b.notes.clone(),
-            missing_secrets: b.missing_secrets.clone(),
-            diagnostics: validated.warnings.iter().map(diag::render_json).collect(),
+            hosts: RecordHosts {
+                fleet,
+                closures: &b.closures,
+            },
+            notes: &b.notes,
+            missing_secrets: &b.missing_secrets,
+            diagnostics: RecordDiagnostics(&validated.warnings),
         };
-        serde_json::to_string(&r).unwrap_or_default()
+        serde_json::to_writer(w, &r).map_err(io::Error::other)
     };
     let record = crate::ops::Record {
         secrets_digest: any_secret.then(|| secrets_digest.clone()),
