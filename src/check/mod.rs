@@ -283,24 +283,40 @@ pub fn run(
 
 /// One mistake set at the fleet, cluster or site level is wrong for every
 /// host below it: it is reported once, at the line to edit, naming the hosts.
-fn once_per_setting(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = Vec::new();
-    for d in found {
-        let same = out.iter_mut().find(|o| {
-            !d.hosts.is_empty() && !o.hosts.is_empty() && o.code == d.code && o.pointer == d.pointer
-        });
-        match same {
-            Some(first) => {
-                for h in d.hosts {
-                    if !first.hosts.contains(&h) {
-                        first.hosts.push(h);
+/// In place and in one pass: a large fleet has tens of thousands of findings.
+fn once_per_setting(mut found: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    use std::collections::hash_map::Entry;
+    use std::collections::{HashMap, HashSet};
+    // (code, pointer) → the first finding's index and the hosts it names.
+    let mut first: HashMap<(Code, String), (usize, HashSet<String>)> = HashMap::new();
+    let mut merged = vec![false; found.len()];
+    for i in 0..found.len() {
+        if found[i].hosts.is_empty() {
+            continue;
+        }
+        match first.entry((found[i].code, found[i].pointer.clone())) {
+            Entry::Vacant(e) => {
+                e.insert((i, found[i].hosts.iter().cloned().collect()));
+            }
+            Entry::Occupied(mut e) => {
+                let (j, seen) = e.get_mut();
+                for h in std::mem::take(&mut found[i].hosts) {
+                    if seen.insert(h.clone()) {
+                        found[*j].hosts.push(h);
                     }
                 }
+                merged[i] = true;
             }
-            None => out.push(d),
         }
     }
-    for d in &mut out {
+    drop(first);
+    let mut index = 0;
+    found.retain(|_| {
+        index += 1;
+        !merged[index - 1]
+    });
+    found.shrink_to_fit();
+    for d in &mut found {
         if d.hosts.len() > 1 {
             let names: Vec<String> = d.hosts.iter().map(|h| format!("`{h}`")).collect();
             let note = format!(
@@ -314,7 +330,7 @@ fn once_per_setting(found: Vec<Diagnostic>) -> Vec<Diagnostic> {
             });
         }
     }
-    out
+    found
 }
 pub use firstboot::is_host_layer;
 
