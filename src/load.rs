@@ -371,11 +371,14 @@ pub const SECRETS_INDEX: &str = "secrets/.files";
 
 /// The index's text: `<sha256>  <path>` lines, like `SHA256SUMS`.
 pub fn secrets_index<'a>(
-    files: impl Iterator<Item = (&'a str, &'a crate::digest::Digest32)>,
+    files: impl Iterator<Item = (impl std::fmt::Display, &'a crate::digest::Digest32)>,
 ) -> String {
-    files
-        .map(|(path, sum)| format!("{sum}  {path}\n"))
-        .collect()
+    let mut index = String::new();
+    for (path, sum) in files {
+        use std::fmt::Write as _;
+        let _ = writeln!(index, "{sum}  {path}");
+    }
+    index
 }
 
 /// The index read back; `None` when any line is not one the build writes.

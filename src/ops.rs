@@ -456,7 +456,15 @@ pub(crate) fn build_into_with(
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
     // Each host is planned, rendered and put in one go, so that only a
     // thread's worth of artifacts is alive at a time, never the fleet's.
-    let delivered: Vec<Option<render::install::Delivered>> = hosts
+    // A host's secret files are made and put with it, whether its other
+    // artifacts are kept or rendered: its secret values may have changed.
+    let secrets_of = |c: &model::Cluster, s: &model::Site, host: &model::Host| {
+        let (files, missing) =
+            render::secrets::render_host(c, s, host, &inputs.secrets, fleet.source_date_epoch);
+        put_secrets(&rec, &files, previous)?;
+        Ok::<_, Error>(missing)
+    };
+    let delivered: Vec<(Option<render::install::Delivered>, BTreeSet<String>)> = hosts
         .par_iter()
         .map(|(c, s, host)| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
@@ -467,8 +475,9 @@ pub(crate) fn build_into_with(
                     })?;
                     rec.keep(&path, sum)?;
                 }
+                let missing = secrets_of(c, s, host)?;
                 host_done(&host.name);
-                return Ok(None);
+                return Ok((None, missing));
             }
             let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
             plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
@@ -516,8 +525,9 @@ pub(crate) fn build_into_with(
                 .collect();
             rec.put_all(&all)?;
             drop(all);
+            let missing = secrets_of(c, s, host)?;
             host_done(&host.name);
-            Ok::<_, Error>(Some(delivered.without_files()))
+            Ok::<_, Error>((Some(delivered.without_files()), missing))
         })
         .collect::<Result<_, _>>()?;
     fleet.clusters.par_iter().try_for_each(|c| {
@@ -536,9 +546,12 @@ pub(crate) fn build_into_with(
         rec.put_all(&all)?;
         Ok::<_, Error>(())
     })?;
-    let (secret_files, missing) = render::secrets::render(fleet, &inputs.secrets);
-    let secret_sums = put_secrets(&rec, &secret_files, previous)?;
-    let rendered: Vec<render::install::Delivered> = delivered.into_iter().flatten().collect();
+    let mut missing = BTreeSet::new();
+    let mut rendered: Vec<render::install::Delivered> = Vec::new();
+    for (d, m) in delivered {
+        rendered.extend(d);
+        missing.extend(m);
+    }
     let no_mac: Vec<String> = hosts
         .iter()
         .filter(|(_, _, h)| h.boot.mac.is_none())
@@ -584,25 +597,23 @@ pub(crate) fn build_into_with(
         rendered: rendered.len(),
         kept: hosts.len() - rendered.len(),
         changed: true,
-        secrets_index: load::secrets_index(secret_sums.iter().map(|(p, s)| (p.as_str(), s))),
+        secrets_index: load::secrets_index(sums.under("secrets/").map(|(p, sum)| (p, &sum.sha256))),
     })
 }
 
-/// Puts the secret files, keeping a host's directory of them whole when
-/// the previous output has exactly these files there (by its index), and
-/// returns each file's sha256 for the next build's index.
+/// Puts one host's secret files, keeping its directory of them whole when
+/// the previous output has exactly these files there (by its index); their
+/// sums, recorded like every artifact's, make the next build's index.
 fn put_secrets(
     rec: &Recorder,
     files: &[(String, render::Artifact)],
     previous: Option<&PreviousOutput>,
-) -> Result<BTreeMap<String, crate::digest::Digest32>, Error> {
+) -> Result<(), Error> {
     // `secrets/<host>/…` by host directory; files beside the directories
     // (`secrets/<host>.tar.gz.sha256`) are put one by one.
     let mut dirs: BTreeMap<&str, Vec<(&str, &render::Artifact, Sum)>> = BTreeMap::new();
-    let mut sums = BTreeMap::new();
     for (path, a) in files {
         let sum = Sum::of(&a.bytes);
-        sums.insert(path.clone(), sum.sha256);
         let dir = path
             .strip_prefix("secrets/")
             .and_then(|rest| rest.split_once('/'))
@@ -650,7 +661,7 @@ fn put_secrets(
                     .collect(),
             );
     }
-    Ok(sums)
+    Ok(())
 }
 
 /// Why a spec could not be built: it is wrong (diagnostics, exit 1), or the

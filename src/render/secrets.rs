@@ -19,6 +19,24 @@ pub(crate) fn render(
     let mut files = Vec::new();
     let mut missing = BTreeSet::new();
     for (cluster, site, host) in fleet.hosts() {
+        let (f, m) = render_host(cluster, site, host, values, fleet.source_date_epoch);
+        files.extend(f);
+        missing.extend(m);
+    }
+    (files, missing)
+}
+
+/// One host's secret files, and the references it needs that were not supplied.
+pub(crate) fn render_host(
+    cluster: &crate::model::Cluster,
+    site: &crate::model::Site,
+    host: &crate::model::Host,
+    values: &SecretValues,
+    source_date_epoch: u64,
+) -> (Vec<(String, Artifact)>, BTreeSet<String>) {
+    let mut files = Vec::new();
+    let mut missing = BTreeSet::new();
+    {
         let mut bundle: BTreeMap<String, RootfsEntry> = BTreeMap::new();
         let mut complete = true;
         for f in contract::host_files(cluster, site, host) {
@@ -43,7 +61,7 @@ pub(crate) fn render(
         if complete && !bundle.is_empty() {
             // The bundle's owners and paths are pgimg's own (root, postgres,
             // fixed paths), never the spec's: they always fit a tar header.
-            let tar = super::overlay::tar_gz(&bundle, fleet.source_date_epoch)
+            let tar = super::overlay::tar_gz(&bundle, source_date_epoch)
                 .expect("the secrets bundle's fixed owners and paths fit a tar header");
             let sum = super::manifest::sha256(&tar);
             files.push((
