@@ -425,6 +425,10 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     // every node's position, tens of megabytes for a large fleet, goes
     // before the build's own peak.
     validated.parsed.spans = Default::default();
+    // Likewise the typed spec: its secret references are read (the labels
+    // above, the values in `inputs`), and the build works from the
+    // resolved fleet. A large fleet's clusters are megabytes of it.
+    validated.parsed.spec.clusters = Vec::new();
     let spec_dir = crate::load::spec_dir(a.spec);
     let key = crate::ops::inputs_key(
         &source,
