@@ -187,13 +187,94 @@ impl serde::Serialize for SumPath<'_> {
 /// number. Heads in order, then rests in order, is whole paths in order: a
 /// head that is a proper prefix of another has no second `/`, so it is a
 /// whole path. A host's artifacts come as one batch ([`Sums::insert_all`]),
-/// so that its group is allocated once at its size: at 30,000 hosts the
-/// sums are the largest thing a build holds.
+/// so that its group is allocated once at its size; given a scratch file
+/// ([`Sums::spilling_to`]), such a group is written there instead and read
+/// back when the manifest is made: at 30,000 hosts the sums are 50 MB, the
+/// largest thing a build would hold.
 #[derive(Debug, Clone, Default)]
 pub struct Sums {
-    heads: std::collections::BTreeMap<Box<str>, Vec<(u32, Sum)>>,
+    heads: std::collections::BTreeMap<Box<str>, Group>,
     rests: Rests,
     len: usize,
+    spill: Option<std::sync::Arc<Spill>>,
+}
+
+#[derive(Debug, Clone)]
+enum Group {
+    Held(Vec<(u32, Sum)>),
+    /// `count` entries of [`SPILLED_ENTRY`] bytes at `offset` of the scratch file.
+    Spilled {
+        offset: u64,
+        count: u32,
+    },
+}
+
+/// A rest's number, the sha256 and the size (little-endian).
+const SPILLED_ENTRY: usize = 4 + 32 + 8;
+
+/// The scratch file of [`Sums`], written at its end and read anywhere.
+#[derive(Debug)]
+struct Spill {
+    file: std::fs::File,
+    end: std::sync::Mutex<u64>,
+    /// The first failed read, for [`Sums::read_error`]: the readers are
+    /// iterators, which end early rather than fail.
+    error: std::sync::Mutex<Option<std::io::Error>>,
+}
+
+impl Spill {
+    fn write(&self, group: &[(u32, Sum)]) -> std::io::Result<Group> {
+        use std::os::unix::fs::FileExt as _;
+        let mut bytes = Vec::with_capacity(group.len() * SPILLED_ENTRY);
+        for (rest, sum) in group {
+            bytes.extend_from_slice(&rest.to_le_bytes());
+            bytes.extend_from_slice(&sum.sha256.0);
+            bytes.extend_from_slice(&sum.size.to_le_bytes());
+        }
+        let count = u32::try_from(group.len()).map_err(std::io::Error::other)?;
+        let offset = {
+            let mut end = self
+                .end
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?;
+            let offset = *end;
+            *end += bytes.len() as u64;
+            offset
+        };
+        self.file.write_all_at(&bytes, offset)?;
+        Ok(Group::Spilled { offset, count })
+    }
+
+    fn read(&self, offset: u64, count: u32) -> Vec<(u32, Sum)> {
+        use std::os::unix::fs::FileExt as _;
+        let mut bytes = vec![0; count as usize * SPILLED_ENTRY];
+        if let Err(e) = self.file.read_exact_at(&mut bytes, offset) {
+            if let Ok(mut first) = self.error.lock() {
+                first.get_or_insert(e);
+            }
+            return Vec::new();
+        }
+        bytes
+            .chunks_exact(SPILLED_ENTRY)
+            .map(|e| {
+                let (rest, e) = e.split_at(4);
+                let (sha, size) = e.split_at(32);
+                let mut r = [0; 4];
+                r.copy_from_slice(rest);
+                let mut d = [0; 32];
+                d.copy_from_slice(sha);
+                let mut n = [0; 8];
+                n.copy_from_slice(size);
+                (
+                    u32::from_le_bytes(r),
+                    Sum {
+                        sha256: Digest32(d),
+                        size: u64::from_le_bytes(n),
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 /// The interned rests of [`Sums`]: each one once, numbered in order of
@@ -232,14 +313,69 @@ fn split_path(path: &str) -> (&str, &str) {
 }
 
 impl Sums {
+    /// Sums that keep each batch's group in `scratch` (a file open for
+    /// reading and writing, nothing else's) rather than in memory.
+    pub fn spilling_to(scratch: std::fs::File) -> Sums {
+        Sums {
+            spill: Some(std::sync::Arc::new(Spill {
+                file: scratch,
+                end: std::sync::Mutex::new(0),
+                error: std::sync::Mutex::new(None),
+            })),
+            ..Sums::default()
+        }
+    }
+
+    /// The first read of the scratch file that failed, if any: the sums
+    /// iterated since then may have ended early.
+    pub fn read_error(&self) -> Option<std::io::Error> {
+        let spill = self.spill.as_ref()?;
+        spill.error.lock().ok()?.take()
+    }
+
+    /// A group's entries, read back when it was spilled.
+    fn entries<'a>(&'a self, group: &'a Group) -> std::borrow::Cow<'a, [(u32, Sum)]> {
+        match (group, &self.spill) {
+            (Group::Held(g), _) => std::borrow::Cow::Borrowed(g),
+            (Group::Spilled { offset, count }, Some(spill)) => {
+                std::borrow::Cow::Owned(spill.read(*offset, *count))
+            }
+            (Group::Spilled { .. }, None) => std::borrow::Cow::Owned(Vec::new()),
+        }
+    }
+
+    /// Stores a new head's whole group: in the scratch file when there is
+    /// one (in memory if writing there fails).
+    fn put_group(&mut self, head: &str, group: Vec<(u32, Sum)>) {
+        self.len += group.len();
+        let stored = match &self.spill {
+            Some(spill) if !group.is_empty() => spill.write(&group).unwrap_or(Group::Held(group)),
+            _ => Group::Held(group),
+        };
+        self.heads.insert(head.into(), stored);
+    }
+
     /// Records `sum` for `path`, replacing an earlier one.
     pub fn insert(&mut self, path: &str, sum: Sum) {
         let (head, rest) = split_path(path);
         let id = self.rests.id(rest);
+        // A group read back to change it stays in memory: that is rare
+        // (a path put on its own under a host's directory).
+        if let Some(g @ Group::Spilled { .. }) = self.heads.get(head) {
+            let held = self.entries(g).into_owned();
+            self.heads.insert(head.into(), Group::Held(held));
+        }
         let rests = &self.rests;
         let group = match self.heads.get_mut(head) {
-            Some(g) => g,
-            None => self.heads.entry(head.into()).or_default(),
+            Some(Group::Held(g)) => g,
+            _ => match self
+                .heads
+                .entry(head.into())
+                .or_insert_with(|| Group::Held(Vec::new()))
+            {
+                Group::Held(g) => g,
+                Group::Spilled { .. } => return,
+            },
         };
         match group.binary_search_by(|(r, _)| rests.name(*r).cmp(rest)) {
             Ok(i) => group[i].1 = sum,
@@ -279,18 +415,17 @@ impl Sums {
             group.sort_by(|(a, _), (b, _)| rests.name(*a).cmp(rests.name(*b)));
             group.dedup_by_key(|(r, _)| *r);
             group.shrink_to_fit();
-            self.len += group.len();
-            self.heads.insert(head.into(), group);
+            self.put_group(head, group);
         }
     }
 
-    pub fn get(&self, path: &str) -> Option<&Sum> {
+    pub fn get(&self, path: &str) -> Option<Sum> {
         let (head, rest) = split_path(path);
-        let group = self.heads.get(head)?;
+        let group = self.entries(self.heads.get(head)?);
         group
             .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
             .ok()
-            .map(|i| &group[i].1)
+            .map(|i| group[i].1.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -302,18 +437,21 @@ impl Sums {
     }
 
     /// Every path and its sum, in path order.
-    pub fn iter(&self) -> impl Iterator<Item = (SumPath<'_>, &Sum)> {
+    pub fn iter(&self) -> impl Iterator<Item = (SumPath<'_>, Sum)> {
         let rests = &self.rests;
         self.heads.iter().flat_map(move |(head, group)| {
-            group.iter().map(move |(rest, sum)| {
-                (
-                    SumPath {
-                        head,
-                        rest: rests.name(*rest),
-                    },
-                    sum,
-                )
-            })
+            self.entries(group)
+                .into_owned()
+                .into_iter()
+                .map(move |(rest, sum)| {
+                    (
+                        SumPath {
+                            head,
+                            rest: rests.name(rest),
+                        },
+                        sum,
+                    )
+                })
         })
     }
 
@@ -329,18 +467,18 @@ impl Sums {
             && let Some(group) = from.heads.get(head)
         {
             // Both are in the order of their rests' names; only the numbers differ.
-            let mut mine = Vec::with_capacity(group.len());
-            for (r, sum) in group {
+            let theirs = from.entries(group);
+            let mut mine = Vec::with_capacity(theirs.len());
+            for (r, sum) in theirs.iter() {
                 mine.push((self.rests.id(from.rests.name(*r)), sum.clone()));
             }
             let n = mine.len();
-            self.heads.insert(head.into(), mine);
-            self.len += n;
+            self.put_group(head, mine);
             return n;
         }
         let mut n = 0;
         for (path, sum) in from.under(dir) {
-            self.insert(&path.to_string(), sum.clone());
+            self.insert(&path.to_string(), sum);
             n += 1;
         }
         n
@@ -350,16 +488,17 @@ impl Sums {
     /// `/`) and their sums, in path order. A `dir` of two or more
     /// directories is one head, or a prefix of its rests; one of one
     /// directory is a prefix of the heads under it.
-    pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (SumPath<'a>, &'a Sum)> {
+    pub fn under<'a>(&'a self, dir: &str) -> impl Iterator<Item = (SumPath<'a>, Sum)> {
         let (head, rest) = split_path(dir);
         let rests = &self.rests;
         self.heads
             .range::<str, _>((std::ops::Bound::Included(head), std::ops::Bound::Unbounded))
             .take_while(move |(h, _)| h.starts_with(head))
             .flat_map(move |(h, group)| {
-                group
-                    .iter()
-                    .map(move |(r, sum)| (rests.name(*r), sum))
+                self.entries(group)
+                    .into_owned()
+                    .into_iter()
+                    .map(move |(r, sum)| (rests.name(r), sum))
                     .filter(move |(r, _)| r.starts_with(rest))
                     .map(move |(r, sum)| (SumPath { head: h, rest: r }, sum))
             })
@@ -428,7 +567,7 @@ mod sums_tests {
             assert_eq!(got, want);
             assert_eq!(s.len(), PATHS.len());
             for p in PATHS {
-                assert_eq!(s.get(p), Some(&Sum::of(p.as_bytes())), "{p}");
+                assert_eq!(s.get(p), Some(Sum::of(p.as_bytes())), "{p}");
             }
             assert_eq!(s.get("hosts/a/rootfs"), None);
             assert_eq!(s.get("hosts/b/kickstart.ks"), None);
@@ -480,16 +619,14 @@ mod sums_tests {
                 let n = copied.copy_under(&from, dir);
                 let mut m = 0;
                 for (p, sum) in from.under(dir) {
-                    inserted.insert(&p.to_string(), sum.clone());
+                    inserted.insert(&p.to_string(), sum);
                     m += 1;
                 }
                 assert_eq!(n, m, "{dir}");
                 assert!(n > 0, "{dir}");
             }
             let list = |s: &Sums| -> Vec<(String, Sum)> {
-                s.iter()
-                    .map(|(p, sum)| (p.to_string(), sum.clone()))
-                    .collect()
+                s.iter().map(|(p, sum)| (p.to_string(), sum)).collect()
             };
             assert_eq!(list(&copied), list(&inserted));
             assert_eq!(copied.len(), inserted.len());
@@ -510,14 +647,66 @@ mod sums_tests {
             let mut all = start;
             all.insert_all(batch.clone());
             let list = |s: &Sums| -> Vec<(String, Sum)> {
-                s.iter()
-                    .map(|(p, sum)| (p.to_string(), sum.clone()))
-                    .collect()
+                s.iter().map(|(p, sum)| (p.to_string(), sum)).collect()
             };
             assert_eq!(list(&all), list(&one_by_one));
             assert_eq!(all.len(), one_by_one.len());
-            assert_eq!(all.get("hosts/a/kickstart.ks"), Some(&Sum::of(b"second")));
+            assert_eq!(all.get("hosts/a/kickstart.ks"), Some(Sum::of(b"second")));
         }
+    }
+
+    /// A scratch file of the system's temporary directory, unlinked at once.
+    fn scratch(name: &str) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("pgimg-sums-{name}-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("a scratch file");
+        std::fs::remove_file(&path).expect("unlinking the scratch file");
+        file
+    }
+
+    #[test]
+    fn spilled_sums_read_back_as_held_ones() {
+        let batches: Vec<Vec<(&str, Sum)>> = PATHS
+            .chunks(3)
+            .map(|c| c.iter().map(|p| (*p, Sum::of(p.as_bytes()))).collect())
+            .collect();
+        let mut held = Sums::default();
+        let mut spilled = Sums::spilling_to(scratch("spill"));
+        for b in &batches {
+            held.insert_all(b.clone());
+            spilled.insert_all(b.clone());
+        }
+        // A later insert into a spilled group, and a group copied from it.
+        for s in [&mut held, &mut spilled] {
+            s.insert("hosts/a/kickstart.ks", Sum::of(b"again"));
+        }
+        let mut copied_held = Sums::default();
+        let mut copied_spilled = Sums::spilling_to(scratch("copy"));
+        assert_eq!(copied_held.copy_under(&held, "hosts/a0/"), 1);
+        assert_eq!(copied_spilled.copy_under(&spilled, "hosts/a0/"), 1);
+        let list = |s: &Sums| -> Vec<(String, Sum)> {
+            s.iter().map(|(p, sum)| (p.to_string(), sum)).collect()
+        };
+        assert_eq!(list(&spilled), list(&held));
+        assert_eq!(list(&copied_spilled), list(&copied_held));
+        assert_eq!(spilled.len(), held.len());
+        assert!(
+            spilled
+                .heads
+                .values()
+                .any(|g| matches!(g, super::Group::Spilled { .. }))
+        );
+        for p in PATHS {
+            assert_eq!(spilled.get(p), held.get(p), "{p}");
+        }
+        let under =
+            |s: &Sums| -> Vec<String> { s.under("pxe/").map(|(p, _)| p.to_string()).collect() };
+        assert_eq!(under(&spilled), under(&held));
+        assert!(spilled.read_error().is_none());
     }
 
     #[test]
@@ -525,6 +714,6 @@ mod sums_tests {
         let mut s = sums(0..PATHS.len());
         s.insert("hosts/a/kickstart.ks", Sum::of(b"new"));
         assert_eq!(s.len(), PATHS.len());
-        assert_eq!(s.get("hosts/a/kickstart.ks"), Some(&Sum::of(b"new")));
+        assert_eq!(s.get("hosts/a/kickstart.ks"), Some(Sum::of(b"new")));
     }
 }

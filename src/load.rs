@@ -370,8 +370,8 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
 pub const SECRETS_INDEX: &str = "secrets/.files";
 
 /// The index's text: `<sha256>  <path>` lines, like `SHA256SUMS`.
-pub fn secrets_index<'a>(
-    files: impl Iterator<Item = (impl std::fmt::Display, &'a crate::digest::Digest32)>,
+pub fn secrets_index(
+    files: impl Iterator<Item = (impl std::fmt::Display, crate::digest::Digest32)>,
 ) -> String {
     let mut index = String::new();
     for (path, sum) in files {

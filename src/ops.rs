@@ -444,7 +444,10 @@ pub(crate) fn build_into_with(
     plan::overlay::check_scopes(fleet, &inputs.overlays, &role_names)?;
     let rec = Recorder {
         sink,
-        sums: Mutex::new(crate::digest::Sums::default()),
+        sums: Mutex::new(match sink.scratch()? {
+            Some(file) => crate::digest::Sums::spilling_to(file),
+            None => crate::digest::Sums::default(),
+        }),
     };
     let fps = fingerprints(fleet, inputs);
     let kept_clusters: BTreeSet<&str> = fleet
@@ -473,7 +476,7 @@ pub(crate) fn build_into_with(
                     let sum = prev.sums.get(&path).ok_or_else(|| {
                         Error::Invariant(format!("{path}: in the previous manifest without a sum"))
                     })?;
-                    rec.keep(&path, sum)?;
+                    rec.keep(&path, &sum)?;
                 }
                 let missing = secrets_of(c, s, host)?;
                 host_done(&host.name);
@@ -585,19 +588,28 @@ pub(crate) fn build_into_with(
     sink.put_with("SHA256SUMS", 0o644, &mut |w| {
         render::manifest::sha256sums(&sums, &finished.manifest_sha256, w)
     })?;
+    let mut secret_files = 0;
+    let secrets_index = load::secrets_index(sums.under("secrets/").map(|(p, sum)| {
+        secret_files += 1;
+        (p, sum.sha256)
+    }));
+    if let Some(e) = sums.read_error() {
+        return Err(Error::io(
+            "reading back the artifacts' sums from",
+            Path::new("the staging directory's scratch file"),
+            e,
+        ));
+    }
     Ok(BuildReport {
         notes,
         missing_secrets,
         closures: finished.closures,
-        artifacts: sums
-            .iter()
-            .filter(|(p, _)| render::manifest::is_public(p.head))
-            .count()
-            + 2,
+        // Every public artifact, the manifest and SHA256SUMS.
+        artifacts: sums.len() - secret_files + 2,
         rendered: rendered.len(),
         kept: hosts.len() - rendered.len(),
         changed: true,
-        secrets_index: load::secrets_index(sums.under("secrets/").map(|(p, sum)| (p, &sum.sha256))),
+        secrets_index,
     })
 }
 

@@ -497,6 +497,21 @@ impl Sink for Staging<'_> {
         Ok(())
     }
 
+    /// Created in the staging directory and unlinked at once: only the
+    /// handle names it, so it goes with the build however the build ends.
+    fn scratch(&self) -> Result<Option<fs::File>, Error> {
+        let path = self.tmp.join(".sums.scratch");
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io("creating", &path, e))?;
+        fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        Ok(Some(file))
+    }
+
     fn put_with(
         &self,
         rel: &str,

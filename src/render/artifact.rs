@@ -66,6 +66,12 @@ pub(crate) trait Sink: Sync {
         Ok(())
     }
 
+    /// A private file the build may keep working data in (the artifacts'
+    /// sums), gone when the build ends; `None` keeps it in memory.
+    fn scratch(&self) -> Result<Option<std::fs::File>, Error> {
+        Ok(None)
+    }
+
     /// Takes `path` as the previous output has it, without rendering it
     /// again. Only a sink that was given a previous output is asked to.
     fn keep(&self, path: &str) -> Result<(), Error> {

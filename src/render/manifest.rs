@@ -65,7 +65,7 @@ struct Paths<'a> {
 
 struct Artifacts<'a>(&'a Sums);
 
-struct ArtifactEntry<'a>(&'a Sum);
+struct ArtifactEntry(Sum);
 
 impl Serialize for Manifest<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -147,7 +147,7 @@ impl Serialize for Artifacts<'_> {
     }
 }
 
-impl Serialize for ArtifactEntry<'_> {
+impl Serialize for ArtifactEntry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_struct("ArtifactEntry", 2)?;
         m.serialize_field("sha256", &self.0.sha256)?;
