@@ -133,21 +133,6 @@ impl std::io::Write for Tee<'_> {
     }
 }
 
-/// Reads from `inner` and hashes what it reads: a file's digest from the
-/// same pass that parses it, never holding its bytes.
-pub(crate) struct HashReader<R> {
-    pub inner: R,
-    pub hash: HashWriter,
-}
-
-impl<R: std::io::Read> std::io::Read for HashReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.0.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// A path of [`Sums`], in its two stored parts.
 #[derive(Debug, Clone, Copy)]
 pub struct SumPath<'a> {
@@ -505,23 +490,118 @@ impl Sums {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Sums {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Sums;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of artifact paths to their sums")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Sums, A::Error> {
-                let mut sums = Sums::default();
-                while let Some((path, sum)) = map.next_entry::<std::borrow::Cow<str>, Sum>()? {
-                    sums.insert(&path, sum);
+/// The parts of [`Sums`] that the build's state file holds
+/// (the `state` module): the rests its heads use, in name order, so that the
+/// file is the same whatever order the build recorded them in; and each
+/// head kept with its group's length.
+pub(crate) struct SumsTable<'a> {
+    pub rests: Vec<&'a str>,
+    pub heads: Vec<(&'a str, u32)>,
+    /// A rest's number in the sums → its number in `rests`.
+    renumber: Vec<u32>,
+}
+
+impl Sums {
+    /// The table of the heads that `keep` takes, for the state file; their
+    /// entries follow in [`Sums::write_entries`].
+    pub(crate) fn table(&self, keep: &dyn Fn(&str) -> bool) -> SumsTable<'_> {
+        let mut used = vec![false; self.rests.names.len()];
+        let mut heads = Vec::new();
+        for (head, group) in self.heads.iter().filter(|(h, _)| keep(h)) {
+            let entries = self.entries(group);
+            for (rest, _) in entries.iter() {
+                if let Some(u) = used.get_mut(*rest as usize) {
+                    *u = true;
                 }
-                Ok(sums)
+            }
+            heads.push((&**head, u32::try_from(entries.len()).unwrap_or(u32::MAX)));
+        }
+        let mut rests: Vec<(&str, usize)> = used
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| **u)
+            .map(|(id, _)| (&*self.rests.names[id], id))
+            .collect();
+        rests.sort_unstable();
+        let mut renumber = vec![u32::MAX; self.rests.names.len()];
+        for (new, (_, old)) in rests.iter().enumerate() {
+            renumber[*old] = u32::try_from(new).unwrap_or(u32::MAX);
+        }
+        SumsTable {
+            rests: rests.into_iter().map(|(name, _)| name).collect(),
+            heads,
+            renumber,
+        }
+    }
+
+    /// Writes the entries of the heads that `keep` takes, in head order,
+    /// in the scratch file's layout ([`SPILLED_ENTRY`] bytes each) and
+    /// numbered as in `table`.
+    pub(crate) fn write_entries(
+        &self,
+        table: &SumsTable,
+        keep: &dyn Fn(&str) -> bool,
+        w: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        for (_, group) in self.heads.iter().filter(|(h, _)| keep(h)) {
+            for (rest, sum) in self.entries(group).iter() {
+                let rest = table
+                    .renumber
+                    .get(*rest as usize)
+                    .copied()
+                    .unwrap_or(u32::MAX);
+                w.write_all(&rest.to_le_bytes())?;
+                w.write_all(&sum.sha256.0)?;
+                w.write_all(&sum.size.to_le_bytes())?;
             }
         }
-        d.deserialize_map(Visitor)
+        Ok(())
+    }
+
+    /// Sums whose entries stay in `file` (a state file, opened for
+    /// reading) and are read from it as they are needed: `heads` in
+    /// order, with the number of entries of each, which are laid out from
+    /// `offset` in that order. `None` when the table does not fit the
+    /// file exactly or numbers a rest it does not name.
+    pub(crate) fn in_file(
+        file: std::fs::File,
+        offset: u64,
+        rests: Vec<String>,
+        heads: Vec<(String, u32)>,
+    ) -> Option<Sums> {
+        let len = file.metadata().ok()?.len();
+        let mut sums = Sums {
+            spill: Some(std::sync::Arc::new(Spill {
+                file,
+                end: std::sync::Mutex::new(len),
+                error: std::sync::Mutex::new(None),
+            })),
+            ..Sums::default()
+        };
+        for rest in rests {
+            let id = sums.rests.id(&rest);
+            if id as usize + 1 != sums.rests.names.len() {
+                return None;
+            }
+        }
+        let mut at = offset;
+        let mut previous: Option<&str> = None;
+        for (head, count) in &heads {
+            if previous.is_some_and(|p| p >= head.as_str()) {
+                return None;
+            }
+            previous = Some(head);
+            sums.heads.insert(
+                head.as_str().into(),
+                Group::Spilled {
+                    offset: at,
+                    count: *count,
+                },
+            );
+            at = at.checked_add(u64::from(*count) * SPILLED_ENTRY as u64)?;
+            sums.len += *count as usize;
+        }
+        (at == len).then_some(sums)
     }
 }
 

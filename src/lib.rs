@@ -33,6 +33,7 @@ pub mod secret_ops;
 pub mod secrets;
 pub mod source;
 pub mod spec;
+pub(crate) mod state;
 pub mod write;
 
 pub use error::Error;

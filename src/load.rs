@@ -283,76 +283,23 @@ pub struct PreviousOutput {
     pub secrets: BTreeMap<String, crate::digest::Digest32>,
 }
 
-// Only what a rebuild needs: a host's artifact list is its range of
-// `artifacts`, so it is not read twice.
-#[derive(serde::Deserialize)]
-struct ManifestFile {
-    pgimg_version: String,
-    hosts: BTreeMap<String, ManifestHost>,
-    artifacts: crate::digest::Sums,
-}
-
-#[derive(serde::Deserialize)]
-struct ManifestHost {
-    closure: String,
-    fingerprint: Option<String>,
-}
-
-/// The largest manifest read whole before it is parsed (a fleet of about
-/// 1,500 hosts); a larger one is parsed as it is read, in constant memory.
-const MANIFEST_READ_WHOLE: u64 = 10 << 20;
-
 /// Reads the previous output at `out`, if it is a pgimg output of this
-/// version with fingerprints. Anything unexpected means "no previous
-/// output": the build then renders everything, which is always correct.
+/// version with its state (`state::STATE_FILE`, written with its manifest
+/// by the same build). Anything unexpected means "no previous output": the
+/// build then renders everything, which is always correct.
 pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     if !out.join(OUTPUT_MARKER).is_file() {
         return None;
     }
-    let mut file = std::fs::File::open(out.join("manifest.json")).ok()?;
-    let size = file.metadata().ok()?.len();
-    let (m, manifest_sha256): (ManifestFile, _) = if size <= MANIFEST_READ_WHOLE {
-        // Parsing from memory is several times faster than from a reader.
-        let mut bytes = Vec::with_capacity(usize::try_from(size).ok()?);
-        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
-        (
-            serde_json::from_slice(&bytes).ok()?,
-            crate::digest::Digest32::of(&bytes),
-        )
-    } else {
-        // Parsed as it is read: a large fleet's manifest is hundreds of
-        // megabytes, which the build need not hold.
-        // Hashed below the buffer, in the file's own large reads.
-        let mut reader = std::io::BufReader::with_capacity(
-            1 << 16,
-            crate::digest::HashReader {
-                inner: file,
-                hash: Default::default(),
-            },
-        );
-        let m = {
-            let mut de = serde_json::Deserializer::from_reader(&mut reader);
-            let m = serde::Deserialize::deserialize(&mut de).ok()?;
-            de.end().ok()?;
-            m
-        };
-        // The digest covers every byte, the trailing newline included.
-        std::io::copy(&mut reader, &mut std::io::sink()).ok()?;
-        (m, reader.into_inner().hash.finish())
-    };
-    if m.pgimg_version != env!("CARGO_PKG_VERSION") {
-        return None;
-    }
+    let state = crate::state::read(std::fs::File::open(out.join(crate::state::STATE_FILE)).ok()?)?;
     let mut prev = PreviousOutput {
         dir: out.to_path_buf(),
-        manifest_sha256,
-        ..Default::default()
+        manifest_sha256: state.manifest_sha256,
+        fingerprints: state.fingerprints,
+        closures: state.closures,
+        sums: state.sums,
+        secrets: BTreeMap::new(),
     };
-    for (host, h) in m.hosts {
-        prev.fingerprints.insert(host.clone(), h.fingerprint?);
-        prev.closures.insert(host, h.closure);
-    }
-    prev.sums = m.artifacts;
     // One small file instead of a walk of the whole secrets tree (a fleet's
     // secret files are thousands, each three directories deep). An output
     // whose secrets directory has no readable index is not one this build

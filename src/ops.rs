@@ -117,6 +117,11 @@ pub(crate) struct BuildReport {
     pub changed: bool,
     /// The private index of the secret files written (`load::SECRETS_INDEX`).
     pub secrets_index: String,
+    /// What the output's state file records (`crate::state`): the
+    /// manifest's digest, each host's fingerprint, and every artifact's sum.
+    pub manifest_sha256: crate::digest::Digest32,
+    pub fingerprints: Vec<(String, String)>,
+    pub sums: crate::digest::Sums,
 }
 
 /// Puts every artifact into a sink, recording each one's sum for the manifest.
@@ -327,6 +332,30 @@ pub(crate) fn build_to_dir_with(
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
+    staging.put_with(crate::state::STATE_FILE, 0o644, &mut |w| {
+        let hosts: Vec<(&str, &str, &str)> = report
+            .fingerprints
+            .iter()
+            .map(|(h, fp)| {
+                let closure = report.closures.get(h).map_or("", String::as_str);
+                (h.as_str(), fp.as_str(), closure)
+            })
+            .collect();
+        crate::state::write(
+            w,
+            &report.manifest_sha256,
+            &hosts,
+            &report.sums,
+            &render::manifest::is_public,
+        )
+    })?;
+    if let Some(e) = report.sums.read_error() {
+        return Err(Error::io(
+            "reading back the artifacts' sums from",
+            Path::new("the staging directory's scratch file"),
+            e,
+        ));
+    }
     let digest_written = record.is_some_and(|r| r.secrets_digest.is_some());
     // Whenever the output has a secrets directory, it has the index: an
     // output without one is read as having no previous secret files.
@@ -408,6 +437,7 @@ fn up_to_date(
         kept: hosts.len(),
         changed: false,
         secrets_index: String::new(),
+        ..BuildReport::default()
     }))
 }
 
@@ -610,6 +640,9 @@ pub(crate) fn build_into_with(
         kept: hosts.len() - rendered.len(),
         changed: true,
         secrets_index,
+        manifest_sha256: finished.manifest_sha256,
+        fingerprints: host_fps,
+        sums,
     })
 }
 

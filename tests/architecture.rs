@@ -18,6 +18,7 @@ const RANKS: &[(&str, u32)] = &[
     ("error", 0),
     ("digest", 0),
     ("source", 1),
+    ("state", 1),
     ("diag", 2),
     ("explain", 2),
     ("spec", 4),

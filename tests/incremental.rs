@@ -148,7 +148,10 @@ fn a_changed_host_rewrites_only_what_changed_and_equals_a_cold_build() {
     for p in &rewritten {
         assert!(
             p.starts_with("hosts/c1-pg2/")
-                || matches!(p.as_str(), "manifest.json" | "SHA256SUMS" | ".pgimg-output"),
+                || matches!(
+                    p.as_str(),
+                    "manifest.json" | "SHA256SUMS" | ".pgimg-output" | ".pgimg-state"
+                ),
             "{p} was rewritten though only c1-pg2 changed (rewritten: {rewritten:?})"
         );
     }

@@ -127,6 +127,7 @@ fn check_sums(out: &Path, snap: &Snapshot) {
                 && !p.starts_with("secrets/")
                 && *p != "SHA256SUMS"
                 && *p != pgimg::write::MARKER
+                && *p != ".pgimg-state"
         })
         .map(|(p, _)| p.as_str())
         .collect();

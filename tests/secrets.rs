@@ -715,7 +715,10 @@ fn embed_secrets_adds_install_files_under_secrets_only_and_leaves_the_rest_alone
     // the output's record of its inputs (the flag among them) is not reviewed.
     let public = |t: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
         t.iter()
-            .filter(|(p, _)| !p.starts_with("secrets/") && p.as_str() != ".pgimg-output")
+            .filter(|(p, _)| {
+                !p.starts_with("secrets/")
+                    && !matches!(p.as_str(), ".pgimg-output" | ".pgimg-state")
+            })
             .map(|(p, v)| (p.clone(), v.clone()))
             .collect()
     };

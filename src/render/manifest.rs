@@ -188,17 +188,22 @@ pub fn manifest(
         roles_sha256,
     };
     let mut sink = io::sink();
-    let mut tee = Tee {
-        inner: match out {
-            Some(w) => w,
-            None => &mut sink,
+    // The serializer writes a few bytes at a time: they are gathered before
+    // they are hashed, which costs per call.
+    let mut tee = io::BufWriter::with_capacity(
+        1 << 16,
+        Tee {
+            inner: match out {
+                Some(w) => w,
+                None => &mut sink,
+            },
+            hash: HashWriter::default(),
         },
-        hash: HashWriter::default(),
-    };
+    );
     serde_json::to_writer_pretty(&mut tee, &m).map_err(io::Error::other)?;
     tee.write_all(b"\n")?;
     tee.flush()?;
-    let manifest_sha256 = tee.hash.finish();
+    let manifest_sha256 = tee.into_inner().map_err(|e| e.into_error())?.hash.finish();
     drop(entries);
     Ok(Finished {
         manifest_sha256,

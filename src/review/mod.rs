@@ -121,7 +121,7 @@ fn read_dir_tree(dir: &Path) -> Result<BTreeMap<String, Artifact>, Error> {
             .unwrap_or(e.path())
             .to_string_lossy()
             .into_owned();
-        if rel == crate::write::MARKER || !is_public(&rel) {
+        if rel == crate::write::MARKER || rel == crate::state::STATE_FILE || !is_public(&rel) {
             continue;
         }
         let bytes = std::fs::read(e.path()).map_err(|err| Error::io("reading", e.path(), err))?;

@@ -132,9 +132,14 @@ fn sums_finding(expected: &str, got: Option<&[u8]>) -> Option<Finding> {
 }
 
 /// Files of the tree that are not artifacts: a pgimg output holds the
-/// artifacts, `manifest.json`, `SHA256SUMS`, its marker and `secrets/`.
+/// artifacts, `manifest.json`, `SHA256SUMS`, its marker, the state the
+/// next build reads, and `secrets/`.
 fn is_bookkeeping(rel: &str) -> bool {
-    rel == "manifest.json" || rel == "SHA256SUMS" || rel == MARKER || !is_public(rel)
+    rel == "manifest.json"
+        || rel == "SHA256SUMS"
+        || rel == MARKER
+        || rel == crate::state::STATE_FILE
+        || !is_public(rel)
 }
 
 /// Verifies an output directory.
