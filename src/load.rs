@@ -1,6 +1,6 @@
 //! The only reader: the spec, the role templates and the secrets the spec references.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -272,6 +272,10 @@ pub const OUTPUT_MARKER: &str = ".pgimg-output";
 pub struct PreviousOutput {
     pub dir: PathBuf,
     pub manifest_sha256: crate::digest::Digest32,
+    /// The embedded role tree's digest when that build planned its ports.
+    pub ports_roles: String,
+    /// The hosts whose ports drew a warning in that build.
+    pub port_warnings: BTreeSet<String>,
     /// Host → fingerprint.
     pub fingerprints: BTreeMap<String, String>,
     /// Host → closure, as the previous build reported it.
@@ -295,6 +299,8 @@ pub fn previous_output(out: &Path) -> Option<PreviousOutput> {
     let mut prev = PreviousOutput {
         dir: out.to_path_buf(),
         manifest_sha256: state.manifest_sha256,
+        ports_roles: state.ports_roles,
+        port_warnings: state.port_warnings.into_iter().collect(),
         fingerprints: state.fingerprints,
         closures: state.closures,
         sums: state.sums,

@@ -24,6 +24,19 @@ pub struct Validated {
 /// Parses, schema-checks, resolves and semantically checks a spec.
 /// `Err` carries every diagnostic found (errors and warnings), sorted.
 pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagnostic>> {
+    validate_keeping(source, strict, &|_| BTreeSet::new())
+}
+
+/// [`validate`] for a rebuild: `unchanged` names the clusters of the
+/// resolved fleet whose inputs are those of the build that made the output
+/// being replaced ([`unchanged_clusters`]). Their hosts' ports are not
+/// planned again: the same inputs plan the same ports, and that build,
+/// having written its output, had no error.
+pub(crate) fn validate_keeping(
+    source: SourceFile,
+    strict: bool,
+    unchanged: &dyn Fn(&model::Fleet) -> BTreeSet<String>,
+) -> Result<Validated, Vec<Diagnostic>> {
     let parsed = match spec::parse(source) {
         Ok(p) => p,
         Err(mut d) => {
@@ -36,7 +49,7 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
     };
     let fleet = model::resolve(&parsed.spec);
     let mut diags = parsed.warnings.clone();
-    let ports = planned_ports(&fleet);
+    let ports = planned_ports(&fleet, &unchanged(&fleet));
     diags.extend(check::run(&fleet, &parsed.spans, &parsed.source, &ports));
     if strict {
         diag::make_strict(&mut diags);
@@ -53,15 +66,18 @@ pub fn validate(source: SourceFile, strict: bool) -> Result<Validated, Vec<Diagn
 }
 
 /// The ports each host's roles open, planned from the embedded role tree's
-/// `role.yaml` files, for the semantic checks. A host that cannot be planned
-/// is left out: the build reports why.
-fn planned_ports(fleet: &model::Fleet) -> check::PlannedPorts {
+/// `role.yaml` files, for the semantic checks; but none of the clusters in
+/// `skip`. A host that cannot be planned is left out: the build reports why.
+fn planned_ports(fleet: &model::Fleet, skip: &BTreeSet<String>) -> check::PlannedPorts {
     use rayon::prelude::*;
     let Ok(defs) = RoleDefs::parse(&load::RoleTree::embedded()) else {
         return Default::default();
     };
     let m = Mapping::default();
-    let hosts: Vec<_> = fleet.hosts().collect();
+    let hosts: Vec<_> = fleet
+        .hosts()
+        .filter(|(c, _, _)| !skip.contains(&c.name))
+        .collect();
     hosts
         .par_iter()
         .filter_map(|(c, s, h)| {
@@ -89,6 +105,25 @@ pub struct BuildInputs {
     pub mapping: Mapping,
     /// The user's files (`overlays/` beside the spec).
     pub overlays: load::Overlays,
+}
+
+/// The inputs besides the spec that a host's artifacts are rendered from,
+/// and so its fingerprint: all of [`BuildInputs`] but the secret values,
+/// whose files are compared apart.
+pub(crate) struct RenderInputs<'a> {
+    pub roles: &'a load::RoleTree,
+    pub mapping: &'a Mapping,
+    pub overlays: &'a load::Overlays,
+}
+
+impl BuildInputs {
+    fn render(&self) -> RenderInputs<'_> {
+        RenderInputs {
+            roles: &self.roles,
+            mapping: &self.mapping,
+            overlays: &self.overlays,
+        }
+    }
 }
 
 /// What a build writes beyond the default.
@@ -182,7 +217,7 @@ impl Recorder<'_> {
 /// A host's artifacts read facts of its whole cluster (/etc/hosts, pg_hba,
 /// etcd members, the DR source), so a host's fingerprint is its cluster's
 /// with its name: any change in a cluster renders all of its hosts again.
-fn fingerprints(fleet: &model::Fleet, inputs: &BuildInputs) -> BTreeMap<String, String> {
+fn fingerprints(fleet: &model::Fleet, inputs: &RenderInputs) -> BTreeMap<String, String> {
     use rayon::prelude::*;
     let base = crate::digest::sha256(
         format!(
@@ -218,6 +253,33 @@ fn fingerprints(fleet: &model::Fleet, inputs: &BuildInputs) -> BTreeMap<String, 
                 })
                 .collect::<Vec<_>>()
         })
+        .collect()
+}
+
+/// The clusters of `fleet` whose every host's fingerprint is the one
+/// `previous` records, `previous` being the fingerprints of a build whose
+/// port plan came from the same embedded role tree as this one's, and
+/// none of whose hosts' ports drew a warning there.
+pub(crate) fn unchanged_clusters(
+    fleet: &model::Fleet,
+    inputs: &RenderInputs,
+    previous: &PreviousOutput,
+) -> BTreeSet<String> {
+    if previous.ports_roles != load::RoleTree::embedded().digest() {
+        return BTreeSet::new();
+    }
+    let fps = fingerprints(fleet, inputs);
+    fleet
+        .clusters
+        .iter()
+        .filter(|c| unchanged(c, &fps, Some(previous)))
+        .filter(|c| {
+            c.sites
+                .iter()
+                .flat_map(|s| s.hosts.iter())
+                .all(|h| !previous.port_warnings.contains(&h.name))
+        })
+        .map(|c| c.name.clone())
         .collect()
 }
 
@@ -332,6 +394,13 @@ pub(crate) fn build_to_dir_with(
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
+    let port_warnings: BTreeSet<&str> = v
+        .warnings
+        .iter()
+        .filter(|d| check::is_about_ports(d.code))
+        .flat_map(|d| d.hosts.iter().map(String::as_str))
+        .collect();
+    let port_warnings: Vec<&str> = port_warnings.into_iter().collect();
     staging.put_with(crate::state::STATE_FILE, 0o644, &mut |w| {
         let hosts: Vec<(&str, &str, &str)> = report
             .fingerprints
@@ -344,6 +413,8 @@ pub(crate) fn build_to_dir_with(
         crate::state::write(
             w,
             &report.manifest_sha256,
+            &load::RoleTree::embedded().digest(),
+            &port_warnings,
             &hosts,
             &report.sums,
             &render::manifest::is_public,
@@ -382,7 +453,7 @@ fn up_to_date(
     prev: &PreviousOutput,
 ) -> Result<Option<BuildReport>, Error> {
     let fleet = &v.fleet;
-    let fps = fingerprints(fleet, inputs);
+    let fps = fingerprints(fleet, &inputs.render());
     if fps.len() != prev.fingerprints.len()
         || !fleet
             .clusters
@@ -479,7 +550,7 @@ pub(crate) fn build_into_with(
             None => crate::digest::Sums::default(),
         }),
     };
-    let fps = fingerprints(fleet, inputs);
+    let fps = fingerprints(fleet, &inputs.render());
     let kept_clusters: BTreeSet<&str> = fleet
         .clusters
         .iter()
@@ -738,7 +809,8 @@ pub(crate) fn validate_file(path: &Path, strict: bool) -> Result<(Validated, Sou
 pub(crate) fn real_inputs(
     v: &Validated,
     spec_path: &Path,
-    roles: Option<&Path>,
+    roles: load::RoleTree,
+    overlays: load::Overlays,
     secrets_env: Option<&Path>,
     require: bool,
 ) -> Result<BuildInputs, Failure> {
@@ -751,12 +823,9 @@ pub(crate) fn real_inputs(
         return Err(Failure::Invalid(v.parsed.source.clone(), all));
     }
     Ok(BuildInputs {
-        roles: match roles {
-            Some(dir) => load::roles(dir)?,
-            None => load::RoleTree::embedded(),
-        },
+        roles,
         secrets: reading.values,
         mapping: Default::default(),
-        overlays: load::overlays(&load::spec_dir(spec_path).join(load::OVERLAYS))?,
+        overlays,
     })
 }

@@ -13,6 +13,8 @@
 //! "pgimg-state 1\n"
 //! string  pgimg version
 //! [32]    sha256 of manifest.json
+//! string  digest of the embedded role tree the build planned ports from
+//! u32     hosts whose ports had a warning, then each one's name
 //! u32     hosts, then for each: string name, string fingerprint, string closure
 //! u32     rests, then each one's string, in number order
 //! u32     heads, then for each: string head, u32 entries
@@ -41,6 +43,12 @@ const MAX_STRING: u32 = 1 << 16;
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub manifest_sha256: Digest32,
+    /// The digest of the embedded role tree (`load::RoleTree::digest`) that
+    /// the build's validation planned every host's ports from.
+    pub ports_roles: String,
+    /// The hosts whose planned ports drew a warning: their ports are
+    /// planned again even when unchanged, for the warning to be repeated.
+    pub port_warnings: Vec<String>,
     /// Host → fingerprint.
     pub fingerprints: BTreeMap<String, String>,
     /// Host → closure.
@@ -66,6 +74,8 @@ fn put_u32(w: &mut dyn Write, n: usize) -> io::Result<()> {
 pub(crate) fn write(
     w: &mut dyn Write,
     manifest_sha256: &Digest32,
+    ports_roles: &str,
+    port_warnings: &[&str],
     hosts: &[(&str, &str, &str)],
     sums: &Sums,
     public: &dyn Fn(&str) -> bool,
@@ -73,6 +83,11 @@ pub(crate) fn write(
     w.write_all(MAGIC)?;
     put_str(w, env!("CARGO_PKG_VERSION"))?;
     w.write_all(&manifest_sha256.0)?;
+    put_str(w, ports_roles)?;
+    put_u32(w, port_warnings.len())?;
+    for host in port_warnings {
+        put_str(w, host)?;
+    }
     put_u32(w, hosts.len())?;
     for (name, fingerprint, closure) in hosts {
         put_str(w, name)?;
@@ -139,11 +154,15 @@ pub(crate) fn read(file: std::fs::File) -> Option<State> {
     }
     let mut state = State {
         manifest_sha256: Digest32(r.bytes().ok()?),
+        ports_roles: r.string().ok()?,
         ..State::default()
     };
     // Counts are bounded by what the file can hold, so that a corrupt one
     // fails at its end rather than looping for billions of entries.
     let bounded = |n: u32| (u64::from(n) <= len).then_some(n);
+    for _ in 0..bounded(r.u32().ok()?)? {
+        state.port_warnings.push(r.string().ok()?);
+    }
     for _ in 0..bounded(r.u32().ok()?)? {
         let name = r.string().ok()?;
         state.fingerprints.insert(name.clone(), r.string().ok()?);
@@ -190,6 +209,8 @@ mod tests {
         write(
             &mut file,
             &Digest32::of(b"manifest"),
+            "roles",
+            &["b"],
             &[("a", "fa", "ca"), ("b", "fb", "cb")],
             sums,
             &|head| !head.starts_with("secrets/"),
@@ -210,6 +231,8 @@ mod tests {
         sums.insert("secrets/a/etc/patroni/patroni.env", Sum::of(b"secret"));
         let state = read(written(&sums)).expect("a whole state");
         assert_eq!(state.manifest_sha256, Digest32::of(b"manifest"));
+        assert_eq!(state.ports_roles, "roles");
+        assert_eq!(state.port_warnings, ["b"]);
         assert_eq!(state.fingerprints["b"], "fb");
         assert_eq!(state.closures["a"], "ca");
         let public: Vec<(String, Sum)> = sums
@@ -228,7 +251,7 @@ mod tests {
     fn a_truncated_or_foreign_state_is_none() {
         let mut sums = Sums::default();
         sums.insert_all(vec![("hosts/a/user-data", Sum::of(b"1"))]);
-        let mut file = written(&sums);
+        let file = written(&sums);
         let len = file.metadata().expect("metadata").len();
         file.set_len(len - 1).expect("truncating");
         assert!(read(file).is_none());

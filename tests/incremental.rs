@@ -161,3 +161,42 @@ fn a_changed_host_rewrites_only_what_changed_and_equals_a_cold_build() {
             .any(|p| p.ends_with("limits.d/90-postgres.conf"))
     );
 }
+
+#[test]
+fn a_rebuild_repeats_the_port_warnings_of_clusters_it_keeps() {
+    // `north` is left with one PostgreSQL host and no HAProxy: its client
+    // port is open to no source (PG0131), a warning the build succeeds with.
+    let spec = support::read("tests/errors/base.yml").replace(
+        "{ name: n2, address: 10.3.0.12, roles: [pg, etcd] }",
+        "{ name: n2, address: 10.3.0.12, roles: [etcd] }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.yml");
+    std::fs::write(&spec_path, &spec).unwrap();
+    let out = dir.path().join("out");
+    let run = || {
+        let o = Command::new(support::pgimg())
+            .arg("build")
+            .arg(&spec_path)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("running pgimg");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (built, first) = run();
+    assert!(built.starts_with("built "), "{built}");
+    assert!(first.contains("warning[PG0131]"), "{first}");
+    // A comment: a new spec, but every cluster's inputs are the same, so
+    // the rebuild keeps them all and plans none of their ports but those
+    // that drew the warning.
+    std::fs::write(&spec_path, format!("# reviewed\n{spec}")).unwrap();
+    let (rebuilt, second) = run();
+    assert!(rebuilt.starts_with("rebuilt "), "{rebuilt}");
+    assert!(rebuilt.contains("(0 rendered, "), "{rebuilt}");
+    assert!(second.contains("warning[PG0131]"), "{second}");
+}

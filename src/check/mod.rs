@@ -45,6 +45,16 @@ pub struct PortFact {
 /// Host name → its ports.
 pub type PlannedPorts = std::collections::BTreeMap<String, Vec<PortFact>>;
 
+/// Whether a finding with `code` comes from the planned ports
+/// ([`PlannedPorts`]): a rebuild plans again the ports of the hosts that
+/// had one, though their inputs did not change, so as to repeat it.
+pub fn is_about_ports(code: crate::diag::Code) -> bool {
+    matches!(
+        code,
+        crate::diag::Code::PortCollision | crate::diag::Code::ClosedClientPort
+    )
+}
+
 impl Ctx<'_> {
     /// `file:line` of the node at `pointer`, for "first used at" notes.
     pub fn place(&self, pointer: &str) -> String {

@@ -378,7 +378,34 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         }
         return finish(report, a, term, o);
     }
-    let mut validated = match crate::validate(source.clone(), a.strict) {
+    // The role tree and user files come first: with the previous output's
+    // fingerprints, they tell which clusters validation need not plan again.
+    let roles = match a.roles {
+        Some(dir) => crate::load::roles(dir),
+        None => Ok(crate::load::RoleTree::embedded()),
+    };
+    let overlays =
+        crate::load::overlays(&crate::load::spec_dir(a.spec).join(crate::load::OVERLAYS));
+    let (roles, overlays) = match (roles, overlays) {
+        (Ok(r), Ok(o)) => (r, o),
+        (Err(e), _) | (_, Err(e)) => return fail(e, o),
+    };
+    let previous = crate::load::previous_output(a.out);
+    let unchanged = |fleet: &crate::model::Fleet| match &previous {
+        Some(prev) => crate::ops::unchanged_clusters(
+            fleet,
+            &crate::ops::RenderInputs {
+                roles: &roles,
+                mapping: &Default::default(),
+                overlays: &overlays,
+            },
+            prev,
+        ),
+        None => Default::default(),
+    };
+    let validated = crate::ops::validate_keeping(source.clone(), a.strict, &unchanged);
+    drop(previous);
+    let mut validated = match validated {
         Ok(v) => v,
         Err(d) => {
             if json_out {
@@ -398,7 +425,8 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     let inputs = crate::ops::real_inputs(
         &validated,
         a.spec,
-        a.roles,
+        roles,
+        overlays,
         a.secrets_env,
         a.require_secrets || a.strict,
     );
