@@ -217,7 +217,10 @@ impl Recorder<'_> {
 /// A host's artifacts read facts of its whole cluster (/etc/hosts, pg_hba,
 /// etcd members, the DR source), so a host's fingerprint is its cluster's
 /// with its name: any change in a cluster renders all of its hosts again.
-fn fingerprints(fleet: &model::Fleet, inputs: &RenderInputs) -> BTreeMap<String, String> {
+pub(crate) fn fingerprints(
+    fleet: &model::Fleet,
+    inputs: &RenderInputs,
+) -> BTreeMap<String, String> {
     use rayon::prelude::*;
     let base = crate::digest::sha256(
         format!(
@@ -262,17 +265,16 @@ fn fingerprints(fleet: &model::Fleet, inputs: &RenderInputs) -> BTreeMap<String,
 /// none of whose hosts' ports drew a warning there.
 pub(crate) fn unchanged_clusters(
     fleet: &model::Fleet,
-    inputs: &RenderInputs,
+    fps: &BTreeMap<String, String>,
     previous: &PreviousOutput,
 ) -> BTreeSet<String> {
     if previous.ports_roles != load::RoleTree::embedded().digest() {
         return BTreeSet::new();
     }
-    let fps = fingerprints(fleet, inputs);
     fleet
         .clusters
         .iter()
-        .filter(|c| unchanged(c, &fps, Some(previous)))
+        .filter(|c| unchanged(c, fps, Some(previous)))
         .filter(|c| {
             c.sites
                 .iter()
@@ -311,7 +313,8 @@ pub(crate) fn build_with(
     options: BuildOptions,
 ) -> Result<render::ArtifactTree, Error> {
     let sink = Mutex::new(render::ArtifactTree::default());
-    let report = build_into_with(v, inputs, options, &sink, None, &|_| {})?;
+    let fps = fingerprints(&v.fleet, &inputs.render());
+    let report = build_into_with(v, inputs, options, &sink, None, &fps, &|_| {})?;
     let mut tree = sink
         .into_inner()
         .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
@@ -379,21 +382,31 @@ pub(crate) fn build_to_dir_with(
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
     record: Option<&Record>,
+    fingerprints_known: Option<BTreeMap<String, String>>,
 ) -> Result<BuildReport, Error> {
     // A killed build's staging goes first, and a previous output it had
     // moved aside comes back, before that output is read or kept.
     crate::write::recover(out)?;
     let previous = load::previous_output(out);
+    let fps = fingerprints_known.unwrap_or_else(|| fingerprints(&v.fleet, &inputs.render()));
     // The embedded install files are rendered from the plan of every host,
     // which an up-to-date output or a kept host skips.
     if !options.embed_secrets
         && let Some(prev) = &previous
-        && let Some(report) = up_to_date(v, inputs, prev)?
+        && let Some(report) = up_to_date(v, inputs, &fps, prev)?
     {
         return Ok(report);
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
-    let report = build_into_with(v, inputs, options, &staging, previous.as_ref(), host_done)?;
+    let report = build_into_with(
+        v,
+        inputs,
+        options,
+        &staging,
+        previous.as_ref(),
+        &fps,
+        host_done,
+    )?;
     let port_warnings: BTreeSet<&str> = v
         .warnings
         .iter()
@@ -450,15 +463,15 @@ pub(crate) fn build_to_dir_with(
 fn up_to_date(
     v: &Validated,
     inputs: &BuildInputs,
+    fps: &BTreeMap<String, String>,
     prev: &PreviousOutput,
 ) -> Result<Option<BuildReport>, Error> {
     let fleet = &v.fleet;
-    let fps = fingerprints(fleet, &inputs.render());
     if fps.len() != prev.fingerprints.len()
         || !fleet
             .clusters
             .iter()
-            .all(|c| unchanged(c, &fps, Some(prev)))
+            .all(|c| unchanged(c, fps, Some(prev)))
     {
         return Ok(None);
     }
@@ -477,7 +490,7 @@ fn up_to_date(
     // manifest) are the same: the manifest this build would write is the
     // previous one exactly when its digest is, computed without its bytes.
     let sums = &prev.sums;
-    let hosts: Vec<(String, String)> = fps.into_iter().collect();
+    let hosts: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let finished =
         render::manifest::manifest(sums, &hosts, &spec_sha, &inputs.roles.digest(), None)
@@ -533,12 +546,23 @@ pub(crate) fn build_into_with(
     options: BuildOptions,
     sink: &dyn Sink,
     previous: Option<&PreviousOutput>,
+    fps: &BTreeMap<String, String>,
     host_done: &(dyn Fn(&str) + Sync),
 ) -> Result<BuildReport, Error> {
     use rayon::prelude::*;
     let previous = previous.filter(|_| !options.embed_secrets);
     let defs = RoleDefs::parse(&inputs.roles)?;
-    let templates = render::templates::Templates::compile(&inputs.roles)?;
+    // Compiled by the first thread that renders, while the others go on
+    // keeping hosts; a build that renders nothing never compiles them.
+    let compiled = std::sync::OnceLock::new();
+    let templates = || {
+        compiled
+            .get_or_init(|| {
+                render::templates::Templates::compile(&inputs.roles).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| Error::Template(e.clone()))
+    };
     let fleet = &v.fleet;
     let m = &inputs.mapping;
     let role_names: Vec<String> = defs.defs.keys().cloned().collect();
@@ -550,11 +574,10 @@ pub(crate) fn build_into_with(
             None => crate::digest::Sums::default(),
         }),
     };
-    let fps = fingerprints(fleet, &inputs.render());
     let kept_clusters: BTreeSet<&str> = fleet
         .clusters
         .iter()
-        .filter(|c| unchanged(c, &fps, previous))
+        .filter(|c| unchanged(c, fps, previous))
         .map(|c| c.name.as_str())
         .collect();
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
@@ -585,7 +608,8 @@ pub(crate) fn build_into_with(
             }
             let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
             plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
-            let rootfs = render::rootfs(&templates, &p, c, s, host, m)?;
+            let templates = templates()?;
+            let rootfs = render::rootfs(templates, &p, c, s, host, m)?;
             let files = render::host_artifacts(&p, &rootfs, fleet.source_date_epoch)?;
             drop(rootfs);
             let overlay = files
@@ -593,10 +617,10 @@ pub(crate) fn build_into_with(
                 .find(|(path, _)| path.ends_with("/overlay.tar.gz"))
                 .map(|(_, a)| a.bytes.as_slice())
                 .unwrap_or_default();
-            let mut delivered = render::install::render_host(&templates, host, &p, overlay)?;
+            let mut delivered = render::install::render_host(templates, host, &p, overlay)?;
             let embedded = if options.embed_secrets {
                 render::install::render_embedded(
-                    &templates,
+                    templates,
                     (c, s, host),
                     &p,
                     overlay,
@@ -640,7 +664,7 @@ pub(crate) fn build_into_with(
             return Ok(());
         }
         let files = plan::plan_cluster(&defs, fleet, c, m)?;
-        let rendered = render::cluster_artifacts(&templates, &c.name, &files)?;
+        let rendered = render::cluster_artifacts(templates()?, &c.name, &files)?;
         let dcs = render::daytwo::dcs_artifacts(c, m);
         let all: Vec<(&str, &[u8], u32)> = rendered
             .iter()
@@ -670,7 +694,7 @@ pub(crate) fn build_into_with(
         .sums
         .into_inner()
         .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
-    let host_fps: Vec<(String, String)> = fps.into_iter().collect();
+    let host_fps: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let roles_sha = inputs.roles.digest();
     let mut finished = None;

@@ -391,20 +391,27 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         (Err(e), _) | (_, Err(e)) => return fail(e, o),
     };
     let previous = crate::load::previous_output(a.out);
+    // Made here for the comparison, the fingerprints serve the build too.
+    let fingerprints = std::cell::OnceCell::new();
     let unchanged = |fleet: &crate::model::Fleet| match &previous {
-        Some(prev) => crate::ops::unchanged_clusters(
-            fleet,
-            &crate::ops::RenderInputs {
-                roles: &roles,
-                mapping: &Default::default(),
-                overlays: &overlays,
-            },
-            prev,
-        ),
+        Some(prev) => {
+            let fps = fingerprints.get_or_init(|| {
+                crate::ops::fingerprints(
+                    fleet,
+                    &crate::ops::RenderInputs {
+                        roles: &roles,
+                        mapping: &Default::default(),
+                        overlays: &overlays,
+                    },
+                )
+            });
+            crate::ops::unchanged_clusters(fleet, fps, prev)
+        }
         None => Default::default(),
     };
     let validated = crate::ops::validate_keeping(source.clone(), a.strict, &unchanged);
     drop(previous);
+    let fingerprints = fingerprints.into_inner();
     let mut validated = match validated {
         Ok(v) => v,
         Err(d) => {
@@ -500,6 +507,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         a.out,
         &|_| bar.inc(1),
         Some(&record),
+        fingerprints,
     );
     bar.finish_and_clear();
     let built = match built {
