@@ -157,12 +157,6 @@ impl std::fmt::Display for SumPath<'_> {
     }
 }
 
-impl serde::Serialize for SumPath<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
 /// Every artifact's [`Sum`] by path, iterated in path order.
 ///
 /// A fleet has hundreds of thousands of artifacts whose paths repeat the

@@ -468,10 +468,7 @@ fn up_to_date(
 ) -> Result<Option<BuildReport>, Error> {
     let fleet = &v.fleet;
     if fps.len() != prev.fingerprints.len()
-        || !fleet
-            .clusters
-            .iter()
-            .all(|c| unchanged(c, fps, Some(prev)))
+        || !fleet.clusters.iter().all(|c| unchanged(c, fps, Some(prev)))
     {
         return Ok(None);
     }

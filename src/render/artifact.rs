@@ -97,5 +97,3 @@ impl Sink for Mutex<ArtifactTree> {
         Ok(())
     }
 }
-
-pub(crate) use crate::digest::Sum;
