@@ -407,6 +407,28 @@ impl Sums {
             .map(|i| group[i].1.clone())
     }
 
+    /// [`Sums::get`] of each of `paths`, reading a head's group once for a
+    /// run of paths under it.
+    pub fn get_all(&self, paths: &[&str]) -> Vec<Option<Sum>> {
+        let mut last_head = None;
+        let mut last_group = None;
+        paths
+            .iter()
+            .map(|path| {
+                let (head, rest) = split_path(path);
+                if last_head != Some(head) {
+                    last_head = Some(head);
+                    last_group = self.heads.get(head).map(|g| self.entries(g));
+                }
+                let group = last_group.as_ref()?;
+                group
+                    .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
+                    .ok()
+                    .map(|i| group[i].1.clone())
+            })
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -781,6 +803,19 @@ mod sums_tests {
             |s: &Sums| -> Vec<String> { s.under("pxe/").map(|(p, _)| p.to_string()).collect() };
         assert_eq!(under(&spilled), under(&held));
         assert!(spilled.read_error().is_none());
+    }
+
+    #[test]
+    fn getting_many_is_getting_each() {
+        let s = sums(0..PATHS.len());
+        let asked: Vec<&str> = PATHS
+            .iter()
+            .copied()
+            .chain(["hosts/a/missing", "nowhere/at/all", "hosts/a/kickstart.ks"])
+            .collect();
+        let each: Vec<Option<Sum>> = asked.iter().map(|p| s.get(p)).collect();
+        assert_eq!(s.get_all(&asked), each);
+        assert!(each.iter().any(Option::is_none) && each.iter().any(Option::is_some));
     }
 
     #[test]

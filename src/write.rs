@@ -451,6 +451,7 @@ impl Staging<'_> {
         bytes: &[u8],
         mode: u32,
         local: Option<&mut HashSet<u128>>,
+        previous_sum: Option<Option<crate::digest::Sum>>,
     ) -> Result<(), Error> {
         let path = self.parents_in(rel, local)?;
         // Bytes the previous output already has are linked, not written: a
@@ -464,7 +465,9 @@ impl Staging<'_> {
                 // which no index lists: small files, compared whole.
                 || ([crate::load::SECRETS_INDEX, crate::load::SECRETS_DIGEST].contains(&rel)
                     && fs::read(prev.dir.join(rel)).is_ok_and(|old| old == bytes))
-                || prev.sums.get(rel).is_some_and(|sum| {
+                || previous_sum
+                    .unwrap_or_else(|| prev.sums.get(rel))
+                    .is_some_and(|sum| {
                     sum.size == bytes.len() as u64
                         && sum.sha256 == crate::digest::Digest32::of(bytes)
                 }))
@@ -486,13 +489,22 @@ impl Staging<'_> {
 
 impl Sink for Staging<'_> {
     fn put(&self, rel: &str, bytes: &[u8], mode: u32) -> Result<(), Error> {
-        self.put_in(rel, bytes, mode, None)
+        self.put_in(rel, bytes, mode, None, None)
     }
 
     fn put_all(&self, files: &[(&str, &[u8], u32)]) -> Result<(), Error> {
         let mut local = HashSet::new();
-        for (rel, bytes, mode) in files {
-            self.put_in(rel, bytes, *mode, Some(&mut local))?;
+        // The previous sums of a host's files, read once for the batch
+        // rather than once a file (they may be in the state file).
+        let previous: Vec<Option<Option<crate::digest::Sum>>> = match self.previous {
+            Some(prev) => {
+                let paths: Vec<&str> = files.iter().map(|(rel, _, _)| *rel).collect();
+                prev.sums.get_all(&paths).into_iter().map(Some).collect()
+            }
+            None => vec![None; files.len()],
+        };
+        for ((rel, bytes, mode), previous_sum) in files.iter().zip(previous) {
+            self.put_in(rel, bytes, *mode, Some(&mut local), previous_sum)?;
         }
         Ok(())
     }
