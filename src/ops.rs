@@ -578,19 +578,34 @@ pub(crate) fn build_into_with(
         .map(|c| c.name.as_str())
         .collect();
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
+    // The references no host could be given, gathered as hosts finish:
+    // most are the same few for every host, and a set per host would hold
+    // a large fleet's copies of them until the end.
+    let missing = Mutex::new(BTreeSet::new());
+    let secrets_of = |c: &model::Cluster, s: &model::Site, host: &model::Host| {
+        let (files, host_missing) =
+            render::secrets::render_host(c, s, host, &inputs.secrets, fleet.source_date_epoch);
+        put_secrets(&rec, &files, previous)?;
+        if !host_missing.is_empty() {
+            missing
+                .lock()
+                .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+                .extend(host_missing);
+        }
+        Ok::<_, Error>(())
+    };
+    // What the notes need of the rendered hosts, kept only for the few that
+    // have something to note, with the host's place in the fleet.
+    let noteworthy = Mutex::new(Vec::new());
+    let rendered_hosts = std::sync::atomic::AtomicUsize::new(0);
     // Each host is planned, rendered and put in one go, so that only a
     // thread's worth of artifacts is alive at a time, never the fleet's.
     // A host's secret files are made and put with it, whether its other
     // artifacts are kept or rendered: its secret values may have changed.
-    let secrets_of = |c: &model::Cluster, s: &model::Site, host: &model::Host| {
-        let (files, missing) =
-            render::secrets::render_host(c, s, host, &inputs.secrets, fleet.source_date_epoch);
-        put_secrets(&rec, &files, previous)?;
-        Ok::<_, Error>(missing)
-    };
-    let delivered: Vec<(Option<render::install::Delivered>, BTreeSet<String>)> = hosts
+    hosts
         .par_iter()
-        .map(|(c, s, host)| {
+        .enumerate()
+        .try_for_each(|(at, (c, s, host))| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
                 rec.keep_dir(&format!("hosts/{}", host.name), prev)?;
                 for path in render::install::pxe::paths(host) {
@@ -599,9 +614,9 @@ pub(crate) fn build_into_with(
                     })?;
                     rec.keep(&path, &sum)?;
                 }
-                let missing = secrets_of(c, s, host)?;
+                secrets_of(c, s, host)?;
                 host_done(&host.name);
-                return Ok((None, missing));
+                return Ok(());
             }
             let mut p = plan::plan_host(&defs, fleet, c, s, host, m)?;
             plan::overlay::apply(&mut p, &inputs.overlays, c, s, host)?;
@@ -650,11 +665,17 @@ pub(crate) fn build_into_with(
                 .collect();
             rec.put_all(&all)?;
             drop(all);
-            let missing = secrets_of(c, s, host)?;
+            secrets_of(c, s, host)?;
+            rendered_hosts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if delivered.has_notes() {
+                noteworthy
+                    .lock()
+                    .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+                    .push((at, delivered.without_files()));
+            }
             host_done(&host.name);
-            Ok::<_, Error>((Some(delivered.without_files()), missing))
-        })
-        .collect::<Result<_, _>>()?;
+            Ok::<_, Error>(())
+        })?;
     fleet.clusters.par_iter().try_for_each(|c| {
         if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
             rec.keep_dir(&format!("clusters/{}", c.name), prev)?;
@@ -671,19 +692,24 @@ pub(crate) fn build_into_with(
         rec.put_all(&all)?;
         Ok::<_, Error>(())
     })?;
-    let mut missing = BTreeSet::new();
-    let mut rendered: Vec<render::install::Delivered> = Vec::new();
-    for (d, m) in delivered {
-        rendered.extend(d);
-        missing.extend(m);
-    }
+    let mut noteworthy = noteworthy
+        .into_inner()
+        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    noteworthy.sort_by_key(|(at, _)| *at);
+    let noteworthy: Vec<render::install::Delivered> =
+        noteworthy.into_iter().map(|(_, d)| d).collect();
+    let rendered_hosts = rendered_hosts.into_inner();
     let no_mac: Vec<String> = hosts
         .iter()
         .filter(|(_, _, h)| h.boot.mac.is_none())
         .map(|(_, _, h)| h.name.clone())
         .collect();
-    let mut notes = render::install::notes(&rendered, &no_mac)?;
-    let missing_secrets: Vec<String> = missing.into_iter().collect();
+    let mut notes = render::install::notes(&noteworthy, &no_mac)?;
+    let missing_secrets: Vec<String> = missing
+        .into_inner()
+        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+        .into_iter()
+        .collect();
     if let Some(n) = missing_note(&missing_secrets) {
         notes.insert(0, n);
     }
@@ -728,8 +754,8 @@ pub(crate) fn build_into_with(
         closures: finished.closures,
         // Every public artifact, the manifest and SHA256SUMS.
         artifacts: sums.len() - secret_files + 2,
-        rendered: rendered.len(),
-        kept: hosts.len() - rendered.len(),
+        rendered: rendered_hosts,
+        kept: hosts.len() - rendered_hosts,
         changed: true,
         secrets_index,
         manifest_sha256: finished.manifest_sha256,

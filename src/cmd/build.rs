@@ -3,7 +3,6 @@
 //! output it replaces) or as one JSON document on stdout.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::process::ExitCode;
@@ -87,10 +86,10 @@ pub(crate) struct HostReport {
     pub artifacts: Vec<String>,
 }
 
-/// The human report: a summary line, then one labelled line per host.
-pub(crate) fn human(r: &Report, term: &Term) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
+/// The human report: a summary line, then one labelled line per host,
+/// written line by line (a large fleet's report is megabytes).
+pub(crate) fn write_human(r: &Report, term: &Term, o: &mut dyn io::Write) -> io::Result<()> {
+    writeln!(
         o,
         "{}",
         term.good(&format!(
@@ -111,7 +110,7 @@ pub(crate) fn human(r: &Report, term: &Term) -> String {
             r.public_artifacts,
             r.out
         ))
-    );
+    )?;
     let width = r.hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
     let changed = r
         .hosts
@@ -123,26 +122,26 @@ pub(crate) fn human(r: &Report, term: &Term) -> String {
             Change::Changed | Change::New => format!("  {}", term.notice(h.change.word())),
             _ => String::new(),
         };
-        let _ = writeln!(
+        writeln!(
             o,
             "  host {:<width$}  closure sha256:{}{mark}",
             h.name, h.closure
-        );
+        )?;
         if term.verbose {
             for a in &h.artifacts {
-                let _ = writeln!(o, "    {a}");
+                writeln!(o, "    {a}")?;
             }
         }
     }
     if r.hosts.iter().any(|h| h.change != Change::Unknown) {
-        let _ = writeln!(
+        writeln!(
             o,
             "{changed} of {} host{} changed since the previous output",
             r.hosts.len(),
             plural(r.hosts.len())
-        );
+        )?;
     }
-    o
+    Ok(())
 }
 
 /// The JSON report: one document.
@@ -348,7 +347,7 @@ fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Resu
         print_json(&json(&report), o)?;
     } else {
         if !term.quiet {
-            o.out.write_all(human(&report, term).as_bytes())?;
+            write_human(&report, term, o.out)?;
         }
         for note in &report.notes {
             writeln!(o.err, "note: {note}")?;
@@ -426,9 +425,6 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
             return Ok(ExitCode::from(1));
         }
     };
-    if !json_out {
-        super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
-    }
     let inputs = crate::ops::real_inputs(
         &validated,
         a.spec,
@@ -437,6 +433,18 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         a.secrets_env,
         a.require_secrets || a.strict,
     );
+    let labels = secret_labels(&validated);
+    // Every diagnostic that needs a position has been made: the table of
+    // every node's position, tens of megabytes for a large fleet, goes
+    // before the warnings are shown and the build reaches its own peak.
+    validated.parsed.spans = Default::default();
+    // Likewise the typed spec: its secret references are read (the labels
+    // above, the values in `inputs`), and the build works from the
+    // resolved fleet. A large fleet's clusters are megabytes of it.
+    validated.parsed.spec.clusters = Vec::new();
+    if !json_out {
+        super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
+    }
     let inputs = match inputs {
         Ok(i) => i,
         Err(crate::ops::Failure::Error(e)) => return fail(e, o),
@@ -455,15 +463,6 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     let fleet = &validated.fleet;
     let previous = previous_closures(a.out);
     let bar = super::term::progress(term, fleet.hosts().count());
-    let labels = secret_labels(&validated);
-    // Every diagnostic that needs a position has been made: the table of
-    // every node's position, tens of megabytes for a large fleet, goes
-    // before the build's own peak.
-    validated.parsed.spans = Default::default();
-    // Likewise the typed spec: its secret references are read (the labels
-    // above, the values in `inputs`), and the build works from the
-    // resolved fleet. A large fleet's clusters are megabytes of it.
-    validated.parsed.spec.clusters = Vec::new();
     let spec_dir = crate::load::spec_dir(a.spec);
     let key = crate::ops::inputs_key(
         &source,
@@ -510,14 +509,25 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         fingerprints,
     );
     bar.finish_and_clear();
-    let built = match built {
+    let mut built = match built {
         Ok(r) => r,
         Err(e) => return fail(e, o),
     };
+    let closures = std::mem::take(&mut built.closures);
+    let notes = std::mem::take(&mut built.notes);
+    let missing_secrets = std::mem::take(&mut built.missing_secrets);
+    let (public_artifacts, rendered, kept, written) =
+        (built.artifacts, built.rendered, built.kept, built.changed);
+    // The artifacts' sums, the fingerprints and the secret inputs are
+    // written; at 30,000 hosts they are tens of megabytes the report does
+    // not need beside its own.
+    drop(built);
+    drop(inputs);
+    let warnings = std::mem::take(&mut validated.warnings);
     let hosts = fleet
         .hosts()
         .map(|(c, s, h)| {
-            let closure = built.closures.get(&h.name).cloned().unwrap_or_default();
+            let closure = closures.get(&h.name).cloned().unwrap_or_default();
             HostReport {
                 change: Change::of(&previous, &h.name, &closure),
                 name: h.name.clone(),
@@ -528,17 +538,18 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
             }
         })
         .collect();
+    drop((closures, previous));
     let report = Report {
         out: a.out.display().to_string(),
         clusters: fleet.clusters.len(),
         hosts,
-        public_artifacts: built.artifacts,
-        rendered: built.rendered,
-        kept: built.kept,
-        written: built.changed,
-        notes: built.notes.clone(),
-        missing_secrets: built.missing_secrets.clone(),
-        warnings: validated.warnings.clone(),
+        public_artifacts,
+        rendered,
+        kept,
+        written,
+        notes,
+        missing_secrets,
+        warnings,
     };
     finish(report, a, term, o)
 }

@@ -38,29 +38,39 @@ pub fn print_diags(
                 writeln!(o.out, "{}", diag::render_json(d))?;
             }
         }
-        Format::Human => write!(o.err, "{}", term.diagnostics(&human(diags, source)))?,
+        Format::Human => write_human(diags, source, term, &mut o.err)?,
     }
     Ok(())
 }
 
-/// Diagnostics as people read them, with the count of errors and warnings.
-pub fn human(diags: &[Diagnostic], source: Option<&SourceFile>) -> String {
+/// Diagnostics as people read them, with the count of errors and warnings,
+/// written one at a time: a large fleet's thousands of warnings are never
+/// all in memory as text.
+fn write_human(
+    diags: &[Diagnostic],
+    source: Option<&SourceFile>,
+    term: &Term,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
+    if diags.is_empty() {
+        return Ok(());
+    }
     // Lines are shown with every plain value in a secret slot masked.
     let shown = source.map(crate::spec::redact::redacted);
-    let mut text: String = diags
-        .iter()
-        .map(|d| diag::render_human(d, shown.as_ref()))
-        .collect();
-    if !diags.is_empty() {
-        let errors = diags.iter().filter(|d| d.is_error()).count();
-        let warnings = diags.len() - errors;
-        text.push_str(&format!(
-            "{errors} error{}, {warnings} warning{}\n",
-            plural(errors),
-            plural(warnings)
-        ));
+    for d in diags {
+        out.write_all(
+            term.diagnostics(&diag::render_human(d, shown.as_ref()))
+                .as_bytes(),
+        )?;
     }
-    text
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    let warnings = diags.len() - errors;
+    let count = format!(
+        "{errors} error{}, {warnings} warning{}\n",
+        plural(errors),
+        plural(warnings)
+    );
+    out.write_all(term.diagnostics(&count).as_bytes())
 }
 
 /// An operational error: the message on stderr, exit 2.

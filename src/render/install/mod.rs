@@ -182,6 +182,14 @@ pub(crate) struct Delivered {
 }
 
 impl Delivered {
+    /// Whether [`notes`] has anything to say of this host.
+    pub(crate) fn has_notes(&self) -> bool {
+        self.embedded.is_some()
+            || self.embed_missing.is_some()
+            || self.compressed.is_some()
+            || self.too_big.is_some()
+    }
+
     /// Only what the notes need: the files have gone to the sink.
     pub(crate) fn without_files(self) -> Delivered {
         Delivered {
