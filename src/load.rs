@@ -358,6 +358,33 @@ pub fn recorded_build(out: &Path) -> Option<(String, Option<String>)> {
     Some((record.to_string(), secrets))
 }
 
+/// The inputs key the marker's record under `out` begins with, read from
+/// the record's first bytes: the record is written with `inputs` as its
+/// first field, and a large fleet's record is tens of megabytes that a
+/// build whose inputs changed need not read. `None` when the record does
+/// not begin that way.
+pub fn recorded_inputs(out: &Path) -> Option<String> {
+    use std::io::Read;
+    const PREFIX: &str = "{\"inputs\":\"";
+    let mut head = [0u8; 1024];
+    let mut file = std::fs::File::open(out.join(OUTPUT_MARKER)).ok()?;
+    let mut len = 0;
+    while len < head.len() {
+        match file.read(&mut head[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let (_, record) = head.split_once('\n')?;
+    let key = record.strip_prefix(PREFIX)?;
+    let (key, _) = key.split_once('"')?;
+    key.bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| key.to_string())
+}
+
 /// The record in the marker of the output under `out`, parsed as it is
 /// read into `T`, which takes only the fields it needs (a large fleet's
 /// record is tens of megabytes).

@@ -79,6 +79,26 @@ fn build(spec: &Path, out: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A rebuild of changed inputs tells so from the record's first bytes
+/// (`load::recorded_inputs`) instead of reading it whole; that needs the
+/// record to begin with its inputs key.
+#[test]
+fn the_record_begins_with_its_inputs_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.yml");
+    std::fs::write(&spec_path, spec("")).unwrap();
+    let out = dir.path().join("out");
+    build(&spec_path, &out);
+    let (text, _) = pgimg::load::recorded_build(&out).expect("the output's record");
+    let record: serde_json::Value = serde_json::from_str(&text).expect("the record is JSON");
+    let key = record["inputs"].as_str().expect("the record's inputs key");
+    assert_eq!(key.len(), 64, "{key}");
+    assert_eq!(pgimg::load::recorded_inputs(&out).as_deref(), Some(key));
+    // A marker that is not a record gives no key, and no error.
+    std::fs::write(out.join(".pgimg-output"), "pgimg output\n{\"secrets\":[]}").unwrap();
+    assert_eq!(pgimg::load::recorded_inputs(&out), None);
+}
+
 #[test]
 fn an_unchanged_rebuild_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -261,8 +261,6 @@ fn secret_labels(v: &crate::Validated) -> Vec<String> {
 /// write, so it stops before validating and resolving the spec.
 fn recorded(a: &Args, source: &crate::source::SourceFile) -> Option<Report> {
     crate::write::recover(a.out).ok()?;
-    let (text, secrets_digest) = crate::load::recorded_build(a.out)?;
-    let r: Recorded = serde_json::from_str(&text).ok()?;
     let roles = match a.roles {
         Some(dir) => crate::load::roles(dir).ok()?,
         None => crate::load::RoleTree::embedded(),
@@ -278,6 +276,13 @@ fn recorded(a: &Args, source: &crate::source::SourceFile) -> Option<Report> {
         a.require_secrets || a.strict,
         a.embed_secrets,
     );
+    // Changed inputs are told by the record's first bytes; only a record
+    // of the same inputs is read whole.
+    if crate::load::recorded_inputs(a.out).is_some_and(|recorded| recorded != key) {
+        return None;
+    }
+    let (text, secrets_digest) = crate::load::recorded_build(a.out)?;
+    let r: Recorded = serde_json::from_str(&text).ok()?;
     let recorded_digest = r.secrets_digest.clone().or(secrets_digest)?;
     if key != r.inputs
         || recorded_digest != crate::load::secret_digest(&r.secrets, &spec_dir, a.secrets_env).0
