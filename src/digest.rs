@@ -400,11 +400,7 @@ impl Sums {
 
     pub fn get(&self, path: &str) -> Option<Sum> {
         let (head, rest) = split_path(path);
-        let group = self.entries(self.heads.get(head)?);
-        group
-            .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
-            .ok()
-            .map(|i| group[i].1.clone())
+        self.find(&self.entries(self.heads.get(head)?), rest)
     }
 
     /// [`Sums::get`] of each of `paths`, reading a head's group once for a
@@ -420,13 +416,17 @@ impl Sums {
                     last_head = Some(head);
                     last_group = self.heads.get(head).map(|g| self.entries(g));
                 }
-                let group = last_group.as_ref()?;
-                group
-                    .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
-                    .ok()
-                    .map(|i| group[i].1.clone())
+                self.find(last_group.as_ref()?, rest)
             })
             .collect()
+    }
+
+    /// The sum of `rest` in a head's group (sorted by the rests' names).
+    fn find(&self, group: &[(u32, Sum)], rest: &str) -> Option<Sum> {
+        group
+            .binary_search_by(|(r, _)| self.rests.name(*r).cmp(rest))
+            .ok()
+            .map(|i| group[i].1.clone())
     }
 
     pub fn len(&self) -> usize {

@@ -366,17 +366,14 @@ pub fn recorded_build(out: &Path) -> Option<(String, Option<String>)> {
 pub fn recorded_inputs(out: &Path) -> Option<String> {
     use std::io::Read;
     const PREFIX: &str = "{\"inputs\":\"";
-    let mut head = [0u8; 1024];
-    let mut file = std::fs::File::open(out.join(OUTPUT_MARKER)).ok()?;
-    let mut len = 0;
-    while len < head.len() {
-        match file.read(&mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(_) => return None,
-        }
-    }
-    let head = std::str::from_utf8(&head[..len]).ok()?;
+    let file = std::fs::File::open(out.join(OUTPUT_MARKER)).ok()?;
+    let mut head = Vec::with_capacity(1024);
+    file.take(1024).read_to_end(&mut head).ok()?;
+    // The first kilobyte may end inside a character; the key is before it.
+    let head = match std::str::from_utf8(&head) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).ok()?,
+    };
     let (_, record) = head.split_once('\n')?;
     let key = record.strip_prefix(PREFIX)?;
     let (key, _) = key.split_once('"')?;

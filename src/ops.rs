@@ -159,6 +159,11 @@ pub(crate) struct BuildReport {
     pub sums: crate::digest::Sums,
 }
 
+/// The error of a lock that a rendering thread held when it panicked.
+fn poisoned<T>(_: T) -> Error {
+    Error::Invariant("a rendering thread panicked".into())
+}
+
 /// Puts every artifact into a sink, recording each one's sum for the manifest.
 struct Recorder<'a> {
     sink: &'a dyn Sink,
@@ -174,10 +179,7 @@ impl Recorder<'_> {
             .iter()
             .map(|(path, bytes, _)| (*path, Sum::of(bytes)))
             .collect();
-        self.sums
-            .lock()
-            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
-            .insert_all(batch);
+        self.sums.lock().map_err(poisoned)?.insert_all(batch);
         Ok(())
     }
 
@@ -192,7 +194,7 @@ impl Recorder<'_> {
         let kept = self
             .sums
             .lock()
-            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+            .map_err(poisoned)?
             .copy_under(&prev.sums, &format!("{dir}/"));
         if kept == 0 {
             return Err(Error::Invariant(format!(
@@ -203,10 +205,7 @@ impl Recorder<'_> {
     }
 
     fn record(&self, path: &str, sum: Sum) -> Result<(), Error> {
-        self.sums
-            .lock()
-            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
-            .insert(path, sum);
+        self.sums.lock().map_err(poisoned)?.insert(path, sum);
         Ok(())
     }
 }
@@ -315,9 +314,7 @@ pub(crate) fn build_with(
     let sink = Mutex::new(render::ArtifactTree::default());
     let fps = fingerprints(&v.fleet, &inputs.render());
     let report = build_into_with(v, inputs, options, &sink, None, &fps, &|_| {})?;
-    let mut tree = sink
-        .into_inner()
-        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    let mut tree = sink.into_inner().map_err(poisoned)?;
     tree.notes = report.notes;
     tree.missing_secrets = report.missing_secrets;
     tree.closures = report.closures;
@@ -587,10 +584,7 @@ pub(crate) fn build_into_with(
             render::secrets::render_host(c, s, host, &inputs.secrets, fleet.source_date_epoch);
         put_secrets(&rec, &files, previous)?;
         if !host_missing.is_empty() {
-            missing
-                .lock()
-                .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
-                .extend(host_missing);
+            missing.lock().map_err(poisoned)?.extend(host_missing);
         }
         Ok::<_, Error>(())
     };
@@ -670,7 +664,7 @@ pub(crate) fn build_into_with(
             if delivered.has_notes() {
                 noteworthy
                     .lock()
-                    .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+                    .map_err(poisoned)?
                     .push((at, delivered.without_files()));
             }
             host_done(&host.name);
@@ -692,9 +686,7 @@ pub(crate) fn build_into_with(
         rec.put_all(&all)?;
         Ok::<_, Error>(())
     })?;
-    let mut noteworthy = noteworthy
-        .into_inner()
-        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    let mut noteworthy = noteworthy.into_inner().map_err(poisoned)?;
     noteworthy.sort_by_key(|(at, _)| *at);
     let noteworthy: Vec<render::install::Delivered> =
         noteworthy.into_iter().map(|(_, d)| d).collect();
@@ -707,16 +699,13 @@ pub(crate) fn build_into_with(
     let mut notes = render::install::notes(&noteworthy, &no_mac)?;
     let missing_secrets: Vec<String> = missing
         .into_inner()
-        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
+        .map_err(poisoned)?
         .into_iter()
         .collect();
     if let Some(n) = missing_note(&missing_secrets) {
         notes.insert(0, n);
     }
-    let sums = rec
-        .sums
-        .into_inner()
-        .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?;
+    let sums = rec.sums.into_inner().map_err(poisoned)?;
     let host_fps: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let roles_sha = inputs.roles.digest();
@@ -814,15 +803,12 @@ fn put_secrets(
                 .collect();
             rec.sink.put_all(&all)?;
         }
-        rec.sums
-            .lock()
-            .map_err(|_| Error::Invariant("a rendering thread panicked".into()))?
-            .insert_all(
-                group
-                    .into_iter()
-                    .map(|(path, _, sum)| (path, sum))
-                    .collect(),
-            );
+        rec.sums.lock().map_err(poisoned)?.insert_all(
+            group
+                .into_iter()
+                .map(|(path, _, sum)| (path, sum))
+                .collect(),
+        );
     }
     Ok(())
 }
