@@ -41,6 +41,9 @@ fn main() -> ExitCode {
 }
 
 // Hosts render on every core at once, and glibc's allocator serializes those
-// threads on its arenas; mimalloc's per-thread heaps do not.
+// threads on its arenas; mimalloc's per-thread heaps do not. Without
+// transparent huge pages (`no_thp`): each of its segments would otherwise
+// be faulted in and zeroed 2 MiB at a time, which cost a 1,000-host build
+// 10 MiB of its peak and a tenth of a rebuild's CPU in page clearing.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
