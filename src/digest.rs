@@ -115,10 +115,66 @@ impl std::io::Write for HashWriter {
     }
 }
 
+/// Runs `write` on a writer that passes its bytes on to `inner` and has
+/// them hashed on a thread of their own, and returns their digest: a large
+/// fleet's manifest is megabytes, and hashing it while it is being made
+/// takes its hashing off the making's time. Hashes as it goes where no
+/// thread can be started.
+pub(crate) fn write_hashed(
+    inner: &mut dyn std::io::Write,
+    write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<Digest32> {
+    use std::io::Write as _;
+    /// Passes bytes on to `inner`, and a copy of them to the hashing thread.
+    struct Aside<'a> {
+        inner: &'a mut dyn std::io::Write,
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    }
+    impl std::io::Write for Aside<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.chunks
+                .send(buf[..n].to_vec())
+                .map_err(|_| std::io::Error::other("the hashing thread ended early"))?;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    std::thread::scope(|scope| {
+        let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
+        let hasher = std::thread::Builder::new().spawn_scoped(scope, move || {
+            let mut hash = HashWriter::default();
+            for chunk in received {
+                hash.0.update(&chunk);
+            }
+            hash.finish()
+        });
+        let Ok(hasher) = hasher else {
+            let mut tee = Tee {
+                inner,
+                hash: HashWriter::default(),
+            };
+            write(&mut tee)?;
+            tee.flush()?;
+            return Ok(tee.hash.finish());
+        };
+        let mut aside = Aside { inner, chunks };
+        let written = write(&mut aside).and_then(|()| aside.flush());
+        drop(aside);
+        let digest = hasher
+            .join()
+            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
+        written.map(|()| digest)
+    })
+}
+
 /// Passes bytes on to `inner` and hashes them on the way.
-pub(crate) struct Tee<'a> {
-    pub inner: &'a mut dyn std::io::Write,
-    pub hash: HashWriter,
+struct Tee<'a> {
+    inner: &'a mut dyn std::io::Write,
+    hash: HashWriter,
 }
 
 impl std::io::Write for Tee<'_> {
@@ -191,17 +247,49 @@ enum Group {
 /// A rest's number, the sha256 and the size (little-endian).
 const SPILLED_ENTRY: usize = 4 + 32 + 8;
 
+/// How many bytes of entries [`Sums`] keeps in memory before it spills
+/// groups to its file: a thousand hosts' sums are about 1.5 MB, read back
+/// a group at a time five times a build (closures, manifest, `SHA256SUMS`,
+/// state) at some ten thousand reads; 30,000 hosts' are 50 MB, which is
+/// what the file is for.
+pub(crate) const HELD_BYTES: usize = 8 << 20;
+
 /// The scratch file of [`Sums`], written at its end and read anywhere.
 #[derive(Debug)]
 struct Spill {
     file: std::fs::File,
     end: std::sync::Mutex<u64>,
+    /// Bytes of groups kept in memory so far, up to `budget`.
+    held: std::sync::atomic::AtomicUsize,
+    budget: usize,
     /// The first failed read, for [`Sums::read_error`]: the readers are
     /// iterators, which end early rather than fail.
     error: std::sync::Mutex<Option<std::io::Error>>,
 }
 
 impl Spill {
+    fn new(file: std::fs::File, end: u64, budget: usize) -> Spill {
+        Spill {
+            file,
+            end: std::sync::Mutex::new(end),
+            held: std::sync::atomic::AtomicUsize::new(0),
+            budget,
+            error: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a group of `count` entries still fits in memory; if so, it
+    /// is counted as held.
+    fn hold(&self, count: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let bytes = count * std::mem::size_of::<(u32, Sum)>();
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + bytes <= self.budget).then_some(held + bytes)
+            })
+            .is_ok()
+    }
+
     fn write(&self, group: &[(u32, Sum)]) -> std::io::Result<Group> {
         use std::os::unix::fs::FileExt as _;
         let mut bytes = Vec::with_capacity(group.len() * SPILLED_ENTRY);
@@ -293,14 +381,15 @@ fn split_path(path: &str) -> (&str, &str) {
 
 impl Sums {
     /// Sums that keep each batch's group in `scratch` (a file open for
-    /// reading and writing, nothing else's) rather than in memory.
+    /// reading and writing, nothing else's) rather than in memory, once
+    /// [`HELD_BYTES`] of them are.
     pub fn spilling_to(scratch: std::fs::File) -> Sums {
+        Sums::spilling_beyond(scratch, HELD_BYTES)
+    }
+
+    fn spilling_beyond(scratch: std::fs::File, held_bytes: usize) -> Sums {
         Sums {
-            spill: Some(std::sync::Arc::new(Spill {
-                file: scratch,
-                end: std::sync::Mutex::new(0),
-                error: std::sync::Mutex::new(None),
-            })),
+            spill: Some(std::sync::Arc::new(Spill::new(scratch, 0, held_bytes))),
             ..Sums::default()
         }
     }
@@ -328,7 +417,9 @@ impl Sums {
     fn put_group(&mut self, head: &str, group: Vec<(u32, Sum)>) {
         self.len += group.len();
         let stored = match &self.spill {
-            Some(spill) if !group.is_empty() => spill.write(&group).unwrap_or(Group::Held(group)),
+            Some(spill) if !group.is_empty() && !spill.hold(group.len()) => {
+                spill.write(&group).unwrap_or(Group::Held(group))
+            }
             _ => Group::Held(group),
         };
         self.heads.insert(head.into(), stored);
@@ -574,24 +665,30 @@ impl Sums {
         Ok(())
     }
 
-    /// Sums whose entries stay in `file` (a state file, opened for
-    /// reading) and are read from it as they are needed: `heads` in
-    /// order, with the number of entries of each, which are laid out from
-    /// `offset` in that order. `None` when the table does not fit the
-    /// file exactly or numbers a rest it does not name.
+    /// Sums whose entries are in `file` (a state file, opened for
+    /// reading): `heads` in order, with the number of entries of each,
+    /// which are laid out from `offset` in that order. They are read at
+    /// once when they take at most `held_bytes` in memory, else a group
+    /// when it is needed. `None` when the table does not fit the file
+    /// exactly or numbers a rest it does not name.
     pub(crate) fn in_file(
         file: std::fs::File,
         offset: u64,
         rests: Vec<String>,
         heads: Vec<(String, u32)>,
+        held_bytes: usize,
     ) -> Option<Sums> {
         let len = file.metadata().ok()?.len();
+        let spill = Spill::new(file, len, held_bytes);
+        // Entries that fit in memory are read at once, not a group at a time.
+        let whole = usize::try_from(len.checked_sub(offset)?)
+            .ok()
+            .filter(|bytes| {
+                *bytes / SPILLED_ENTRY * std::mem::size_of::<(u32, Sum)>() <= held_bytes
+            })
+            .map(|bytes| spill.read(offset, u32::try_from(bytes / SPILLED_ENTRY).unwrap_or(0)));
         let mut sums = Sums {
-            spill: Some(std::sync::Arc::new(Spill {
-                file,
-                end: std::sync::Mutex::new(len),
-                error: std::sync::Mutex::new(None),
-            })),
+            spill: Some(std::sync::Arc::new(spill)),
             ..Sums::default()
         };
         for rest in rests {
@@ -602,18 +699,30 @@ impl Sums {
         }
         let mut at = offset;
         let mut previous: Option<&str> = None;
+        let mut whole = whole.map(Vec::into_iter);
         for (head, count) in &heads {
             if previous.is_some_and(|p| p >= head.as_str()) {
                 return None;
             }
             previous = Some(head);
-            sums.heads.insert(
-                head.as_str().into(),
-                Group::Spilled {
+            let group = match whole.as_mut() {
+                Some(entries) => {
+                    let group: Vec<(u32, Sum)> = entries.by_ref().take(*count as usize).collect();
+                    if group.len() != *count as usize
+                        || group
+                            .iter()
+                            .any(|(r, _)| *r as usize >= sums.rests.names.len())
+                    {
+                        return None;
+                    }
+                    Group::Held(group)
+                }
+                None => Group::Spilled {
                     offset: at,
                     count: *count,
                 },
-            );
+            };
+            sums.heads.insert(head.as_str().into(), group);
             at = at.checked_add(u64::from(*count) * SPILLED_ENTRY as u64)?;
             sums.len += *count as usize;
         }
@@ -624,6 +733,23 @@ impl Sums {
 #[cfg(test)]
 mod sums_tests {
     use super::{Sum, Sums};
+
+    #[test]
+    fn bytes_hashed_aside_are_passed_on_and_hashed_whole() {
+        let mut out = Vec::new();
+        let digest = super::write_hashed(&mut out, &mut |w| {
+            for i in 0..1000u32 {
+                w.write_all(format!("line {i}\n").repeat(50).as_bytes())?;
+            }
+            Ok(())
+        })
+        .expect("writing");
+        assert!(out.len() > 1 << 18);
+        assert_eq!(digest, super::Digest32::of(&out));
+        let failed =
+            super::write_hashed(&mut Vec::new(), &mut |_| Err(std::io::Error::other("no")));
+        assert!(failed.is_err());
+    }
 
     const PATHS: &[&str] = &[
         "SHA256SUMS",
@@ -771,7 +897,7 @@ mod sums_tests {
             .map(|c| c.iter().map(|p| (*p, Sum::of(p.as_bytes()))).collect())
             .collect();
         let mut held = Sums::default();
-        let mut spilled = Sums::spilling_to(scratch("spill"));
+        let mut spilled = Sums::spilling_beyond(scratch("spill"), 0);
         for b in &batches {
             held.insert_all(b.clone());
             spilled.insert_all(b.clone());
@@ -781,7 +907,7 @@ mod sums_tests {
             s.insert("hosts/a/kickstart.ks", Sum::of(b"again"));
         }
         let mut copied_held = Sums::default();
-        let mut copied_spilled = Sums::spilling_to(scratch("copy"));
+        let mut copied_spilled = Sums::spilling_beyond(scratch("copy"), 0);
         assert_eq!(copied_held.copy_under(&held, "hosts/a0/"), 1);
         assert_eq!(copied_spilled.copy_under(&spilled, "hosts/a0/"), 1);
         let list = |s: &Sums| -> Vec<(String, Sum)> {

@@ -141,6 +141,12 @@ impl<R: Read> Counted<R> {
 /// pgimg and whole. Anything else is `None`: the build then renders
 /// everything, which is always correct.
 pub(crate) fn read(file: std::fs::File) -> Option<State> {
+    read_holding(file, crate::digest::HELD_BYTES)
+}
+
+/// [`read`], the sums' entries read whole when they take at most
+/// `held_bytes` in memory, else a host's group when it is asked for.
+fn read_holding(file: std::fs::File, held_bytes: usize) -> Option<State> {
     use std::io::Seek as _;
     let len = file.metadata().ok()?.len();
     (&file).seek(io::SeekFrom::Start(0)).ok()?;
@@ -178,7 +184,7 @@ pub(crate) fn read(file: std::fs::File) -> Option<State> {
     }
     let offset = r.at;
     drop(r);
-    state.sums = Sums::in_file(file, offset, rests, heads)?;
+    state.sums = Sums::in_file(file, offset, rests, heads, held_bytes)?;
     Some(state)
 }
 
@@ -229,7 +235,14 @@ mod tests {
         sums.insert_all(vec![("hosts/b/user-data", Sum::of(b"333"))]);
         sums.insert("clusters/c/check", Sum::of(b"4"));
         sums.insert("secrets/a/etc/patroni/patroni.env", Sum::of(b"secret"));
-        let state = read(written(&sums)).expect("a whole state");
+        // Read whole, and a host's group when asked for.
+        for held_bytes in [crate::digest::HELD_BYTES, 0] {
+            let state = read_holding(written(&sums), held_bytes).expect("a whole state");
+            check_read_back(&state, &sums);
+        }
+    }
+
+    fn check_read_back(state: &State, sums: &Sums) {
         assert_eq!(state.manifest_sha256, Digest32::of(b"manifest"));
         assert_eq!(state.ports_roles, "roles");
         assert_eq!(state.port_warnings, ["b"]);
@@ -251,10 +264,12 @@ mod tests {
     fn a_truncated_or_foreign_state_is_none() {
         let mut sums = Sums::default();
         sums.insert_all(vec![("hosts/a/user-data", Sum::of(b"1"))]);
-        let file = written(&sums);
-        let len = file.metadata().expect("metadata").len();
-        file.set_len(len - 1).expect("truncating");
-        assert!(read(file).is_none());
+        for held_bytes in [crate::digest::HELD_BYTES, 0] {
+            let file = written(&sums);
+            let len = file.metadata().expect("metadata").len();
+            file.set_len(len - 1).expect("truncating");
+            assert!(read_holding(file, held_bytes).is_none());
+        }
         let mut other = scratch("foreign");
         other.write_all(b"pgimg-state 9\n").expect("writing");
         assert!(read(other).is_none());

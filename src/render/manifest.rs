@@ -9,7 +9,7 @@ use std::io::{self, Write};
 
 use sha2::{Digest, Sha256};
 
-use crate::digest::{Digest32, HashWriter, SumPath, Sums, Tee};
+use crate::digest::{Digest32, SumPath, Sums};
 pub use crate::digest::{hex, sha256};
 
 /// Paths that never enter the manifest: secrets are delivered separately.
@@ -177,25 +177,25 @@ pub fn manifest(
     roles_sha256: &str,
     out: Option<&mut dyn Write>,
 ) -> io::Result<Finished> {
-    let closures: BTreeMap<String, String> = hosts
-        .iter()
-        .map(|(h, _)| (h.clone(), closure(sums, h)))
-        .collect();
+    let closures: BTreeMap<String, String> = {
+        use rayon::prelude::*;
+        hosts
+            .par_iter()
+            .map(|(h, _)| (h.clone(), closure(sums, h)))
+            .collect()
+    };
     let entries: BTreeMap<&str, (&str, &str)> = hosts
         .iter()
         .map(|(h, fp)| (h.as_str(), (fp.as_str(), closures[h].as_str())))
         .collect();
     let mut sink = io::sink();
-    let mut tee = Tee {
-        inner: match out {
+    let manifest_sha256 = crate::digest::write_hashed(
+        match out {
             Some(w) => w,
             None => &mut sink,
         },
-        hash: HashWriter::default(),
-    };
-    write_manifest(&mut tee, sums, &entries, spec_sha256, roles_sha256)?;
-    tee.flush()?;
-    let manifest_sha256 = tee.hash.finish();
+        &mut |w| write_manifest(w, sums, &entries, spec_sha256, roles_sha256),
+    )?;
     drop(entries);
     Ok(Finished {
         manifest_sha256,
