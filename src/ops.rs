@@ -371,7 +371,8 @@ pub(crate) fn inputs_key(
 /// output are kept from it unrendered; an output that already is this
 /// build is left untouched. Atomic either way. `host_done` is called with
 /// each host's name once it is rendered or kept (from any thread, in no
-/// particular order), for a progress bar.
+/// particular order), for a progress bar. `known` is what the caller has
+/// read of the output and made of the spec already.
 pub(crate) fn build_to_dir_with(
     v: &Validated,
     inputs: &BuildInputs,
@@ -379,12 +380,12 @@ pub(crate) fn build_to_dir_with(
     out: &Path,
     host_done: &(dyn Fn(&str) + Sync),
     record: Option<&Record>,
-    fingerprints_known: Option<BTreeMap<String, String>>,
+    known: Known,
 ) -> Result<BuildReport, Error> {
-    // A killed build's staging goes first, and a previous output it had
-    // moved aside comes back, before that output is read or kept.
-    crate::write::recover(out)?;
-    let previous = load::previous_output(out);
+    let Known {
+        previous,
+        fingerprints: fingerprints_known,
+    } = known;
     let fps = fingerprints_known.unwrap_or_else(|| fingerprints(&v.fleet, &inputs.render()));
     // The embedded install files are rendered from the plan of every host,
     // which an up-to-date output or a kept host skips.
@@ -453,6 +454,16 @@ pub(crate) fn build_to_dir_with(
         None => staging.commit()?,
     }
     Ok(report)
+}
+
+/// What a build into a directory may be given rather than make again.
+pub(crate) struct Known {
+    /// [`load::previous_output`] of the output directory, read after
+    /// [`crate::write::recover`]: a killed build's staging gone and a
+    /// previous output it had moved aside back.
+    pub previous: Option<PreviousOutput>,
+    /// [`fingerprints`] of the spec's hosts.
+    pub fingerprints: Option<BTreeMap<String, String>>,
 }
 
 /// The report of a build that would not change `prev` at all, if so: every
@@ -546,15 +557,15 @@ pub(crate) fn build_into_with(
     use rayon::prelude::*;
     let previous = previous.filter(|_| !options.embed_secrets);
     let defs = RoleDefs::parse(&inputs.roles)?;
-    // Compiled by the first thread that renders, while the others go on
-    // keeping hosts; a build that renders nothing never compiles them.
+    // Asked for by the first thread that renders, while the others go on
+    // keeping hosts; a build that renders nothing never needs them.
     let compiled = std::sync::OnceLock::new();
     let templates = || {
         compiled
             .get_or_init(|| {
-                render::templates::Templates::compile(&inputs.roles).map_err(|e| e.to_string())
+                render::templates::Templates::shared(&inputs.roles).map_err(|e| e.to_string())
             })
-            .as_ref()
+            .as_deref()
             .map_err(|e| Error::Template(e.clone()))
     };
     let fleet = &v.fleet;

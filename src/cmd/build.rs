@@ -394,6 +394,13 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         (Ok(r), Ok(o)) => (r, o),
         (Err(e), _) | (_, Err(e)) => return fail(e, o),
     };
+    // Compiled on a spare core while the spec is validated.
+    crate::render::templates::compile_ahead(roles.clone());
+    // A killed build's staging goes, and a previous output it had moved
+    // aside comes back, before that output is read.
+    if let Err(e) = crate::write::recover(a.out) {
+        return fail(e, o);
+    }
     let previous = crate::load::previous_output(a.out);
     // Made here for the comparison, the fingerprints serve the build too.
     let fingerprints = std::cell::OnceCell::new();
@@ -414,7 +421,6 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         None => Default::default(),
     };
     let validated = crate::ops::validate_keeping(source.clone(), a.strict, &unchanged);
-    drop(previous);
     let fingerprints = fingerprints.into_inner();
     let mut validated = match validated {
         Ok(v) => v,
@@ -466,7 +472,10 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         }
     };
     let fleet = &validated.fleet;
-    let previous = previous_closures(a.out);
+    let previous_closures = match &previous {
+        Some(prev) => prev.closures.clone(),
+        None => previous_closures(a.out),
+    };
     let bar = super::term::progress(term, fleet.hosts().count());
     let spec_dir = crate::load::spec_dir(a.spec);
     let key = crate::ops::inputs_key(
@@ -511,7 +520,10 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         a.out,
         &|_| bar.inc(1),
         Some(&record),
-        fingerprints,
+        crate::ops::Known {
+            previous,
+            fingerprints,
+        },
     );
     bar.finish_and_clear();
     let mut built = match built {
@@ -534,7 +546,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         .map(|(c, s, h)| {
             let closure = closures.get(&h.name).cloned().unwrap_or_default();
             HostReport {
-                change: Change::of(&previous, &h.name, &closure),
+                change: Change::of(&previous_closures, &h.name, &closure),
                 name: h.name.clone(),
                 cluster: c.name.clone(),
                 site: s.name.clone(),
@@ -543,7 +555,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
             }
         })
         .collect();
-    drop((closures, previous));
+    drop((closures, previous_closures));
     let report = Report {
         out: a.out.display().to_string(),
         clusters: fleet.clusters.len(),

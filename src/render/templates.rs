@@ -4,6 +4,7 @@
 //! off, because nothing rendered here is HTML.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
@@ -39,6 +40,37 @@ impl Templates {
         Ok(Templates { registry })
     }
 
+    /// The compiled templates of `tree`, compiled once in this process for
+    /// the tree last asked for: `pgimg build` has them compiled on a spare
+    /// core while it validates the spec ([`compile_ahead`]), and the build
+    /// then waits for that compilation instead of doing it again. Compiling
+    /// is about 15 ms of one core, a tenth of a one-host rebuild's time.
+    pub fn shared(tree: &RoleTree) -> Result<Arc<Templates>, Error> {
+        type Slot = Arc<OnceLock<Result<Arc<Templates>, String>>>;
+        static LAST: Mutex<Option<(String, Slot)>> = Mutex::new(None);
+        let digest = tree.digest();
+        let slot = {
+            let mut last = LAST
+                .lock()
+                .map_err(|_| Error::Invariant("a compiling thread panicked".into()))?;
+            match &*last {
+                Some((known, slot)) if *known == digest => slot.clone(),
+                _ => {
+                    let slot = Slot::default();
+                    *last = Some((digest, slot.clone()));
+                    slot
+                }
+            }
+        };
+        slot.get_or_init(|| {
+            Templates::compile(tree)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(Error::Template)
+    }
+
     pub fn render_file(&self, name: &str, ctx: &impl serde::Serialize) -> Result<String, Error> {
         self.registry
             .render(name, ctx)
@@ -53,6 +85,15 @@ impl Templates {
             .map(shrunk)
             .map_err(|e| Error::Template(format!("roles/{name}: {}", describe(&e))))
     }
+}
+
+/// Starts compiling `tree`'s templates on a thread of their own, for a
+/// later [`Templates::shared`]; an error is reported by that call.
+pub fn compile_ahead(tree: RoleTree) {
+    // Without a thread the build compiles them itself when it needs them.
+    let _ = std::thread::Builder::new()
+        .name("templates".into())
+        .spawn(move || Templates::shared(&tree));
 }
 
 /// Handlebars renders into an 8 KiB buffer; a build keeps every rendered file
