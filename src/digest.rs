@@ -252,7 +252,7 @@ const SPILLED_ENTRY: usize = 4 + 32 + 8;
 /// a group at a time five times a build (closures, manifest, `SHA256SUMS`,
 /// state) at some ten thousand reads; 30,000 hosts' are 50 MB, which is
 /// what the file is for.
-pub(crate) const HELD_BYTES: usize = 8 << 20;
+pub(crate) const HELD_BYTES: usize = 4 << 20;
 
 /// The scratch file of [`Sums`], written at its end and read anywhere.
 #[derive(Debug)]
