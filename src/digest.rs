@@ -251,8 +251,8 @@ const SPILLED_ENTRY: usize = 4 + 32 + 8;
 /// groups to its file: a thousand hosts' sums are about 1.5 MB, read back
 /// a group at a time five times a build (closures, manifest, `SHA256SUMS`,
 /// state) at some ten thousand reads; 30,000 hosts' are 50 MB, which is
-/// what the file is for.
-pub(crate) const HELD_BYTES: usize = 4 << 20;
+/// what the file is for, and whose peak each MiB held here adds to.
+pub(crate) const HELD_BYTES: usize = 2 << 20;
 
 /// The scratch file of [`Sums`], written at its end and read anywhere.
 #[derive(Debug)]

@@ -279,13 +279,7 @@ pub fn run(
         source,
         ports,
     };
-    // The rules read the fleet and nothing else: each runs on a core of its
-    // own, and their findings are put back in the rules' order.
-    let found: Vec<Diagnostic> = {
-        use rayon::prelude::*;
-        let by_rule: Vec<Vec<Diagnostic>> = RULES.par_iter().map(|r| (r.run)(&ctx)).collect();
-        by_rule.into_iter().flatten().collect()
-    };
+    let found: Vec<Diagnostic> = RULES.iter().flat_map(|r| (r.run)(&ctx)).collect();
     let mut out: Vec<Diagnostic> = once_per_setting(found)
         .into_iter()
         .map(|d| match spans.edit_span(&d.pointer) {
