@@ -79,16 +79,28 @@ fn build(spec: &Path, out: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A first build of `spec("")` in a new directory: the directory (removed
+/// when dropped), the spec's path, the output and the build's report.
+fn built_once() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec_path = dir.path().join("spec.yml");
+    std::fs::write(&spec_path, spec("")).unwrap();
+    let out = dir.path().join("out");
+    let report = build(&spec_path, &out);
+    (dir, spec_path, out, report)
+}
+
 /// A rebuild of changed inputs tells so from the record's first bytes
 /// (`load::recorded_inputs`) instead of reading it whole; that needs the
 /// record to begin with its inputs key.
 #[test]
 fn the_record_begins_with_its_inputs_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec_path = dir.path().join("spec.yml");
-    std::fs::write(&spec_path, spec("")).unwrap();
-    let out = dir.path().join("out");
-    build(&spec_path, &out);
+    let (_dir, _, out, _) = built_once();
     let (text, _) = pgimg::load::recorded_build(&out).expect("the output's record");
     let record: serde_json::Value = serde_json::from_str(&text).expect("the record is JSON");
     let key = record["inputs"].as_str().expect("the record's inputs key");
@@ -101,11 +113,7 @@ fn the_record_begins_with_its_inputs_key() {
 
 #[test]
 fn an_unchanged_rebuild_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec_path = dir.path().join("spec.yml");
-    std::fs::write(&spec_path, spec("")).unwrap();
-    let out = dir.path().join("out");
-    let first = build(&spec_path, &out);
+    let (_dir, spec_path, out, first) = built_once();
     assert!(first.starts_with("built 3 clusters, 12 hosts"), "{first}");
     let before = files(&out);
     let dir_ino = std::fs::metadata(&out).unwrap().ino();
@@ -135,11 +143,7 @@ fn an_unchanged_rebuild_writes_nothing() {
 
 #[test]
 fn a_changed_host_rewrites_only_what_changed_and_equals_a_cold_build() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec_path = dir.path().join("spec.yml");
-    std::fs::write(&spec_path, spec("")).unwrap();
-    let out = dir.path().join("out");
-    build(&spec_path, &out);
+    let (dir, spec_path, out, _) = built_once();
     let before = files(&out);
     let changed = ", settings: { os: { limits: { nofile: 200000 } } }";
     std::fs::write(&spec_path, spec(changed)).unwrap();
