@@ -3,23 +3,26 @@
 //! A build streams its artifacts into `Staging`, a temporary directory
 //! beside the target, as hosts finish (an unchanged file is hard-linked
 //! from the previous output instead of written again); `Staging::commit`
-//! then swaps it into place, so a reader never sees a half-updated tree and
+//! then puts it in place, so a reader never sees a half-updated tree and
 //! a failed or interrupted build leaves the previous output as it was.
 //! Modes are set explicitly, so the umask plays no part.
 //!
-//! A directory kept whole (an unchanged host's) is not linked file by file
-//! but renamed from the previous output into the staging directory during
-//! the swap, after the previous output has left its place and before the
-//! new one takes it: the output path names the old tree, nothing, or the
-//! new tree, never a mix. The renames are listed first in a journal beside
-//! the output (`.<out>.moves.<pid>`), so that `recover` can move them back
-//! after a build killed halfway through them.
+//! Over a previous output, the commit patches it rather than replacing it
+//! whole: what a build keeps (an unchanged host's directory) stays where
+//! it is, and only the other entries are moved, the previous ones into the
+//! staging and the new ones out of it. The previous output leaves its
+//! place first and comes back patched, so the output path names the old
+//! tree, nothing, or the new tree, never a mix; a one-host rebuild of a
+//! large fleet then moves a few entries instead of every kept directory.
+//! The moves are listed first in a journal beside the output
+//! (`.<out>.moves.<pid>`), so that `recover` can undo those a killed build
+//! got to.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use crate::Error;
@@ -137,7 +140,11 @@ pub fn recover(out: &Path) -> Result<(), Error> {
             if let (Some(tmp), Some(journal)) = (&left.tmp, &left.moves) {
                 let listed = fs::read_to_string(journal)
                     .map_err(|e| Error::io("reading the journal", journal, e))?;
-                move_back(old, tmp, journal_dirs(&listed))?;
+                if listed.lines().next() == Some(PATCH_JOURNAL) {
+                    undo_patch(old, tmp, &journal_moves(&listed))?;
+                } else {
+                    move_back(old, tmp, journal_dirs(&listed))?;
+                }
             }
             fs::rename(old, out).map_err(|e| Error::io("restoring the previous output", old, e))?;
         }
@@ -209,8 +216,9 @@ pub struct Staging<'a> {
     /// the digests. A collision would only skip a `mkdir`, which the file's
     /// creation then reports.
     created: Mutex<HashSet<u128>>,
-    /// Directories of the previous output kept whole, moved in at `commit`.
-    kept_dirs: Mutex<Vec<String>>,
+    /// Paths of the previous output kept as they are (an unchanged host's
+    /// directory): `commit` leaves them where they are and moves the rest.
+    kept: Mutex<Vec<String>>,
     /// The process's umask, when it could be read: a mode it leaves whole
     /// is given at creation, and the chmod after it is skipped.
     umask: Option<u32>,
@@ -257,7 +265,7 @@ impl<'a> Staging<'a> {
             tmp,
             previous,
             created: Mutex::new(HashSet::new()),
-            kept_dirs: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
             umask: umask(),
             committed: false,
         })
@@ -377,61 +385,250 @@ impl<'a> Staging<'a> {
         set_mode(&marker, 0o644)?;
         let mut kept = std::mem::take(
             &mut *self
-                .kept_dirs
+                .kept
                 .lock()
                 .map_err(|_| Error::Invariant("a writing thread panicked".into()))?,
         );
         kept.sort();
+        if !self.out.exists() {
+            if !kept.is_empty() {
+                return Err(Error::Invariant(format!(
+                    "{}: paths kept from a previous output that is gone",
+                    self.out.display()
+                )));
+            }
+            fs::rename(&self.tmp, &self.out)
+                .map_err(|e| Error::io("moving into place", &self.out, e))?;
+            self.committed = true;
+            return Ok(());
+        }
+        // Planned before anything moves: a previous output that lost a
+        // path this build keeps is refused while it is still whole.
+        let moves = plan_patch(&self.out, &self.tmp, &kept)?;
+        let replaced = self.tmp.join(REPLACED);
+        fs::create_dir(&replaced).map_err(|e| Error::io("creating", &replaced, e))?;
         let old = sibling(&self.out, "old");
         let journal = sibling(&self.out, "moves");
-        let had_old = self.out.exists();
-        if !had_old && !kept.is_empty() {
-            return Err(Error::Invariant(format!(
-                "{}: directories kept from a previous output that is gone",
-                self.out.display()
-            )));
-        }
-        if !kept.is_empty() {
-            let listed: String = kept.iter().map(|d| format!("{d}\n")).collect();
-            fs::write(&journal, listed).map_err(|e| Error::io("writing", &journal, e))?;
-        }
-        if had_old {
-            fs::rename(&self.out, &old).map_err(|e| Error::io("moving aside", &self.out, e))?;
-        }
-        let swapped = kept
-            .iter()
-            .try_for_each(|rel| {
-                let to = self.tmp.join(rel);
-                fs::rename(old.join(rel), &to).map_err(|e| Error::io("moving in", &to, e))
-            })
-            .and_then(|()| {
-                fs::rename(&self.tmp, &self.out)
-                    .map_err(|e| Error::io("moving into place", &self.out, e))
-            });
-        if let Err(e) = swapped {
-            let restored = !had_old
-                || move_back(&old, &self.tmp, kept.iter().map(String::as_str))
-                    .and_then(|()| {
-                        fs::rename(&old, &self.out)
-                            .map_err(|e| Error::io("restoring the previous output", &old, e))
-                    })
-                    .is_ok();
+        fs::write(&journal, patch_journal(&moves))
+            .map_err(|e| Error::io("writing", &journal, e))?;
+        fs::rename(&self.out, &old).map_err(|e| Error::io("moving aside", &self.out, e))?;
+        let patched = apply_patch(&old, &self.tmp, &moves).and_then(|()| {
+            fs::rename(&old, &self.out).map_err(|e| Error::io("moving into place", &self.out, e))
+        });
+        if let Err(e) = patched {
+            let listed: Vec<(usize, bool, &str)> = moves
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (i, m.had_old, m.path.as_str()))
+                .collect();
+            let restored = undo_patch(&old, &self.tmp, &listed)
+                .and_then(|()| {
+                    fs::rename(&old, &self.out)
+                        .map_err(|e| Error::io("restoring the previous output", &old, e))
+                })
+                .is_ok();
             if restored {
                 let _ = fs::remove_file(&journal);
             } else {
-                // The staging may hold directories of the previous output:
-                // it stays, with the journal, for the next build's `recover`.
+                // The staging holds entries of the previous output: it
+                // stays, with the journal, for the next build's `recover`.
                 self.committed = true;
             }
             return Err(e);
         }
         self.committed = true;
         remove_file_if_there(&journal)?;
-        if had_old {
-            fs::remove_dir_all(&old).map_err(|e| Error::io("removing previous output", &old, e))?;
-        }
-        Ok(())
+        fs::remove_dir_all(&self.tmp)
+            .map_err(|e| Error::io("removing what the build replaced", &self.tmp, e))
     }
+}
+
+/// The first line of a patch's journal. A journal without it lists the
+/// directories that builds before the patch moved from the previous output
+/// into the staging, and is undone by `move_back`.
+const PATCH_JOURNAL: &str = "pgimg patch 1";
+
+/// The staging's directory of the previous output's entries a patch
+/// replaced or removed, each named by its line in the journal.
+const REPLACED: &str = ".pgimg-replaced";
+
+/// One entry of the output that a commit replaces, adds or removes: the
+/// previous output's (`had_old`) goes into the staging's [`REPLACED`]
+/// directory, then the staging's (`has_new`) takes its place.
+#[derive(Debug, PartialEq)]
+struct Move {
+    path: String,
+    had_old: bool,
+    has_new: bool,
+}
+
+/// The moves that turn the previous output `old` into the new one: the
+/// staging `tmp` with the `kept` paths (sorted) of `old`. Only the
+/// directories above a kept path are read and stay; every other entry of
+/// either tree is moved whole, so a rebuild that keeps all but one host of
+/// a fleet moves that host and the top-level files, not the fleet.
+fn plan_patch(old: &Path, tmp: &Path, kept: &[String]) -> Result<Vec<Move>, Error> {
+    // A path under another kept path is kept with it.
+    let mut outer: Vec<&str> = Vec::with_capacity(kept.len());
+    for k in kept {
+        if !outer
+            .last()
+            .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')))
+        {
+            outer.push(k);
+        }
+    }
+    let mut above: BTreeSet<&str> = BTreeSet::from([""]);
+    for k in &outer {
+        let mut p = *k;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !above.insert(parent) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    let outer_set: HashSet<&str> = outer.iter().copied().collect();
+    let mut found = 0;
+    let mut moves = Vec::new();
+    for dir in &above {
+        let names = |base: &Path, must: bool| -> Result<BTreeSet<String>, Error> {
+            let d = base.join(dir);
+            let entries = match fs::read_dir(&d) {
+                Err(e) if !must && e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(BTreeSet::new());
+                }
+                r => r.map_err(|e| Error::io("reading", &d, e))?,
+            };
+            entries
+                .map(|e| {
+                    let name = e.map_err(|e| Error::io("reading", &d, e))?.file_name();
+                    name.into_string().map_err(|n| {
+                        Error::Input(format!(
+                            "{}: a name pgimg does not write (not UTF-8); remove it and build again",
+                            d.join(n).display()
+                        ))
+                    })
+                })
+                .collect()
+        };
+        let (in_old, in_new) = (names(old, true)?, names(tmp, false)?);
+        for name in in_old.union(&in_new) {
+            let path = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            let (had_old, has_new) = (in_old.contains(name), in_new.contains(name));
+            if outer_set.contains(path.as_str()) {
+                if has_new {
+                    return Err(Error::Invariant(format!("{path}: kept and written again")));
+                }
+                found += 1;
+            } else if !above.contains(path.as_str()) {
+                moves.push(Move {
+                    path,
+                    had_old,
+                    has_new,
+                });
+            }
+        }
+    }
+    if found != outer.len() {
+        let gone = outer
+            .iter()
+            .find(|k| fs::symlink_metadata(old.join(k)).is_err())
+            .unwrap_or(&"");
+        return Err(Error::Input(format!(
+            "{}: the previous output has no `{gone}`, which this build keeps from it; remove the output directory and build again",
+            old.display()
+        )));
+    }
+    Ok(moves)
+}
+
+/// The journal of a patch: [`PATCH_JOURNAL`], then a line a move, `r
+/// <path>` for an entry the previous output had and `a <path>` for one it
+/// did not.
+fn patch_journal(moves: &[Move]) -> String {
+    let mut s = format!("{PATCH_JOURNAL}\n");
+    for m in moves {
+        s.push_str(if m.had_old { "r " } else { "a " });
+        s.push_str(&m.path);
+        s.push('\n');
+    }
+    s
+}
+
+/// A patch journal's moves: (line, had_old, path), without the lines that
+/// could leave the output or that no patch writes.
+fn journal_moves(listed: &str) -> Vec<(usize, bool, &str)> {
+    listed
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let (kind, path) = line.split_once(' ')?;
+            let had_old = match kind {
+                "r" => true,
+                "a" => false,
+                _ => return None,
+            };
+            journal_dirs(path).next().map(|path| (i, had_old, path))
+        })
+        .collect()
+}
+
+/// The renames of a patch, in order: for each move, the previous
+/// output's entry aside, then the new one in.
+fn patch_steps(old: &Path, tmp: &Path, moves: &[Move]) -> Vec<(PathBuf, PathBuf)> {
+    let replaced = tmp.join(REPLACED);
+    let mut steps = Vec::with_capacity(moves.len() * 2);
+    for (i, m) in moves.iter().enumerate() {
+        if m.had_old {
+            steps.push((old.join(&m.path), replaced.join(i.to_string())));
+        }
+        if m.has_new {
+            steps.push((tmp.join(&m.path), old.join(&m.path)));
+        }
+    }
+    steps
+}
+
+fn apply_patch(old: &Path, tmp: &Path, moves: &[Move]) -> Result<(), Error> {
+    patch_steps(old, tmp, moves)
+        .into_iter()
+        .try_for_each(|(from, to)| {
+            fs::rename(&from, &to).map_err(|e| Error::io("moving", &from, e))
+        })
+}
+
+/// Undoes the moves of a patch that the commit got to, last first: an
+/// entry it moved in is removed, one it moved aside comes back. Which of
+/// them happened is read off the trees: an entry the previous output had
+/// was moved aside before its replacement came in.
+fn undo_patch(old: &Path, tmp: &Path, moves: &[(usize, bool, &str)]) -> Result<(), Error> {
+    let replaced = tmp.join(REPLACED);
+    for (i, had_old, path) in moves.iter().rev() {
+        let there = old.join(path);
+        let aside = replaced.join(i.to_string());
+        let moved_aside = *had_old && fs::symlink_metadata(&aside).is_ok();
+        if (moved_aside || !had_old)
+            && let Ok(m) = fs::symlink_metadata(&there)
+        {
+            let removed = if m.is_dir() {
+                fs::remove_dir_all(&there)
+            } else {
+                fs::remove_file(&there)
+            };
+            removed.map_err(|e| Error::io("removing the new", &there, e))?;
+        }
+        if moved_aside {
+            fs::rename(&aside, &there)
+                .map_err(|e| Error::io("moving back into the previous output", &there, e))?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Staging<'_> {
@@ -543,23 +740,20 @@ impl Sink for Staging<'_> {
         let prev = self
             .previous
             .ok_or_else(|| Error::Invariant(format!("{rel}: kept without a previous output")))?;
-        let path = self.parents(rel)?;
-        let old = prev.dir.join(rel);
-        fs::hard_link(&old, &path).map_err(|e| Error::io("linking the previous", &old, e))
+        if prev.dir != self.out {
+            return Err(Error::Invariant(format!(
+                "{rel}: kept from a previous output that is not the one replaced"
+            )));
+        }
+        self.kept
+            .lock()
+            .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
+            .push(rel.to_string());
+        Ok(())
     }
 
     fn keep_dir(&self, dir: &str) -> Result<(), Error> {
-        if self.previous.is_none() {
-            return Err(Error::Invariant(format!(
-                "{dir}/: kept without a previous output"
-            )));
-        }
-        self.parents(dir)?;
-        self.kept_dirs
-            .lock()
-            .map_err(|_| Error::Invariant("a writing thread panicked".into()))?
-            .push(dir.to_string());
-        Ok(())
+        self.keep(dir)
     }
 }
 
@@ -620,4 +814,154 @@ pub fn append_env_file(path: &Path, lines: &[(String, String)]) -> Result<(), Er
     let text: String = lines.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     f.write_all(text.as_bytes())
         .map_err(|e| Error::io("writing secrets file", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Every file under `dir`, relative, with its text.
+    fn files(dir: &Path) -> BTreeMap<String, String> {
+        walkdir::WalkDir::new(dir)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.expect("walking"))
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(dir).expect("under dir");
+                (
+                    rel.display().to_string(),
+                    fs::read_to_string(e.path()).expect("reading"),
+                )
+            })
+            .collect()
+    }
+
+    fn put(dir: &Path, tree: &[(&str, &str)]) {
+        for (rel, text) in tree {
+            let path = dir.join(rel);
+            fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            fs::write(path, text).expect("writing");
+        }
+    }
+
+    const OLD: &[(&str, &str)] = &[
+        ("manifest.json", "old manifest"),
+        ("stale.txt", "left by an older build"),
+        ("clusters/c/check", "c"),
+        ("hosts/a/user-data", "a"),
+        ("hosts/b/user-data", "b"),
+        ("hosts/gone/user-data", "gone"),
+    ];
+    const NEW: &[(&str, &str)] = &[
+        ("manifest.json", "new manifest"),
+        ("hosts/b/user-data", "b, changed"),
+        ("hosts/new/user-data", "new"),
+    ];
+    const KEPT: &[&str] = &["clusters/c", "hosts/a"];
+
+    /// The previous output and a staging, in a fresh directory.
+    fn trees() -> (tempfile::TempDir, PathBuf, PathBuf, Vec<String>) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (old, tmp) = (dir.path().join("old"), dir.path().join("tmp"));
+        put(&old, OLD);
+        put(&tmp, NEW);
+        fs::create_dir(tmp.join(REPLACED)).expect("mkdir");
+        let kept = KEPT.iter().map(|k| k.to_string()).collect();
+        (dir, old, tmp, kept)
+    }
+
+    #[test]
+    fn a_patch_moves_what_changed_and_leaves_what_is_kept() {
+        let (_dir, old, tmp, kept) = trees();
+        // The staging's own bookkeeping is created after the plan.
+        fs::remove_dir(tmp.join(REPLACED)).expect("rmdir");
+        let moves = plan_patch(&old, &tmp, &kept).expect("planning");
+        fs::create_dir(tmp.join(REPLACED)).expect("mkdir");
+        let listed: Vec<(&str, bool, bool)> = moves
+            .iter()
+            .map(|m| (m.path.as_str(), m.had_old, m.has_new))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("manifest.json", true, true),
+                ("stale.txt", true, false),
+                ("hosts/b", true, true),
+                ("hosts/gone", true, false),
+                ("hosts/new", false, true),
+            ]
+        );
+        apply_patch(&old, &tmp, &moves).expect("applying");
+        let want: BTreeMap<String, String> = [
+            ("clusters/c/check", "c"),
+            ("hosts/a/user-data", "a"),
+            ("hosts/b/user-data", "b, changed"),
+            ("hosts/new/user-data", "new"),
+            ("manifest.json", "new manifest"),
+        ]
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+        assert_eq!(files(&old), want);
+    }
+
+    /// Killed after any number of its renames, a patch is undone from its
+    /// journal alone, and the previous output is whole again.
+    #[test]
+    fn a_patch_stopped_after_any_rename_is_undone_from_its_journal() {
+        let (_dir, old, tmp, kept) = trees();
+        let before = files(&old);
+        fs::remove_dir(tmp.join(REPLACED)).expect("rmdir");
+        let moves = plan_patch(&old, &tmp, &kept).expect("planning");
+        let steps = patch_steps(&old, &tmp, &moves).len();
+        assert_eq!(steps, 7);
+        for done in 0..=steps {
+            let (_dir, old, tmp, _) = trees();
+            for (from, to) in patch_steps(&old, &tmp, &moves).into_iter().take(done) {
+                fs::rename(from, to).expect("renaming");
+            }
+            let journal = patch_journal(&moves);
+            assert_eq!(journal.lines().next(), Some(PATCH_JOURNAL));
+            undo_patch(&old, &tmp, &journal_moves(&journal)).expect("undoing");
+            assert_eq!(files(&old), before, "after {done} of {steps} renames");
+        }
+    }
+
+    #[test]
+    fn a_journal_line_that_could_leave_the_output_is_not_followed() {
+        let listed =
+            format!("{PATCH_JOURNAL}\nr hosts/a\na ../escape\nr /etc\nx hosts/b\na hosts/c\n");
+        assert_eq!(
+            journal_moves(&listed),
+            [(0, true, "hosts/a"), (4, false, "hosts/c")]
+        );
+    }
+
+    #[test]
+    fn a_kept_path_the_previous_output_lost_is_refused_before_anything_moves() {
+        let (_dir, old, tmp, mut kept) = trees();
+        fs::remove_dir(tmp.join(REPLACED)).expect("rmdir");
+        kept.push("hosts/vanished".into());
+        kept.sort();
+        let before = files(&old);
+        match plan_patch(&old, &tmp, &kept) {
+            Err(Error::Input(m)) => assert!(m.contains("`hosts/vanished`"), "{m}"),
+            other => panic!("expected an input error, got {other:?}"),
+        }
+        assert_eq!(files(&old), before);
+    }
+
+    #[test]
+    fn a_path_under_a_kept_directory_is_kept_with_it() {
+        let (_dir, old, tmp, _) = trees();
+        fs::remove_dir(tmp.join(REPLACED)).expect("rmdir");
+        let kept = vec!["hosts/a".to_string(), "hosts/a/user-data".to_string()];
+        let moves = plan_patch(&old, &tmp, &kept).expect("planning");
+        assert!(
+            moves.iter().all(|m| !m.path.starts_with("hosts/a")),
+            "{moves:?}"
+        );
+    }
 }

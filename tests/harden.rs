@@ -714,6 +714,65 @@ fn a_build_killed_while_moving_kept_directories_gets_them_back() {
     assert_eq!(tree(&out), before);
 }
 
+#[test]
+fn a_build_killed_while_patching_the_previous_output_gets_it_back() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.path().join("out");
+    let spec = support::root()
+        .join("examples/minimal.yml")
+        .display()
+        .to_string();
+    let build = || {
+        let o = Command::new(support::pgimg())
+            .args(["build", &spec, "-o", "out"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    build();
+    let before = tree(&out);
+    let hosts = names(&out.join("hosts"));
+    let mut child = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dead = child.id();
+    child.wait().unwrap_or_else(|e| panic!("{e}"));
+    // What a build killed halfway through patching leaves: the output
+    // moved aside, its manifest replaced by the new one, a new host moved
+    // in, a host's directory moved aside but its replacement not yet in.
+    let old = dir.path().join(format!(".out.old.{dead}"));
+    let tmp = dir.path().join(format!(".out.tmp.{dead}"));
+    let replaced = tmp.join(".pgimg-replaced");
+    std::fs::rename(&out, &old).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(tmp.join("hosts/changed")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&replaced).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(old.join("manifest.json"), replaced.join("0"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(old.join("manifest.json"), "{}\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(old.join("hosts/added")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(old.join("hosts/added/user-data"), "new\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(old.join("hosts").join(&hosts[0]), replaced.join("2"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join(format!(".out.moves.{dead}")),
+        format!(
+            "pgimg patch 1\nr manifest.json\na hosts/added\nr hosts/{}\nr hosts/{}\na ../escape\n",
+            hosts[0], hosts[1]
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    pgimg::write::recover(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tree(&out), before, "the previous output is whole again");
+    let left: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n != "out")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    build();
+    assert_eq!(tree(&out), before);
+}
+
 /// What the fuzz target does with one input (fuzz/fuzz_targets/spec_pipeline.rs).
 fn pipeline(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
