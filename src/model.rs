@@ -10,7 +10,7 @@
 //! collection is ordered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -435,15 +435,27 @@ fn settings_json(s: Option<&v1::Settings>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A lock of the resolution's shared copies. A thread that panicked while
+/// holding it left a complete map (each change is one insert), so its
+/// poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Applies every default; the spec must have passed the schema.
 pub fn resolve(spec: &v1::Spec) -> Fleet {
     let fleet_settings = settings_json(spec.defaults.as_ref());
+    use rayon::prelude::*;
     // Hosts whose merged settings and origins are alike share one copy.
-    let mut configs: HashMap<(String, String), Arc<Config>> = HashMap::new();
-    let mut shared_origins: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
+    // Clusters are resolved in parallel (merging each host's four layers
+    // is most of the work), so the copies are shared through locks; which
+    // thread makes a copy first does not matter, as equal keys make equal
+    // copies.
+    let configs: Mutex<HashMap<(String, String), Arc<Config>>> = Mutex::default();
+    let shared_origins: Mutex<HashSet<Arc<BTreeMap<String, String>>>> = Mutex::default();
     let clusters = spec
         .clusters
-        .iter()
+        .par_iter()
         .enumerate()
         .map(|(ci, c)| {
             let cp = format!("/clusters/{ci}");
@@ -493,23 +505,26 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                             }
                             let merged = strip_nulls(merged);
                             let key = (merged.to_string(), repos_pointer(&hp, &origins));
-                            let config = match configs.get(&key) {
-                                Some(c) => Arc::clone(c),
+                            let known = lock(&configs).get(&key).map(Arc::clone);
+                            let config = match known {
+                                Some(c) => c,
                                 None => {
                                     // The schema has vetted every layer, so the merge fits `Settings` too.
                                     let raw: v1::Settings =
                                         serde_json::from_value(merged).unwrap_or_default();
                                     let c = Arc::new(config_from(raw, &key.1));
-                                    configs.insert(key, Arc::clone(&c));
-                                    c
+                                    Arc::clone(lock(&configs).entry(key).or_insert(c))
                                 }
                             };
                             let origins = Arc::new(origins);
-                            let origins = match shared_origins.get(&origins) {
-                                Some(o) => Arc::clone(o),
-                                None => {
-                                    shared_origins.insert(Arc::clone(&origins));
-                                    origins
+                            let origins = {
+                                let mut shared = lock(&shared_origins);
+                                match shared.get(&origins) {
+                                    Some(o) => Arc::clone(o),
+                                    None => {
+                                        shared.insert(Arc::clone(&origins));
+                                        origins
+                                    }
                                 }
                             };
                             let boot = h.boot.as_ref();
