@@ -497,9 +497,15 @@ fn up_to_date(
     let sums = &prev.sums;
     let hosts: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
-    let finished =
-        render::manifest::manifest(sums, &hosts, &spec_sha, &inputs.roles.digest(), None)
-            .map_err(|e| Error::io("hashing", Path::new("manifest.json"), e))?;
+    let finished = render::manifest::manifest(
+        sums,
+        &hosts,
+        &prev.closures,
+        &spec_sha,
+        &inputs.roles.digest(),
+        None,
+    )
+    .map_err(|e| Error::io("hashing", Path::new("manifest.json"), e))?;
     if finished.manifest_sha256 != prev.manifest_sha256 {
         return Ok(None);
     }
@@ -717,6 +723,18 @@ pub(crate) fn build_into_with(
         notes.insert(0, n);
     }
     let sums = rec.sums.into_inner().map_err(poisoned)?;
+    // A kept host's directory, and so its closure, is the previous build's.
+    let kept_closures: BTreeMap<String, String> = match previous {
+        Some(prev) => hosts
+            .iter()
+            .filter(|(c, _, _)| kept_clusters.contains(c.name.as_str()))
+            .filter_map(|(_, _, h)| {
+                let closure = prev.closures.get(&h.name)?;
+                Some((h.name.clone(), closure.clone()))
+            })
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let host_fps: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let roles_sha = inputs.roles.digest();
@@ -725,6 +743,7 @@ pub(crate) fn build_into_with(
         finished = Some(render::manifest::manifest(
             &sums,
             &host_fps,
+            &kept_closures,
             &spec_sha,
             &roles_sha,
             Some(w),

@@ -170,9 +170,12 @@ pub struct Finished {
 /// Streams `manifest.json` to `out` from the sums of every artifact
 /// (secrets included: they are filtered out here) and each host's
 /// fingerprint; `out` may be `None` when only its digest is wanted.
+/// `known` holds the closures of hosts whose artifacts are the previous
+/// build's, as that build computed them: a rebuild hashes only the others.
 pub fn manifest(
     sums: &Sums,
     hosts: &[(String, String)],
+    known: &BTreeMap<String, String>,
     spec_sha256: &str,
     roles_sha256: &str,
     out: Option<&mut dyn Write>,
@@ -181,7 +184,10 @@ pub fn manifest(
         use rayon::prelude::*;
         hosts
             .par_iter()
-            .map(|(h, _)| (h.clone(), closure(sums, h)))
+            .map(|(h, _)| {
+                let c = known.get(h).cloned().unwrap_or_else(|| closure(sums, h));
+                (h.clone(), c)
+            })
             .collect()
     };
     let entries: BTreeMap<&str, (&str, &str)> = hosts
@@ -298,5 +304,35 @@ mod tests {
             written(&Sums::default(), &none),
             by_serde(&Sums::default(), &none)
         );
+    }
+
+    #[test]
+    fn known_closures_are_taken_and_the_others_computed() {
+        let mut sums = Sums::default();
+        sums.insert_all(vec![
+            ("hosts/a/user-data", Sum::of(b"a")),
+            ("hosts/b/user-data", Sum::of(b"b")),
+        ]);
+        let hosts = vec![
+            ("a".to_string(), "fa".to_string()),
+            ("b".to_string(), "fb".to_string()),
+        ];
+        let digest = |known: &BTreeMap<String, String>| {
+            let mut out = Vec::new();
+            let f = manifest(&sums, &hosts, known, "s", "r", Some(&mut out)).expect("writing");
+            assert_eq!(f.manifest_sha256, Digest32::of(&out));
+            f
+        };
+        let computed = digest(&BTreeMap::new());
+        assert_eq!(computed.closures["a"], closure(&sums, "a"));
+        // The previous build's closures give the same manifest.
+        let same = digest(&computed.closures);
+        assert_eq!(same.manifest_sha256, computed.manifest_sha256);
+        // A known closure is used as given; the other host's is computed.
+        let known: BTreeMap<String, String> = [("a".to_string(), "kept".to_string())].into();
+        let taken = digest(&known);
+        assert_eq!(taken.closures["a"], "kept");
+        assert_eq!(taken.closures["b"], computed.closures["b"]);
+        assert_ne!(taken.manifest_sha256, computed.manifest_sha256);
     }
 }
