@@ -738,23 +738,56 @@ pub(crate) fn build_into_with(
     let host_fps: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let roles_sha = inputs.roles.digest();
+    // `SHA256SUMS` is written beside the manifest, on a thread of its own:
+    // it lists the same sums, and needs the manifest's digest only for the
+    // manifest's own line, which it waits for there.
+    let (digest_to, digest_from) = std::sync::mpsc::sync_channel::<crate::digest::Digest32>(1);
+    let list = |digest: &mut dyn FnMut() -> std::io::Result<crate::digest::Digest32>| {
+        sink.put_with("SHA256SUMS", 0o644, &mut |w| {
+            render::manifest::sha256sums(&sums, digest, w)
+        })
+    };
     let mut finished = None;
-    sink.put_with("manifest.json", 0o644, &mut |w| {
-        finished = Some(render::manifest::manifest(
-            &sums,
-            &host_fps,
-            &kept_closures,
-            &spec_sha,
-            &roles_sha,
-            Some(w),
-        )?);
-        Ok(())
-    })?;
+    let (written, listed) = std::thread::scope(|scope| {
+        let listing = std::thread::Builder::new().spawn_scoped(scope, move || {
+            list(&mut || {
+                digest_from
+                    .recv()
+                    .map_err(|_| std::io::Error::other("manifest.json was not written"))
+            })
+        });
+        let written = sink.put_with("manifest.json", 0o644, &mut |w| {
+            finished = Some(render::manifest::manifest(
+                &sums,
+                &host_fps,
+                &kept_closures,
+                &spec_sha,
+                &roles_sha,
+                Some(w),
+            )?);
+            Ok(())
+        });
+        if let Some(f) = &finished {
+            // The listing thread may have ended early: its error tells.
+            let _ = digest_to.send(f.manifest_sha256);
+        }
+        drop(digest_to);
+        let listed = match listing {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invariant("the SHA256SUMS thread panicked".into()))),
+            // No thread to be had: listed here, after the manifest.
+            Err(_) => match &finished {
+                Some(f) => list(&mut || Ok(f.manifest_sha256)),
+                None => Ok(()),
+            },
+        };
+        (written, listed)
+    });
+    written?;
+    listed?;
     let finished =
         finished.ok_or_else(|| Error::Invariant("manifest.json was not written".into()))?;
-    sink.put_with("SHA256SUMS", 0o644, &mut |w| {
-        render::manifest::sha256sums(&sums, &finished.manifest_sha256, w)
-    })?;
     let mut secret_files = 0;
     let secrets_index = load::secrets_index(sums.under("secrets/").map(|(p, sum)| {
         secret_files += 1;

@@ -210,8 +210,13 @@ pub fn manifest(
 }
 
 /// Streams `SHA256SUMS` to `out`: every public artifact, and manifest.json
-/// in its sorted place.
-pub fn sha256sums(sums: &Sums, manifest_sha256: &Digest32, out: &mut dyn Write) -> io::Result<()> {
+/// in its sorted place, with the digest `manifest_sha256` gives when its
+/// line is reached (the manifest may still be being written till then).
+pub fn sha256sums(
+    sums: &Sums,
+    manifest_sha256: &mut dyn FnMut() -> io::Result<Digest32>,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let line = |out: &mut dyn Write, sha: &Digest32, path: SumPath| {
         out.write_all(&sha.hex_bytes())?;
         out.write_all(b"  ")?;
@@ -226,13 +231,13 @@ pub fn sha256sums(sums: &Sums, manifest_sha256: &Digest32, out: &mut dyn Write) 
     let mut manifest_pending = true;
     for (p, sum) in sums.iter().filter(|(p, _)| is_public(p.head)) {
         if manifest_pending && p.cmp_str("manifest.json").is_gt() {
-            line(out, manifest_sha256, manifest)?;
+            line(out, &manifest_sha256()?, manifest)?;
             manifest_pending = false;
         }
         line(out, &sum.sha256, p)?;
     }
     if manifest_pending {
-        line(out, manifest_sha256, manifest)?;
+        line(out, &manifest_sha256()?, manifest)?;
     }
     out.flush()
 }
