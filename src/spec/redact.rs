@@ -47,7 +47,6 @@ fn mask(chars: &mut [char], from: usize, to: usize) {
 
 /// The source with every possible secret value masked (same lines, same columns).
 pub fn redacted(source: &SourceFile) -> SourceFile {
-    let mut chars: Vec<char> = source.text.chars().collect();
     let mut scanner = Scanner::new(source.text.chars());
     // Streamed with one token of lookahead: a fleet's spec has hundreds of
     // thousands of tokens, which collected would outweigh the whole model.
@@ -58,14 +57,26 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
     let mut reading_key = false;
     let mut value_start: Option<usize> = None;
     let mut last_value_at: Option<usize> = None;
+    // The values to mask, by character index: a spec rarely has any, and
+    // then its text is shown as it is, without a copy of it as characters.
+    let mut masks: Vec<(usize, usize)> = Vec::new();
     let path_with = |stack: &[(Option<String>, bool)], key: &Option<String>| -> bool {
+        // Asked of every scalar: the path is looked at in place, not built.
+        if stack.len() < 8 {
+            let mut path: [Option<&str>; 9] = [None; 9];
+            for (slot, (k, _)) in path.iter_mut().zip(stack) {
+                *slot = k.as_deref();
+            }
+            path[stack.len()] = key.as_deref();
+            return is_secret_path(&path[..=stack.len()]);
+        }
         let mut path: Vec<Option<&str>> = stack.iter().map(|(k, _)| k.as_deref()).collect();
         path.push(key.as_deref());
         is_secret_path(&path)
     };
     while let Some(tok) = tokens.next() {
         let at = tok.0.index();
-        let next = tokens.peek().map_or(chars.len(), |t| t.0.index());
+        let next = tokens.peek().map_or(usize::MAX, |t| t.0.index());
         match &tok.1 {
             TokenType::Key => {
                 reading_key = true;
@@ -106,7 +117,7 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
             }
             TokenType::Alias(_) | TokenType::Scalar(..) if !reading_key => {
                 if path_with(&stack, &key) {
-                    mask(&mut chars, value_start.unwrap_or(at), next);
+                    masks.push((value_start.unwrap_or(at), next));
                 }
                 value_start = None;
             }
@@ -118,7 +129,15 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
         }
     }
     drop(tokens);
-    if let Some(e) = scanner.get_error() {
+    let error = scanner.get_error();
+    if masks.is_empty() && error.is_none() {
+        return SourceFile::new(source.name.clone(), source.text.clone());
+    }
+    let mut chars: Vec<char> = source.text.chars().collect();
+    for (from, to) in masks {
+        mask(&mut chars, from, to);
+    }
+    if let Some(e) = error {
         // Past a syntax error nothing is known: mask the rest of the line in
         // a secret context, and every later line that names a secret.
         let from = value_start
@@ -150,4 +169,42 @@ pub fn redacted(source: &SourceFile) -> SourceFile {
         }
     }
     SourceFile::new(source.name.clone(), chars.into_iter().collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(text: &str) -> String {
+        redacted(&SourceFile::new("spec.yml", text.to_string())).text
+    }
+
+    #[test]
+    fn a_spec_without_plain_secrets_is_shown_as_it_is() {
+        let text =
+            "secrets:\n  superuser_password: { env: PG_SUPER }\nclusters: [ { name: main } ]\n";
+        assert_eq!(shown(text), text);
+    }
+
+    #[test]
+    fn a_plain_secret_is_masked_at_any_depth() {
+        for depth in [0, 3, 7, 8, 12] {
+            let mut text = String::new();
+            for d in 0..depth {
+                text.push_str(&format!("{}k{d}:\n", "  ".repeat(d)));
+            }
+            let indent = "  ".repeat(depth);
+            text.push_str(&format!(
+                "{indent}secrets:\n{indent}  superuser_password: hunter2\n{indent}  other: {{ env: X }}\n"
+            ));
+            let masked = shown(&text);
+            assert!(!masked.contains("hunter2"), "depth {depth}:\n{masked}");
+            assert!(
+                masked.contains("superuser_password: *******"),
+                "depth {depth}:\n{masked}"
+            );
+            assert_eq!(masked.lines().count(), text.lines().count());
+            assert!(masked.contains("env: X"), "depth {depth}:\n{masked}");
+        }
+    }
 }
