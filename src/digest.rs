@@ -94,6 +94,40 @@ impl Sum {
     }
 }
 
+/// sha256, in lowercase hex, of the text `args` formats, without holding
+/// that text: a resolved cluster's `Debug` text is tens of kilobytes, and a
+/// fleet's fingerprints format every cluster.
+pub(crate) fn sha256_fmt(args: std::fmt::Arguments<'_>) -> String {
+    /// Gathers the formatter's many small pieces before hashing them.
+    struct Gathered {
+        hash: Sha256,
+        buf: Vec<u8>,
+    }
+    impl std::fmt::Write for Gathered {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            if self.buf.len() + s.len() > self.buf.capacity() {
+                self.hash.update(&self.buf);
+                self.buf.clear();
+            }
+            if s.len() > self.buf.capacity() {
+                self.hash.update(s.as_bytes());
+            } else {
+                self.buf.extend_from_slice(s.as_bytes());
+            }
+            Ok(())
+        }
+    }
+    let mut g = Gathered {
+        hash: Sha256::new(),
+        buf: Vec::with_capacity(8 << 10),
+    };
+    // Only a `Display` or `Debug` implementation can fail, and ours do not;
+    // `format!` would panic where this hashes what was written.
+    let _ = std::fmt::Write::write_fmt(&mut g, args);
+    g.hash.update(&g.buf);
+    hex(&g.hash.finalize())
+}
+
 /// A writer that only hashes: the manifest's digest without its bytes.
 #[derive(Default)]
 pub(crate) struct HashWriter(Sha256);
@@ -733,6 +767,20 @@ impl Sums {
 #[cfg(test)]
 mod sums_tests {
     use super::{Sum, Sums};
+
+    #[test]
+    fn a_formatted_text_hashes_as_the_text_does() {
+        let long = "x".repeat(20_000);
+        let parts: Vec<String> = (0..3000).map(|i| format!("{i:?}")).collect();
+        assert_eq!(
+            super::sha256_fmt(format_args!("short")),
+            super::sha256(b"short")
+        );
+        assert_eq!(
+            super::sha256_fmt(format_args!("{long}\n{parts:?}")),
+            super::sha256(format!("{long}\n{parts:?}").as_bytes())
+        );
+    }
 
     #[test]
     fn bytes_hashed_aside_are_passed_on_and_hashed_whole() {

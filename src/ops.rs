@@ -245,7 +245,7 @@ pub(crate) fn fingerprints(
         .clusters
         .par_iter()
         .flat_map_iter(|c| {
-            let cluster = crate::digest::sha256(format!("{base}\n{c:?}").as_bytes());
+            let cluster = crate::digest::sha256_fmt(format_args!("{base}\n{c:?}"));
             c.sites
                 .iter()
                 .flat_map(|s| s.hosts.iter())
