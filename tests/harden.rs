@@ -663,34 +663,60 @@ fn names(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_build_killed_while_moving_kept_directories_gets_them_back() {
+/// What the tests of a killed build start from: the minimal example built
+/// into `out` of a fresh directory, the command that builds it again there,
+/// and the pid of a process that has ended, whose leftovers `recover` takes
+/// as a killed build's.
+fn killed_build() -> (tempfile::TempDir, std::path::PathBuf, impl Fn(), u32) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let out = dir.path().join("out");
     let spec = support::root()
         .join("examples/minimal.yml")
         .display()
         .to_string();
-    let build = || {
+    let at = dir.path().to_path_buf();
+    let build = move || {
         let o = Command::new(support::pgimg())
             .args(["build", &spec, "-o", "out"])
-            .current_dir(dir.path())
+            .current_dir(&at)
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     build();
+    let mut child = Command::new("true")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dead = child.id();
+    child.wait().unwrap_or_else(|e| panic!("{e}"));
+    (dir, out, build, dead)
+}
+
+/// `recover` puts the previous output back whole and leaves nothing beside
+/// it; a build over it then keeps what did not change.
+fn recovered_whole(
+    dir: &Path,
+    out: &Path,
+    before: &std::collections::BTreeMap<String, Vec<u8>>,
+    build: impl Fn(),
+) {
+    pgimg::write::recover(out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&tree(out), before, "the previous output is whole again");
+    let left: Vec<String> = names(dir).into_iter().filter(|n| n != "out").collect();
+    assert!(left.is_empty(), "{left:?}");
+    build();
+    assert_eq!(&tree(out), before);
+}
+
+#[test]
+fn a_build_killed_while_moving_kept_directories_gets_them_back() {
+    let (dir, out, build, dead) = killed_build();
     let before = tree(&out);
     let hosts = names(&out.join("hosts"));
     assert!(hosts.len() >= 2, "{hosts:?}");
     // The state a build killed halfway through its swap leaves: the output
     // moved aside, its first kept directory already in the staging, the
     // second not yet, both in the journal.
-    let mut child = Command::new("true")
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dead = child.id();
-    child.wait().unwrap_or_else(|e| panic!("{e}"));
     let old = dir.path().join(format!(".out.old.{dead}"));
     let tmp = dir.path().join(format!(".out.tmp.{dead}"));
     std::fs::rename(&out, &old).unwrap_or_else(|e| panic!("{e}"));
@@ -702,42 +728,14 @@ fn a_build_killed_while_moving_kept_directories_gets_them_back() {
         format!("{moved}\nhosts/{}\n../escape\n", hosts[1]),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    pgimg::write::recover(&out).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(tree(&out), before, "the previous output is whole again");
-    let left: Vec<String> = names(dir.path())
-        .into_iter()
-        .filter(|n| n != "out")
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    // And a build over it keeps what did not change.
-    build();
-    assert_eq!(tree(&out), before);
+    recovered_whole(dir.path(), &out, &before, build);
 }
 
 #[test]
 fn a_build_killed_while_patching_the_previous_output_gets_it_back() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = dir.path().join("out");
-    let spec = support::root()
-        .join("examples/minimal.yml")
-        .display()
-        .to_string();
-    let build = || {
-        let o = Command::new(support::pgimg())
-            .args(["build", &spec, "-o", "out"])
-            .current_dir(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    build();
+    let (dir, out, build, dead) = killed_build();
     let before = tree(&out);
     let hosts = names(&out.join("hosts"));
-    let mut child = Command::new("true")
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let dead = child.id();
-    child.wait().unwrap_or_else(|e| panic!("{e}"));
     // What a build killed halfway through patching leaves: the output
     // moved aside, its manifest replaced by the new one, a new host moved
     // in, a host's directory moved aside but its replacement not yet in.
@@ -762,15 +760,7 @@ fn a_build_killed_while_patching_the_previous_output_gets_it_back() {
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    pgimg::write::recover(&out).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(tree(&out), before, "the previous output is whole again");
-    let left: Vec<String> = names(dir.path())
-        .into_iter()
-        .filter(|n| n != "out")
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
-    build();
-    assert_eq!(tree(&out), before);
+    recovered_whole(dir.path(), &out, &before, build);
 }
 
 /// What the fuzz target does with one input (fuzz/fuzz_targets/spec_pipeline.rs).
