@@ -37,6 +37,19 @@ pub(crate) fn validate_keeping(
     strict: bool,
     unchanged: &dyn Fn(&model::Fleet) -> BTreeSet<String>,
 ) -> Result<Validated, Vec<Diagnostic>> {
+    let mut v = parse_and_resolve(source, strict)?;
+    v.warnings = check_resolved(&v, strict, unchanged)?;
+    Ok(v)
+}
+
+/// The first half of [`validate_keeping`]: the spec parsed, schema-checked
+/// and resolved, its `warnings` those of parsing alone. The semantic checks
+/// ([`check_resolved`]) read it, so that a build can read its secrets
+/// beside them.
+pub(crate) fn parse_and_resolve(
+    source: SourceFile,
+    strict: bool,
+) -> Result<Validated, Vec<Diagnostic>> {
     let parsed = match spec::parse(source) {
         Ok(p) => p,
         Err(mut d) => {
@@ -48,9 +61,29 @@ pub(crate) fn validate_keeping(
         }
     };
     let fleet = model::resolve(&parsed.spec);
-    let mut diags = parsed.warnings.clone();
-    let ports = planned_ports(&fleet, &unchanged(&fleet));
-    diags.extend(check::run(&fleet, &parsed.spans, &parsed.source, &ports));
+    let warnings = parsed.warnings.clone();
+    Ok(Validated {
+        parsed,
+        fleet,
+        warnings,
+    })
+}
+
+/// The second half of [`validate_keeping`]: the semantic checks of a
+/// resolved spec. `Ok` is every warning (parsing's and the checks'), sorted.
+pub(crate) fn check_resolved(
+    v: &Validated,
+    strict: bool,
+    unchanged: &dyn Fn(&model::Fleet) -> BTreeSet<String>,
+) -> Result<Vec<Diagnostic>, Vec<Diagnostic>> {
+    let mut diags = v.warnings.clone();
+    let ports = planned_ports(&v.fleet, &unchanged(&v.fleet));
+    diags.extend(check::run(
+        &v.fleet,
+        &v.parsed.spans,
+        &v.parsed.source,
+        &ports,
+    ));
     if strict {
         diag::make_strict(&mut diags);
     }
@@ -58,11 +91,7 @@ pub(crate) fn validate_keeping(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(spec::bounded(diags));
     }
-    Ok(Validated {
-        parsed,
-        fleet,
-        warnings: diags,
-    })
+    Ok(diags)
 }
 
 /// The ports each host's roles open, planned from the embedded role tree's
@@ -898,30 +927,19 @@ pub(crate) fn validate_file(path: &Path, strict: bool) -> Result<(Validated, Sou
     }
 }
 
-/// The inputs of a real build of the spec at `spec_path`: the embedded role
-/// tree or `roles`, and the secrets its references point to, read now
-/// (`env:` ones also from `secrets_env`). A secret value that cannot be used
-/// fails the build with its diagnostics; a missing one too when `require`.
-pub(crate) fn real_inputs(
+/// The values [`crate::secret_ops::read_and_check`] read for `v` (its
+/// reading and diagnostics), or why the build stops: its errors, with
+/// `v`'s warnings, sorted.
+pub(crate) fn secret_values(
+    read: Result<(crate::secrets::Reading, Vec<Diagnostic>), Error>,
     v: &Validated,
-    spec_path: &Path,
-    roles: load::RoleTree,
-    overlays: load::Overlays,
-    secrets_env: Option<&Path>,
-    require: bool,
-) -> Result<BuildInputs, Failure> {
-    let (_, reading, diags) =
-        crate::secret_ops::read_and_check(v, spec_path, secrets_env, require)?;
+) -> Result<load::SecretValues, Failure> {
+    let (reading, diags) = read?;
     if diags.iter().any(Diagnostic::is_error) {
         let mut all = diags;
         all.extend(v.warnings.iter().cloned());
         crate::diag::sort(&mut all);
         return Err(Failure::Invalid(v.parsed.source.clone(), all));
     }
-    Ok(BuildInputs {
-        roles,
-        secrets: reading.values,
-        mapping: Default::default(),
-        overlays,
-    })
+    Ok(reading.values)
 }

@@ -3,7 +3,7 @@
 //! output it replaces) or as one JSON document on stdout.
 
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -247,10 +247,10 @@ impl serde::Serialize for RecordDiagnostics<'_> {
     }
 }
 
-fn secret_labels(v: &crate::Validated) -> Vec<String> {
+/// The labels of `refs`, each once, in the order first met.
+fn secret_labels(refs: &[crate::secrets::Reference]) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
-    crate::secrets::references(&v.parsed.spec)
-        .iter()
+    refs.iter()
         .map(|r| r.label())
         .filter(|l| seen.insert(l.clone()))
         .collect()
@@ -337,6 +337,10 @@ fn previous_closures(out: &std::path::Path) -> std::collections::BTreeMap<String
         .unwrap_or_else(|| crate::load::previous_closures(out))
 }
 
+/// The largest fleet whose secrets a build reads beside its semantic
+/// checks, on another thread (see `run`).
+const READ_BESIDE_HOSTS: usize = 10_000;
+
 /// Prints a build's report.
 fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode> {
     let json_out = a.format == Format::Json;
@@ -352,7 +356,11 @@ fn finish(mut report: Report, a: &Args, term: &Term, o: &mut Output) -> io::Resu
         print_json(&json(&report), o)?;
     } else {
         if !term.quiet {
-            write_human(&report, term, o.out)?;
+            // Gathered: standard output is line-buffered, and a large
+            // fleet's report is a line per host.
+            let mut out = io::BufWriter::with_capacity(1 << 16, &mut *o.out);
+            write_human(&report, term, &mut out)?;
+            out.flush()?;
         }
         for note in &report.notes {
             writeln!(o.err, "note: {note}")?;
@@ -403,7 +411,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     }
     let previous = crate::load::previous_output(a.out);
     // Made here for the comparison, the fingerprints serve the build too.
-    let fingerprints = std::cell::OnceCell::new();
+    let fingerprints = std::sync::OnceLock::new();
     let unchanged = |fleet: &crate::model::Fleet| match &previous {
         Some(prev) => {
             let fps = fingerprints.get_or_init(|| {
@@ -420,56 +428,91 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         }
         None => Default::default(),
     };
-    let validated = crate::ops::validate_keeping(source.clone(), a.strict, &unchanged);
-    let fingerprints = fingerprints.into_inner();
-    let mut validated = match validated {
-        Ok(v) => v,
-        Err(d) => {
-            if json_out {
-                print_json(
-                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
-                    o,
-                )?;
-            } else {
-                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
-            }
-            return Ok(ExitCode::from(1));
+    let invalid = |d: Vec<diag::Diagnostic>, o: &mut Output| {
+        if json_out {
+            print_json(
+                &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                o,
+            )?;
+        } else {
+            super::print_diags(&d, Some(&source), Format::Human, term, o)?;
         }
+        Ok(ExitCode::from(1))
     };
-    let inputs = crate::ops::real_inputs(
-        &validated,
-        a.spec,
-        roles,
-        overlays,
-        a.secrets_env,
-        a.require_secrets || a.strict,
-    );
-    let labels = secret_labels(&validated);
+    let mut validated = match crate::ops::parse_and_resolve(source.clone(), a.strict) {
+        Ok(v) => v,
+        Err(d) => return invalid(d, o),
+    };
+    let spec_dir = crate::load::spec_dir(a.spec);
+    let require_secrets = a.require_secrets || a.strict;
+    // The secrets are read and digested, and the inputs hashed, on a core
+    // of their own while this one runs the semantic checks: each is a
+    // tenth of a one-host rebuild. The checks stay on this thread, whose
+    // memory freed by parsing they reuse. A fleet of more than
+    // `READ_BESIDE_HOSTS` reads them after the checks instead: its peak is
+    // here, and its secret references are megabytes. A spec the checks
+    // reject throws the secrets read away, unused.
+    let read_secrets = || {
+        // The references go as soon as they are labelled.
+        let mut labels = Vec::new();
+        let read =
+            crate::secret_ops::read_and_check(&validated, a.spec, a.secrets_env, require_secrets)
+                .map(|(refs, reading, diags)| {
+                    labels = secret_labels(&refs);
+                    (reading, diags)
+                });
+        let key = crate::ops::inputs_key(
+            &source,
+            &roles,
+            &overlays,
+            &Default::default(),
+            a.strict,
+            require_secrets,
+            a.embed_secrets,
+        );
+        let digest = crate::load::secret_digest(&labels, &spec_dir, a.secrets_env);
+        (read, labels, key, digest)
+    };
+    let beside = validated.fleet.hosts().count() <= READ_BESIDE_HOSTS;
+    let (checked, (read, labels, key, (secrets_digest, any_secret))) =
+        std::thread::scope(|s| -> io::Result<_> {
+            let reading = beside.then(|| s.spawn(read_secrets));
+            let checked = crate::ops::check_resolved(&validated, a.strict, &unchanged);
+            if let Ok(warnings) = &checked
+                && !json_out
+            {
+                super::print_diags(warnings, Some(&source), Format::Human, term, o)?;
+            }
+            let read = match reading {
+                Some(thread) => thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                None => read_secrets(),
+            };
+            Ok((checked, read))
+        })?;
+    let fingerprints = fingerprints.into_inner();
+    validated.warnings = match checked {
+        Ok(w) => w,
+        Err(d) => return invalid(d, o),
+    };
     // Every diagnostic that needs a position has been made: the table of
     // every node's position, tens of megabytes for a large fleet, goes
-    // before the warnings are shown and the build reaches its own peak.
+    // before the build reaches its own peak.
     validated.parsed.spans = Default::default();
     // Likewise the typed spec: its secret references are read (the labels
-    // above, the values in `inputs`), and the build works from the
-    // resolved fleet. A large fleet's clusters are megabytes of it.
+    // above, the values in `read`), and the build works from the resolved
+    // fleet. A large fleet's clusters are megabytes of it.
     validated.parsed.spec.clusters = Vec::new();
-    if !json_out {
-        super::print_diags(&validated.warnings, Some(&source), Format::Human, term, o)?;
-    }
-    let inputs = match inputs {
-        Ok(i) => i,
+    let inputs = match crate::ops::secret_values(read, &validated) {
+        Ok(secrets) => crate::ops::BuildInputs {
+            roles,
+            secrets,
+            mapping: Default::default(),
+            overlays,
+        },
         Err(crate::ops::Failure::Error(e)) => return fail(e, o),
-        Err(crate::ops::Failure::Invalid(_, d)) => {
-            if json_out {
-                print_json(
-                    &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
-                    o,
-                )?;
-            } else {
-                super::print_diags(&d, Some(&source), Format::Human, term, o)?;
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(crate::ops::Failure::Invalid(_, d)) => return invalid(d, o),
     };
     let fleet = &validated.fleet;
     let previous_closures = match &previous {
@@ -477,18 +520,6 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         None => previous_closures(a.out),
     };
     let bar = super::term::progress(term, fleet.hosts().count());
-    let spec_dir = crate::load::spec_dir(a.spec);
-    let key = crate::ops::inputs_key(
-        &source,
-        &inputs.roles,
-        &inputs.overlays,
-        &inputs.mapping,
-        a.strict,
-        a.require_secrets || a.strict,
-        a.embed_secrets,
-    );
-    let (secrets_digest, any_secret) =
-        crate::load::secret_digest(&labels, &spec_dir, a.secrets_env);
     let describe = |b: &crate::ops::BuildReport, w: &mut dyn io::Write| {
         let r = RecordOut {
             inputs: &key,
