@@ -149,44 +149,72 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// Runs `write` on a writer that passes its bytes on to `inner` and has
-/// them hashed on a thread of their own, and returns their digest: a large
-/// fleet's manifest is megabytes, and hashing it while it is being made
-/// takes its hashing off the making's time. Hashes as it goes where no
-/// thread can be started.
+/// Runs `write` on a writer whose bytes another thread both hashes and
+/// passes on to `inner`, and returns their digest: a large fleet's
+/// manifest is megabytes, and this thread then only makes it while the
+/// other hashes and writes it (at 1,000 hosts, 7 MB: about 4 ms of
+/// hashing and 4 ms of writing into tmpfs). The bytes go over in pieces
+/// of [`HANDED_PIECE`] bytes, at most a few of them at a time, and the
+/// emptied pieces come back to be filled again. Hashes and writes as it
+/// goes where no thread can be started.
 pub(crate) fn write_hashed(
-    inner: &mut dyn std::io::Write,
+    inner: &mut (dyn std::io::Write + Send),
     write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<Digest32> {
     use std::io::Write as _;
-    /// Passes bytes on to `inner`, and a copy of them to the hashing thread.
-    struct Aside<'a> {
-        inner: &'a mut dyn std::io::Write,
-        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+    use std::sync::mpsc;
+    /// Gathers the bytes into the piece the other thread takes next.
+    struct Handed {
+        piece: Vec<u8>,
+        full: mpsc::SyncSender<Vec<u8>>,
+        emptied: mpsc::Receiver<Vec<u8>>,
     }
-    impl std::io::Write for Aside<'_> {
+    impl Handed {
+        fn hand_over(&mut self) -> std::io::Result<()> {
+            if self.piece.is_empty() {
+                return Ok(());
+            }
+            let next = self
+                .emptied
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(2 * HANDED_PIECE));
+            let piece = std::mem::replace(&mut self.piece, next);
+            self.full
+                .send(piece)
+                .map_err(|_| std::io::Error::other("the writing thread ended early"))
+        }
+    }
+    impl std::io::Write for Handed {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = self.inner.write(buf)?;
-            self.chunks
-                .send(buf[..n].to_vec())
-                .map_err(|_| std::io::Error::other("the hashing thread ended early"))?;
-            Ok(n)
+            self.piece.extend_from_slice(buf);
+            if self.piece.len() >= HANDED_PIECE {
+                self.hand_over()?;
+            }
+            Ok(buf.len())
         }
 
         fn flush(&mut self) -> std::io::Result<()> {
-            self.inner.flush()
+            Ok(())
         }
     }
     std::thread::scope(|scope| {
-        let (chunks, received) = std::sync::mpsc::sync_channel::<Vec<u8>>(16);
-        let hasher = std::thread::Builder::new().spawn_scoped(scope, move || {
+        let (full, received) = mpsc::sync_channel::<Vec<u8>>(4);
+        let (emptied_to, emptied) = mpsc::channel::<Vec<u8>>();
+        // `inner` is lent to the thread and comes back with its result.
+        let (lent_to, lent) = mpsc::sync_channel::<&mut (dyn std::io::Write + Send)>(1);
+        let writer = std::thread::Builder::new().spawn_scoped(scope, move || {
+            let inner = lent.recv().map_err(std::io::Error::other)?;
             let mut hash = HashWriter::default();
-            for chunk in received {
-                hash.0.update(&chunk);
+            for mut piece in received {
+                hash.0.update(&piece);
+                inner.write_all(&piece)?;
+                piece.clear();
+                let _ = emptied_to.send(piece);
             }
-            hash.finish()
+            inner.flush()?;
+            Ok::<_, std::io::Error>(hash.finish())
         });
-        let Ok(hasher) = hasher else {
+        let Ok(writer) = writer else {
             let mut tee = Tee {
                 inner,
                 hash: HashWriter::default(),
@@ -195,19 +223,31 @@ pub(crate) fn write_hashed(
             tee.flush()?;
             return Ok(tee.hash.finish());
         };
-        let mut aside = Aside { inner, chunks };
-        let written = write(&mut aside).and_then(|()| aside.flush());
-        drop(aside);
-        let digest = hasher
+        lent_to
+            .send(inner)
+            .map_err(|_| std::io::Error::other("the writing thread ended early"))?;
+        let mut handed = Handed {
+            piece: Vec::with_capacity(2 * HANDED_PIECE),
+            full,
+            emptied,
+        };
+        let made = write(&mut handed).and_then(|()| handed.hand_over());
+        drop(handed);
+        let written = writer
             .join()
-            .map_err(|_| std::io::Error::other("the hashing thread panicked"))?;
-        written.map(|()| digest)
+            .map_err(|_| std::io::Error::other("the writing thread panicked"))?;
+        // The writer's own failure says more than "ended early" does.
+        let digest = written?;
+        made.map(|()| digest)
     })
 }
 
+/// The bytes [`write_hashed`] hands over at a time.
+const HANDED_PIECE: usize = 256 << 10;
+
 /// Passes bytes on to `inner` and hashes them on the way.
 struct Tee<'a> {
-    inner: &'a mut dyn std::io::Write,
+    inner: &'a mut (dyn std::io::Write + Send),
     hash: HashWriter,
 }
 
@@ -797,6 +837,39 @@ mod sums_tests {
         let failed =
             super::write_hashed(&mut Vec::new(), &mut |_| Err(std::io::Error::other("no")));
         assert!(failed.is_err());
+    }
+
+    /// A writer that takes `room` bytes, then fails like a full disk.
+    struct Full {
+        room: usize,
+    }
+
+    impl std::io::Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(std::io::Error::other("no space left"));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_fails_the_writing_with_its_own_error() {
+        for room in [0, 1 << 20] {
+            let failed = super::write_hashed(&mut Full { room }, &mut |w| {
+                for _ in 0..64 {
+                    w.write_all(&[b'x'; 64 << 10])?;
+                }
+                Ok(())
+            })
+            .expect_err("the destination is full");
+            assert_eq!(failed.to_string(), "no space left", "room {room}");
+        }
     }
 
     const PATHS: &[&str] = &[

@@ -725,7 +725,7 @@ impl Sink for Staging<'_> {
         &self,
         rel: &str,
         mode: u32,
-        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+        write: &mut dyn FnMut(&mut (dyn std::io::Write + Send)) -> std::io::Result<()>,
     ) -> Result<(), Error> {
         let path = self.parents(rel)?;
         let file = self.create(&path, mode)?;

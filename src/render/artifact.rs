@@ -50,7 +50,7 @@ pub(crate) trait Sink: Sync {
         &self,
         path: &str,
         mode: u32,
-        write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+        write: &mut dyn FnMut(&mut (dyn std::io::Write + Send)) -> std::io::Result<()>,
     ) -> Result<(), Error> {
         let mut bytes = Vec::new();
         write(&mut bytes).map_err(|e| Error::io("rendering", std::path::Path::new(path), e))?;

@@ -178,7 +178,7 @@ pub fn manifest(
     known: &BTreeMap<String, String>,
     spec_sha256: &str,
     roles_sha256: &str,
-    out: Option<&mut dyn Write>,
+    out: Option<&mut (dyn Write + Send)>,
 ) -> io::Result<Finished> {
     let closures: BTreeMap<String, String> = {
         use rayon::prelude::*;
