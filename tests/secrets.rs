@@ -521,6 +521,45 @@ fn pg0212_s3_without_cipher() {
     assert!(!d.is_error());
 }
 
+/// A repository set once for the fleet is one warning at its line, naming
+/// the hosts of every cluster it leaves unencrypted, not one per cluster.
+#[test]
+fn pg0212_once_for_a_fleet_wide_repository() {
+    let mut text = String::from(
+        "version: 1\n\
+         secrets:\n\
+         \x20 superuser_password: { env: A }\n\
+         \x20 replication_password: { env: B }\n\
+         \x20 rewind_password: { env: C }\n\
+         defaults:\n\
+         \x20 pgbackrest:\n\
+         \x20   repos: [{ type: s3, bucket: b, region: eu-central-1 }]\n\
+         clusters:\n",
+    );
+    for c in 0..3 {
+        text.push_str(&format!(
+            "  - name: c{c}\n    sites:\n      - name: main\n        hosts:\n"
+        ));
+        for h in 1..=3 {
+            text.push_str(&format!(
+                "          - {{ name: c{c}-pg{h}, address: 10.0.{c}.{h}, roles: [pg, etcd] }}\n"
+            ));
+        }
+    }
+    let diags = support::diagnostics("fleet.yml", &text, false);
+    let found: Vec<_> = diags
+        .iter()
+        .filter(|d| d.code.as_str() == "PG0212")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let d = found[0];
+    assert_eq!(d.pointer, "/defaults/pgbackrest/repos/0");
+    let span = d.span.expect("a position");
+    assert_eq!(span.line, 8);
+    assert_eq!(d.hosts.len(), 9, "{:?}", d.hosts);
+    assert!(d.hosts.iter().any(|h| h == "c2-pg3"), "{:?}", d.hosts);
+}
+
 /// `secrets init` makes the cluster CA and a certificate per pg or etcd host
 /// (mode 0600, verified by openssl against the CA, with the host's names),
 /// never overwrites them, and `secrets check` then finds everything.

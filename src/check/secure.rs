@@ -56,15 +56,16 @@ pub(super) fn repository_cipher(ctx: &Ctx) -> Vec<Diagnostic> {
                 Diagnostic::error(
                     Code::S3WithoutCipher,
                     &r.pointer,
-                    format!(
-                        "cluster `{}` backs up to S3 without a repository cipher",
-                        c.name
-                    ),
+                    // Merged for every host the repository's setting reaches,
+                    // which may be several clusters' (`once_per_setting`).
+                    "backups go to S3 without a repository cipher",
                 )
                 .expected(
                     "`secrets: { backup_cipher_pass: { env: NAME } }` (pgBackRest aes-256-cbc)",
                 )
-                .help("anyone who can read the bucket can read every backup"),
+                .help("anyone who can read the bucket can read every backup")
+                // A repository set for the fleet is one warning, naming its hosts.
+                .for_host(&h.name),
             );
         }
     }
