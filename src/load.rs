@@ -40,6 +40,39 @@ pub fn without_bom(text: String) -> String {
     }
 }
 
+/// The directories found not to be there while reading secret files. A
+/// fleet's TLS references name a file per host under one directory per
+/// cluster; when that tree is not there (certificates delivered later),
+/// each file would cost a failing lookup, twice (reading and digesting).
+#[derive(Default)]
+struct MissingDirs(std::collections::HashMap<PathBuf, bool>);
+
+impl MissingDirs {
+    /// Whether `path`'s parent directory is known or found to be missing:
+    /// then `path` is not there either, as a lookup would say.
+    fn holds_no(&mut self, path: &Path) -> bool {
+        match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => self.is_missing(dir),
+            _ => false,
+        }
+    }
+
+    fn is_missing(&mut self, dir: &Path) -> bool {
+        if let Some(&missing) = self.0.get(dir) {
+            return missing;
+        }
+        let missing = self.holds_no(dir)
+            || std::fs::metadata(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        self.0.insert(dir.to_path_buf(), missing);
+        missing
+    }
+
+    /// The error a lookup of a path under a missing directory gets.
+    fn not_found() -> std::io::Error {
+        std::io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error())
+    }
+}
+
 fn read_secret_file(path: &Path, limit: usize) -> Result<String, crate::secrets::Problem> {
     use crate::secrets::Problem;
     use std::io::Read;
@@ -112,6 +145,7 @@ pub fn secret_values(
         None => Default::default(),
     };
     let mut out = crate::secrets::Reading::default();
+    let mut missing_dirs = MissingDirs::default();
     for r in refs {
         let label = r.label();
         if out.values.values.contains_key(&label) || out.problems.contains_key(&label) {
@@ -129,7 +163,12 @@ pub fn secret_values(
                     ValueKind::Text => MAX_SECRET_BYTES,
                     ValueKind::Pem => MAX_PEM_BYTES,
                 };
-                read_secret_file(&secret_path(spec_dir, f.as_str()), max)
+                let path = secret_path(spec_dir, f.as_str());
+                if missing_dirs.holds_no(&path) {
+                    Err(Problem::Missing)
+                } else {
+                    read_secret_file(&path, max)
+                }
             }
         };
         match value.and_then(|v| check_kind(r.kind, &v).map(|()| v)) {
@@ -416,6 +455,7 @@ pub fn secret_digest(
     if let Some(Err(e)) = &file_env {
         feed("env-file-error", e.to_string().as_bytes());
     }
+    let mut missing_dirs = MissingDirs::default();
     for label in labels {
         feed("label", label.as_bytes());
         if let Some(name) = label.strip_prefix("env:") {
@@ -440,7 +480,12 @@ pub fn secret_digest(
             let path = secret_path(spec_dir, path);
             let limit =
                 crate::secrets::MAX_PEM_BYTES.max(crate::secrets::MAX_SECRET_BYTES) as u64 + 2;
-            let read = std::fs::metadata(&path).and_then(|m| {
+            let looked_up = if missing_dirs.holds_no(&path) {
+                Err(MissingDirs::not_found())
+            } else {
+                std::fs::metadata(&path)
+            };
+            let read = looked_up.and_then(|m| {
                 if !m.is_file() {
                     return Err(std::io::Error::other("not a regular file"));
                 }
@@ -755,4 +800,88 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The files of one test: `present` holds a secret, `plain` is a file
+    /// (so a path under it is not a directory's), `nodir/` is not there.
+    fn secret_files() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::write(dir.path().join("present"), "s3cret\n").expect("writing");
+        std::fs::write(dir.path().join("plain"), "x").expect("writing");
+        dir
+    }
+
+    const FILES: [&str; 5] = [
+        "nodir/tls/a.key",
+        "nodir/tls/b.key",
+        "nodir/other.key",
+        "present",
+        "plain/under",
+    ];
+
+    #[test]
+    fn files_under_a_missing_directory_digest_as_their_lookups_would() {
+        let dir = secret_files();
+        let labels: Vec<String> = FILES.iter().map(|f| format!("file:{f}")).collect();
+        let (digest, present) = secret_digest(&labels, dir.path(), None);
+        assert!(present);
+        // Each file's own lookup, as a build that looked each one up fed it.
+        let mut h = Sha256::new();
+        let mut feed = |tag: &str, bytes: &[u8]| {
+            h.update(tag.as_bytes());
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        for (label, f) in labels.iter().zip(FILES) {
+            feed("label", label.as_bytes());
+            match std::fs::read(dir.path().join(f)) {
+                Ok(bytes) => feed("value", &bytes),
+                Err(e) => feed("error", e.to_string().as_bytes()),
+            }
+        }
+        assert_eq!(digest, crate::digest::hex(&h.finalize()));
+    }
+
+    #[test]
+    fn files_under_a_missing_directory_read_as_missing() {
+        use crate::secrets::{Problem, Reference, ValueKind};
+        let dir = secret_files();
+        let refs: Vec<Reference> = FILES
+            .iter()
+            .map(|f| Reference {
+                pointer: format!("/secrets/{f}"),
+                secret: crate::spec::v1::SecretRef::File(crate::spec::scalar::FilePath(
+                    f.to_string(),
+                )),
+                what: "a test secret",
+                generate: None,
+                kind: ValueKind::Text,
+            })
+            .collect();
+        let read = secret_values(&refs, dir.path(), None).expect("reading");
+        assert_eq!(
+            read.values.values.get("file:present").map(String::as_str),
+            Some("s3cret")
+        );
+        for f in &FILES[..3] {
+            assert_eq!(
+                read.problems.get(&format!("file:{f}")),
+                Some(&Problem::Missing),
+                "{f}"
+            );
+        }
+        // A path under a file is not missing but unreadable, as before.
+        assert!(
+            matches!(
+                read.problems.get("file:plain/under"),
+                Some(Problem::Unreadable(_))
+            ),
+            "{:?}",
+            read.problems
+        );
+    }
 }

@@ -130,14 +130,19 @@ pub(crate) fn haproxy_budget(ctx: &Ctx) -> Vec<Diagnostic> {
 /// exactly is refused rather than run at other times.
 pub(crate) fn backup_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // A fleet's hosts share a few schedules: each is judged once.
+    let mut judged: std::collections::HashMap<&str, Option<String>> = Default::default();
     for (_, _, h) in ctx.fleet.hosts().filter(|(_, _, h)| h.has(Role::Pg)) {
         let b = &h.config.pgbackrest;
         for (kind, cron) in [("full", &b.full), ("diff", &b.diff), ("incr", &b.incr)] {
-            // A field out of its range is PG0219's; this rule is about what a timer can say.
-            if super::values::cron_problem(cron).is_some() {
-                continue;
-            }
-            if let Err(why) = calendar::on_calendar(cron) {
+            let problem = judged.entry(cron).or_insert_with(|| {
+                // A field out of its range is PG0219's; this rule is about what a timer can say.
+                if super::values::cron_problem(cron).is_some() {
+                    return None;
+                }
+                calendar::on_calendar(cron).err()
+            });
+            if let Some(why) = problem.clone() {
                 let pointer = h.origin(&format!("pgbackrest/schedule/{kind}"));
                 if out.iter().any(|d: &Diagnostic| d.pointer == pointer) {
                     continue;

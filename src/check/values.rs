@@ -98,10 +98,15 @@ pub(super) fn cron_problem(schedule: &str) -> Option<String> {
 /// Every field of every backup schedule is within its range.
 pub(super) fn cron_schedules(ctx: &Ctx) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // A fleet's hosts share a few schedules: each is judged once.
+    let mut judged: std::collections::HashMap<&str, Option<String>> = Default::default();
     for (_, _, h) in ctx.fleet.hosts() {
         let b = &h.config.pgbackrest;
         for (kind, schedule) in [("full", &b.full), ("diff", &b.diff), ("incr", &b.incr)] {
-            if let Some(problem) = cron_problem(schedule) {
+            let problem = judged
+                .entry(schedule)
+                .or_insert_with(|| cron_problem(schedule));
+            if let Some(problem) = problem {
                 out.push(
                     Diagnostic::error(
                         Code::CronRange,

@@ -450,8 +450,9 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
     // tenth of a one-host rebuild. The checks stay on this thread, whose
     // memory freed by parsing they reuse. A fleet of more than
     // `READ_BESIDE_HOSTS` reads them after the checks instead: its peak is
-    // here, and its secret references are megabytes. A spec the checks
-    // reject throws the secrets read away, unused.
+    // here, and its secret references are megabytes, and only for a spec
+    // the checks accept. Beside them, a spec they reject throws the
+    // secrets read away, unused.
     let read_secrets = || {
         // The references go as soon as they are labelled.
         let mut labels = Vec::new();
@@ -474,26 +475,48 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         (read, labels, key, digest)
     };
     let beside = validated.fleet.hosts().count() <= READ_BESIDE_HOSTS;
-    let (checked, (read, labels, key, (secrets_digest, any_secret))) =
-        std::thread::scope(|s| -> io::Result<_> {
-            let reading = beside.then(|| s.spawn(read_secrets));
-            let checked = crate::ops::check_resolved(&validated, a.strict, &unchanged);
-            if let Ok(warnings) = &checked
-                && !json_out
-            {
-                super::print_diags(warnings, Some(&source), Format::Human, term, o)?;
-            }
-            let read = match reading {
-                Some(thread) => thread
+    let checked = std::thread::scope(|s| -> io::Result<_> {
+        // The spare core also masks the text the warnings show: it is the
+        // spec scanned again, a few milliseconds of a rebuild.
+        let reading = beside.then(|| {
+            s.spawn(|| {
+                let read = read_secrets();
+                (
+                    read,
+                    (!json_out).then(|| crate::spec::redact::redacted(&source)),
+                )
+            })
+        });
+        // A rejected spec leaves a reading thread to the scope's join.
+        let warnings = match crate::ops::check_resolved(&validated, a.strict, &unchanged) {
+            Ok(w) => w,
+            Err(d) => return Ok(Err(d)),
+        };
+        let read = match reading {
+            Some(thread) => {
+                let (read, shown) = thread
                     .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                None => read_secrets(),
-            };
-            Ok((checked, read))
-        })?;
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                if let Some(shown) = shown {
+                    super::print_redacted_diags(&warnings, Some(&shown), term, o)?;
+                }
+                read
+            }
+            None => {
+                if !json_out {
+                    super::print_diags(&warnings, Some(&source), Format::Human, term, o)?;
+                }
+                read_secrets()
+            }
+        };
+        Ok(Ok((warnings, read)))
+    })?;
     let fingerprints = fingerprints.into_inner();
-    validated.warnings = match checked {
-        Ok(w) => w,
+    let (read, labels, key, (secrets_digest, any_secret)) = match checked {
+        Ok((warnings, read)) => {
+            validated.warnings = warnings;
+            read
+        }
         Err(d) => return invalid(d, o),
     };
     // Every diagnostic that needs a position has been made: the table of

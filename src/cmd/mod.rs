@@ -12,7 +12,7 @@ pub mod show;
 pub mod term;
 pub mod version;
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -43,9 +43,19 @@ pub fn print_diags(
     Ok(())
 }
 
-/// Diagnostics as people read them, with the count of errors and warnings,
-/// written one at a time: a large fleet's thousands of warnings are never
-/// all in memory as text.
+/// [`print_diags`] in human form, given the spec's text already redacted
+/// ([`crate::spec::redact::redacted`]): `pgimg build` has it made on a
+/// spare core while the checks run.
+pub fn print_redacted_diags(
+    diags: &[Diagnostic],
+    shown: Option<&SourceFile>,
+    term: &Term,
+    o: &mut Output,
+) -> io::Result<()> {
+    write_shown(diags, shown, term, &mut o.err)
+}
+
+/// Diagnostics as people read them, with the count of errors and warnings.
 fn write_human(
     diags: &[Diagnostic],
     source: Option<&SourceFile>,
@@ -57,11 +67,25 @@ fn write_human(
     }
     // Lines are shown with every plain value in a secret slot masked.
     let shown = source.map(crate::spec::redact::redacted);
+    write_shown(diags, shown.as_ref(), term, out)
+}
+
+/// [`write_human`] of the redacted text `shown`, one diagnostic at a time:
+/// a large fleet's thousands of warnings are never all in memory as text.
+fn write_shown(
+    diags: &[Diagnostic],
+    shown: Option<&SourceFile>,
+    term: &Term,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
+    if diags.is_empty() {
+        return Ok(());
+    }
+    // Standard error is unbuffered: a write per diagnostic would be a
+    // system call each, and a large fleet has thousands.
+    let out = &mut io::BufWriter::with_capacity(64 * 1024, out);
     for d in diags {
-        out.write_all(
-            term.diagnostics(&diag::render_human(d, shown.as_ref()))
-                .as_bytes(),
-        )?;
+        out.write_all(term.diagnostics(&diag::render_human(d, shown)).as_bytes())?;
     }
     let errors = diags.iter().filter(|d| d.is_error()).count();
     let warnings = diags.len() - errors;
@@ -70,7 +94,8 @@ fn write_human(
         plural(errors),
         plural(warnings)
     );
-    out.write_all(term.diagnostics(&count).as_bytes())
+    out.write_all(term.diagnostics(&count).as_bytes())?;
+    out.flush()
 }
 
 /// An operational error: the message on stderr, exit 2.
