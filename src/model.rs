@@ -453,6 +453,29 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
     // copies.
     let configs: Mutex<HashMap<(String, String), Arc<Config>>> = Mutex::default();
     let shared_origins: Mutex<HashSet<Arc<BTreeMap<String, String>>>> = Mutex::default();
+    // `key`: the merged settings' text and the repositories' pointer.
+    let config_for = |key: (String, String), merged: &Value| {
+        let known = lock(&configs).get(&key).map(Arc::clone);
+        match known {
+            Some(c) => c,
+            None => {
+                // The schema has vetted every layer, so the merge fits `Settings` too.
+                let raw: v1::Settings = serde_json::from_value(merged.clone()).unwrap_or_default();
+                let c = Arc::new(config_from(raw, &key.1));
+                Arc::clone(lock(&configs).entry(key).or_insert(c))
+            }
+        }
+    };
+    let share_origins = |origins: Arc<BTreeMap<String, String>>| {
+        let mut shared = lock(&shared_origins);
+        match shared.get(&origins) {
+            Some(o) => Arc::clone(o),
+            None => {
+                shared.insert(Arc::clone(&origins));
+                origins
+            }
+        }
+    };
     let clusters = spec
         .clusters
         .par_iter()
@@ -483,48 +506,46 @@ pub fn resolve(spec: &v1::Spec) -> Fleet {
                             format!("{sp}/name"),
                         ),
                     };
+                    // The fleet's, cluster's and site's layers, merged once
+                    // for the site: most hosts add no layer of their own,
+                    // and share this merge, its configuration and origins.
+                    let mut site_origins = BTreeMap::new();
+                    let mut site_merged = Value::Object(Default::default());
+                    for (layer, ptr) in [
+                        (&fleet_settings, "/defaults".to_string()),
+                        (&cluster_settings, format!("{cp}/settings")),
+                        (&site_settings, format!("{sp}/settings")),
+                    ] {
+                        merge(&mut site_merged, layer, "", &ptr, &mut site_origins);
+                    }
+                    let bare = strip_nulls(site_merged.clone());
+                    let bare_text = bare.to_string();
+                    let bare_origins = share_origins(Arc::new(site_origins.clone()));
                     let hosts = s
                         .hosts
                         .iter()
                         .enumerate()
                         .map(|(hi, h)| {
                             let hp = format!("{sp}/hosts/{hi}");
-                            let mut origins = BTreeMap::new();
-                            let mut merged = Value::Object(Default::default());
-                            let layers = [
-                                (&fleet_settings, "/defaults".to_string()),
-                                (&cluster_settings, format!("{cp}/settings")),
-                                (&site_settings, format!("{sp}/settings")),
-                                (
-                                    &settings_json(h.settings.as_deref()),
-                                    format!("{hp}/settings"),
-                                ),
-                            ];
-                            for (layer, ptr) in layers {
-                                merge(&mut merged, layer, "", &ptr, &mut origins);
-                            }
-                            let merged = strip_nulls(merged);
-                            let key = (merged.to_string(), repos_pointer(&hp, &origins));
-                            let known = lock(&configs).get(&key).map(Arc::clone);
-                            let config = match known {
-                                Some(c) => c,
+                            let (config, origins) = match h.settings.as_deref() {
                                 None => {
-                                    // The schema has vetted every layer, so the merge fits `Settings` too.
-                                    let raw: v1::Settings =
-                                        serde_json::from_value(merged).unwrap_or_default();
-                                    let c = Arc::new(config_from(raw, &key.1));
-                                    Arc::clone(lock(&configs).entry(key).or_insert(c))
+                                    let key =
+                                        (bare_text.clone(), repos_pointer(&hp, &bare_origins));
+                                    (config_for(key, &bare), Arc::clone(&bare_origins))
                                 }
-                            };
-                            let origins = Arc::new(origins);
-                            let origins = {
-                                let mut shared = lock(&shared_origins);
-                                match shared.get(&origins) {
-                                    Some(o) => Arc::clone(o),
-                                    None => {
-                                        shared.insert(Arc::clone(&origins));
-                                        origins
-                                    }
+                                Some(own) => {
+                                    let mut origins = site_origins.clone();
+                                    let mut merged = site_merged.clone();
+                                    merge(
+                                        &mut merged,
+                                        &settings_json(Some(own)),
+                                        "",
+                                        &format!("{hp}/settings"),
+                                        &mut origins,
+                                    );
+                                    let merged = strip_nulls(merged);
+                                    let key = (merged.to_string(), repos_pointer(&hp, &origins));
+                                    (config_for(key, &merged), share_origins(Arc::new(origins)))
                                 }
                             };
                             let boot = h.boot.as_ref();

@@ -402,8 +402,10 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         (Ok(r), Ok(o)) => (r, o),
         (Err(e), _) | (_, Err(e)) => return fail(e, o),
     };
-    // Compiled on a spare core while the spec is validated.
-    crate::render::templates::compile_ahead(roles.clone());
+    // Compiled on a spare core while the spec is validated: the schema
+    // first, which the parse needs within milliseconds, then the templates,
+    // which the first host rendered needs.
+    crate::render::templates::compile_ahead(roles.clone(), crate::schema::prepare);
     // A killed build's staging goes, and a previous output it had moved
     // aside comes back, before that output is read.
     if let Err(e) = crate::write::recover(a.out) {

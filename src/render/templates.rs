@@ -88,12 +88,16 @@ impl Templates {
 }
 
 /// Starts compiling `tree`'s templates on a thread of their own, for a
-/// later [`Templates::shared`]; an error is reported by that call.
-pub fn compile_ahead(tree: RoleTree) {
-    // Without a thread the build compiles them itself when it needs them.
+/// later [`Templates::shared`]; an error is reported by that call. The
+/// thread first runs `first`: work the caller needs sooner than them.
+pub fn compile_ahead(tree: RoleTree, first: impl FnOnce() + Send + 'static) {
+    // Without a thread the build does both itself when it needs them.
     let _ = std::thread::Builder::new()
         .name("templates".into())
-        .spawn(move || Templates::shared(&tree));
+        .spawn(move || {
+            first();
+            Templates::shared(&tree)
+        });
 }
 
 /// Handlebars renders into an 8 KiB buffer; a build keeps every rendered file
