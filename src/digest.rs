@@ -476,6 +476,12 @@ impl Sums {
     }
 
     /// A group's entries, read back when it was spilled.
+    /// A group's entries one by one: a held group's are not copied first.
+    fn each<'a>(&'a self, group: &'a Group) -> impl Iterator<Item = (u32, Sum)> + 'a {
+        let entries = self.entries(group);
+        (0..entries.len()).map(move |i| entries[i].clone())
+    }
+
     fn entries<'a>(&'a self, group: &'a Group) -> std::borrow::Cow<'a, [(u32, Sum)]> {
         match (group, &self.spill) {
             (Group::Held(g), _) => std::borrow::Cow::Borrowed(g),
@@ -606,18 +612,15 @@ impl Sums {
     pub fn iter(&self) -> impl Iterator<Item = (SumPath<'_>, Sum)> {
         let rests = &self.rests;
         self.heads.iter().flat_map(move |(head, group)| {
-            self.entries(group)
-                .into_owned()
-                .into_iter()
-                .map(move |(rest, sum)| {
-                    (
-                        SumPath {
-                            head,
-                            rest: rests.name(rest),
-                        },
-                        sum,
-                    )
-                })
+            self.each(group).map(move |(rest, sum)| {
+                (
+                    SumPath {
+                        head,
+                        rest: rests.name(rest),
+                    },
+                    sum,
+                )
+            })
         })
     }
 
@@ -661,9 +664,7 @@ impl Sums {
             .range::<str, _>((std::ops::Bound::Included(head), std::ops::Bound::Unbounded))
             .take_while(move |(h, _)| h.starts_with(head))
             .flat_map(move |(h, group)| {
-                self.entries(group)
-                    .into_owned()
-                    .into_iter()
+                self.each(group)
                     .map(move |(r, sum)| (rests.name(r), sum))
                     .filter(move |(r, _)| r.starts_with(rest))
                     .map(move |(r, sum)| (SumPath { head: h, rest: r }, sum))
