@@ -443,6 +443,17 @@ impl Rests {
     fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", |n| n)
     }
+
+    /// Whether every rest of `other` has the same number here: true once
+    /// these rests were taken from it ([`Sums::number_rests_as`]).
+    fn extend(&self, other: &Rests) -> bool {
+        other.names.len() <= self.names.len()
+            && other
+                .names
+                .iter()
+                .zip(&self.names)
+                .all(|(theirs, mine)| std::sync::Arc::ptr_eq(theirs, mine))
+    }
 }
 
 fn split_path(path: &str) -> (&str, &str) {
@@ -624,6 +635,17 @@ impl Sums {
         })
     }
 
+    /// Numbers the rests as `from` does, before anything is recorded here,
+    /// so that [`Sums::copy_under`] takes `from`'s groups as they are
+    /// instead of looking up each rest's number: a rebuild copies the
+    /// previous build's sums of every kept host. Rests that end up unused
+    /// are never written (the state lists only those its heads use).
+    pub fn number_rests_as(&mut self, from: &Sums) {
+        if self.rests.names.is_empty() {
+            self.rests = from.rests.clone();
+        }
+    }
+
     /// Records every path under `dir` of `from` with its sum there, and
     /// returns how many. A `dir` that is one whole head (`hosts/<host>/`,
     /// `clusters/<cluster>/`) takes its group whole: a kept host is dozens
@@ -635,12 +657,17 @@ impl Sums {
             && !self.heads.contains_key(head)
             && let Some(group) = from.heads.get(head)
         {
-            // Both are in the order of their rests' names; only the numbers differ.
+            // Both are in the order of their rests' names; only the numbers
+            // may differ, unless these were numbered as `from`'s.
             let theirs = from.entries(group);
-            let mut mine = Vec::with_capacity(theirs.len());
-            for (r, sum) in theirs.iter() {
-                mine.push((self.rests.id(from.rests.name(*r)), sum.clone()));
-            }
+            let mine = if self.rests.extend(&from.rests) {
+                theirs.into_owned()
+            } else {
+                theirs
+                    .iter()
+                    .map(|(r, sum)| (self.rests.id(from.rests.name(*r)), sum.clone()))
+                    .collect()
+            };
             let n = mine.len();
             self.put_group(head, mine);
             return n;
@@ -976,6 +1003,30 @@ mod sums_tests {
             assert_eq!(copied.len(), inserted.len());
         }
         assert_eq!(Sums::default().copy_under(&from, "hosts/none/"), 0);
+    }
+
+    #[test]
+    fn rests_numbered_as_the_previous_sums_copy_their_groups_as_they_are() {
+        let from = sums(0..PATHS.len());
+        let list = |s: &Sums| -> Vec<(String, Sum)> {
+            s.iter().map(|(p, sum)| (p.to_string(), sum)).collect()
+        };
+        let mut looked_up = Sums::default();
+        let mut numbered = Sums::default();
+        numbered.number_rests_as(&from);
+        assert!(numbered.rests.extend(&from.rests));
+        for s in [&mut looked_up, &mut numbered] {
+            s.insert("hosts/new/only-here", Sum::of(b"new"));
+            assert!(s.copy_under(&from, "hosts/a/") > 0);
+            s.insert("hosts/b/kickstart.ks", Sum::of(b"b"));
+        }
+        assert!(!looked_up.rests.extend(&from.rests));
+        assert_eq!(list(&numbered), list(&looked_up));
+        // Rests already there are not renumbered.
+        let mut started = Sums::default();
+        started.insert("hosts/x/y", Sum::of(b"x"));
+        started.number_rests_as(&from);
+        assert!(!started.rests.extend(&from.rests));
     }
 
     #[test]

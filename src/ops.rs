@@ -754,12 +754,16 @@ pub(crate) fn build_into_with(
     let m = &inputs.mapping;
     let role_names: Vec<String> = defs.defs.keys().cloned().collect();
     plan::overlay::check_scopes(fleet, &inputs.overlays, &role_names)?;
+    let mut sums = match sink.scratch()? {
+        Some(file) => crate::digest::Sums::spilling_to(file),
+        None => crate::digest::Sums::default(),
+    };
+    if let Some(prev) = previous {
+        sums.number_rests_as(&prev.sums);
+    }
     let rec = Recorder {
         sink,
-        sums: Mutex::new(match sink.scratch()? {
-            Some(file) => crate::digest::Sums::spilling_to(file),
-            None => crate::digest::Sums::default(),
-        }),
+        sums: Mutex::new(sums),
     };
     let kept_clusters: BTreeSet<&str> = fleet
         .clusters
