@@ -10,7 +10,7 @@ use crate::support;
 
 /// Three clusters of three PostgreSQL + etcd hosts and an HAProxy;
 /// `extra` is spliced into the settings of host `c1-pg2`.
-fn spec(extra: &str) -> String {
+pub(crate) fn spec(extra: &str) -> String {
     let mut s = String::from(
         "version: 1\n\
          secrets:\n\

@@ -525,27 +525,8 @@ fn pg0212_s3_without_cipher() {
 /// the hosts of every cluster it leaves unencrypted, not one per cluster.
 #[test]
 fn pg0212_once_for_a_fleet_wide_repository() {
-    let mut text = String::from(
-        "version: 1\n\
-         secrets:\n\
-         \x20 superuser_password: { env: A }\n\
-         \x20 replication_password: { env: B }\n\
-         \x20 rewind_password: { env: C }\n\
-         defaults:\n\
-         \x20 pgbackrest:\n\
-         \x20   repos: [{ type: s3, bucket: b, region: eu-central-1 }]\n\
-         clusters:\n",
-    );
-    for c in 0..3 {
-        text.push_str(&format!(
-            "  - name: c{c}\n    sites:\n      - name: main\n        hosts:\n"
-        ));
-        for h in 1..=3 {
-            text.push_str(&format!(
-                "          - {{ name: c{c}-pg{h}, address: 10.0.{c}.{h}, roles: [pg, etcd] }}\n"
-            ));
-        }
-    }
+    // Three clusters, their S3 repository set once in the fleet's defaults.
+    let text = crate::incremental::spec("");
     let diags = support::diagnostics("fleet.yml", &text, false);
     let found: Vec<_> = diags
         .iter()
@@ -555,7 +536,7 @@ fn pg0212_once_for_a_fleet_wide_repository() {
     let d = found[0];
     assert_eq!(d.pointer, "/defaults/pgbackrest/repos/0");
     let span = d.span.expect("a position");
-    assert_eq!(span.line, 8);
+    assert_eq!(span.line, 9);
     assert_eq!(d.hosts.len(), 9, "{:?}", d.hosts);
     assert!(d.hosts.iter().any(|h| h == "c2-pg3"), "{:?}", d.hosts);
 }
