@@ -38,7 +38,12 @@ pub fn print_diags(
                 writeln!(o.out, "{}", diag::render_json(d))?;
             }
         }
-        Format::Human => write_human(diags, source, term, &mut o.err)?,
+        // Lines are shown with every plain value in a secret slot masked.
+        Format::Human if !diags.is_empty() => {
+            let shown = source.map(crate::spec::redact::redacted);
+            write_shown(diags, shown.as_ref(), term, &mut o.err)?
+        }
+        Format::Human => {}
     }
     Ok(())
 }
@@ -55,22 +60,8 @@ pub fn print_redacted_diags(
     write_shown(diags, shown, term, &mut o.err)
 }
 
-/// Diagnostics as people read them, with the count of errors and warnings.
-fn write_human(
-    diags: &[Diagnostic],
-    source: Option<&SourceFile>,
-    term: &Term,
-    out: &mut dyn io::Write,
-) -> io::Result<()> {
-    if diags.is_empty() {
-        return Ok(());
-    }
-    // Lines are shown with every plain value in a secret slot masked.
-    let shown = source.map(crate::spec::redact::redacted);
-    write_shown(diags, shown.as_ref(), term, out)
-}
-
-/// [`write_human`] of the redacted text `shown`, one diagnostic at a time:
+/// Diagnostics as people read them, with the count of errors and warnings,
+/// their lines from the redacted text `shown`, one diagnostic at a time:
 /// a large fleet's thousands of warnings are never all in memory as text.
 fn write_shown(
     diags: &[Diagnostic],
