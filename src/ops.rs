@@ -557,7 +557,7 @@ pub(crate) fn build_to_dir_with(
     host_done: &(dyn Fn(&str) + Sync),
     record: Option<&Record>,
     known: Known,
-) -> Result<BuildReport, Error> {
+) -> Result<(BuildReport, crate::write::Leftover), Error> {
     let Known {
         previous,
         fingerprints: fingerprints_known,
@@ -569,7 +569,7 @@ pub(crate) fn build_to_dir_with(
         && let Some(prev) = &previous
         && let Some(report) = up_to_date(v, inputs, &fps, prev)?
     {
-        return Ok(report);
+        return Ok((report, crate::write::Leftover::none()));
     }
     let staging = crate::write::Staging::new(out, previous.as_ref())?;
     let report = build_into_with(
@@ -588,25 +588,65 @@ pub(crate) fn build_to_dir_with(
         .flat_map(|d| d.hosts.iter().map(String::as_str))
         .collect();
     let port_warnings: Vec<&str> = port_warnings.into_iter().collect();
-    staging.put_with(crate::state::STATE_FILE, 0o644, &mut |w| {
-        let hosts: Vec<(&str, &str, &str)> = report
-            .fingerprints
-            .iter()
-            .map(|(h, fp)| {
-                let closure = report.closures.get(h).map_or("", String::as_str);
-                (h.as_str(), fp.as_str(), closure)
-            })
-            .collect();
-        crate::state::write(
-            w,
-            &report.manifest_sha256,
-            &load::RoleTree::embedded().digest(),
-            &port_warnings,
-            &hosts,
-            &report.sums,
-            &render::manifest::is_public,
-        )
-    })?;
+    let put_state = || {
+        staging.put_with(crate::state::STATE_FILE, 0o644, &mut |w| {
+            let hosts: Vec<(&str, &str, &str)> = report
+                .fingerprints
+                .iter()
+                .map(|(h, fp)| {
+                    let closure = report.closures.get(h).map_or("", String::as_str);
+                    (h.as_str(), fp.as_str(), closure)
+                })
+                .collect();
+            crate::state::write(
+                w,
+                &report.manifest_sha256,
+                &load::RoleTree::embedded().digest(),
+                &port_warnings,
+                &hosts,
+                &report.sums,
+                &render::manifest::is_public,
+            )
+        })
+    };
+    let put_rest = || {
+        let digest_written = record.is_some_and(|r| r.secrets_digest.is_some());
+        // Whenever the output has a secrets directory, it has the index: an
+        // output without one is read as having no previous secret files.
+        if !report.secrets_index.is_empty() || digest_written {
+            staging.put(load::SECRETS_INDEX, report.secrets_index.as_bytes(), 0o600)?;
+        }
+        if let Some(d) = record.and_then(|r| r.secrets_digest.as_ref()) {
+            staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
+        }
+        staging.put_marker(&mut |w| match record {
+            Some(r) => (r.describe)(&report, w),
+            None => Ok(()),
+        })
+    };
+    // The state file, the marker's record and the commit's reading of the
+    // previous output are a few milliseconds each, and independent: each
+    // on a core of its own when there is one.
+    let (state, rest, prepared) = std::thread::scope(|scope| {
+        let state = std::thread::Builder::new()
+            .name("state".into())
+            .spawn_scoped(scope, put_state);
+        let prepared = std::thread::Builder::new()
+            .name("commit".into())
+            .spawn_scoped(scope, || staging.prepare_commit());
+        let rest = put_rest();
+        let state = match state {
+            Ok(thread) => thread.join().unwrap_or_else(|p| Err(poisoned(p))),
+            Err(_) => put_state(),
+        };
+        let prepared = match prepared {
+            Ok(thread) => thread.join().unwrap_or_else(|p| Err(poisoned(p))),
+            Err(_) => staging.prepare_commit(),
+        };
+        (state, rest, prepared)
+    });
+    state?;
+    rest?;
     if let Some(e) = report.sums.read_error() {
         return Err(Error::io(
             "reading back the artifacts' sums from",
@@ -614,22 +654,8 @@ pub(crate) fn build_to_dir_with(
             e,
         ));
     }
-    let digest_written = record.is_some_and(|r| r.secrets_digest.is_some());
-    // Whenever the output has a secrets directory, it has the index: an
-    // output without one is read as having no previous secret files.
-    if !report.secrets_index.is_empty() || digest_written {
-        staging.put(load::SECRETS_INDEX, report.secrets_index.as_bytes(), 0o600)?;
-    }
-    match record {
-        Some(r) => {
-            if let Some(d) = &r.secrets_digest {
-                staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
-            }
-            staging.commit_recorded(&mut |w| (r.describe)(&report, w))?;
-        }
-        None => staging.commit()?,
-    }
-    Ok(report)
+    let leftover = staging.commit_prepared(prepared?)?;
+    Ok((report, leftover))
 }
 
 /// What a build into a directory may be given rather than make again.
@@ -793,10 +819,8 @@ pub(crate) fn build_into_with(
     // thread's worth of artifacts is alive at a time, never the fleet's.
     // A host's secret files are made and put with it, whether its other
     // artifacts are kept or rendered: its secret values may have changed.
-    hosts
-        .par_iter()
-        .enumerate()
-        .try_for_each(|(at, (c, s, host))| {
+    let each_host =
+        |&(at, (c, s, host)): &(usize, &(&model::Cluster, &model::Site, &model::Host))| {
             if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
                 rec.keep_dir(&format!("hosts/{}", host.name), prev)?;
                 for path in render::install::pxe::paths(host) {
@@ -866,7 +890,21 @@ pub(crate) fn build_into_with(
             }
             host_done(&host.name);
             Ok::<_, Error>(())
-        })?;
+        };
+    // The hosts rendered are a millisecond or more each, the kept ones a
+    // few microseconds: rendered one a task, beside the kept ones, so that
+    // the changed cluster's hosts, neighbours in the fleet, are not left
+    // to one thread while the others have finished keeping theirs.
+    let (rendered, kept): (Vec<_>, Vec<_>) = hosts
+        .iter()
+        .enumerate()
+        .partition(|(_, (c, _, _))| previous.is_none() || !kept_clusters.contains(c.name.as_str()));
+    let (rendered, kept) = rayon::join(
+        || rendered.par_iter().with_max_len(1).try_for_each(each_host),
+        || kept.par_iter().try_for_each(each_host),
+    );
+    rendered?;
+    kept?;
     fleet.clusters.par_iter().try_for_each(|c| {
         if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
             rec.keep_dir(&format!("clusters/{}", c.name), prev)?;

@@ -360,15 +360,17 @@ impl<'a> Staging<'a> {
 
     /// Swaps the staged output into place and removes the previous one.
     pub fn commit(self) -> Result<(), Error> {
-        self.commit_recorded(&mut |_| Ok(()))
+        self.put_marker(&mut |_| Ok(()))?;
+        let prepared = self.prepare_commit()?;
+        self.commit_prepared(prepared)?.wait()
     }
 
-    /// [`Staging::commit`], the marker holding what `record` writes after
-    /// its first line: what the build knew of its inputs
+    /// Writes the output's marker, holding what `record` writes after its
+    /// first line: what the build knew of its inputs
     /// (`load::recorded_build`). It is streamed: a large fleet's record is
-    /// tens of megabytes.
-    pub fn commit_recorded(
-        mut self,
+    /// tens of megabytes. A build that writes none has the first line alone.
+    pub fn put_marker(
+        &self,
         record: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<(), Error> {
         let marker = self.tmp.join(MARKER);
@@ -382,7 +384,14 @@ impl<'a> Staging<'a> {
             w.into_inner().map(drop).map_err(|e| e.into_error())
         });
         written.map_err(|e| Error::io("writing", &marker, e))?;
-        set_mode(&marker, 0o644)?;
+        set_mode(&marker, 0o644)
+    }
+
+    /// What the commit needs of the previous output, read while the last
+    /// files are still being put (on another thread: `&self` is enough):
+    /// the paths kept, and the previous output's names in the directories
+    /// above them. Every path is kept by now.
+    pub fn prepare_commit(&self) -> Result<PreparedCommit, Error> {
         let mut kept = std::mem::take(
             &mut *self
                 .kept
@@ -397,14 +406,25 @@ impl<'a> Staging<'a> {
                     self.out.display()
                 )));
             }
+            return Ok(PreparedCommit { patch: None });
+        }
+        // Read before anything moves: a previous output that lost a path
+        // this build keeps is refused while it is still whole.
+        Ok(PreparedCommit {
+            patch: Some(PatchPlan::read_old(&self.out, &kept)?),
+        })
+    }
+
+    /// Puts the staging in place (see the module's documentation). What
+    /// it replaced is left in the staging, which [`Leftover`] removes.
+    pub fn commit_prepared(mut self, prepared: PreparedCommit) -> Result<Leftover, Error> {
+        let Some(plan) = prepared.patch else {
             fs::rename(&self.tmp, &self.out)
                 .map_err(|e| Error::io("moving into place", &self.out, e))?;
             self.committed = true;
-            return Ok(());
-        }
-        // Planned before anything moves: a previous output that lost a
-        // path this build keeps is refused while it is still whole.
-        let moves = plan_patch(&self.out, &self.tmp, &kept)?;
+            return Ok(Leftover::none());
+        };
+        let moves = plan.moves(&self.tmp)?;
         let replaced = self.tmp.join(REPLACED);
         fs::create_dir(&replaced).map_err(|e| Error::io("creating", &replaced, e))?;
         let old = sibling(&self.out, "old");
@@ -438,8 +458,68 @@ impl<'a> Staging<'a> {
         }
         self.committed = true;
         remove_file_if_there(&journal)?;
-        fs::remove_dir_all(&self.tmp)
-            .map_err(|e| Error::io("removing what the build replaced", &self.tmp, e))
+        Leftover::removing(&self.tmp)
+    }
+}
+
+/// [`Staging::prepare_commit`]'s reading of the previous output.
+pub struct PreparedCommit {
+    patch: Option<PatchPlan>,
+}
+
+/// The staging of a committed patch, holding what it replaced, being
+/// removed on a thread of its own: freeing a large fleet's previous
+/// manifest and sums is milliseconds the report can be printed in. Waited
+/// for by [`Leftover::wait`], or when dropped. A build killed before it is
+/// gone leaves a staging without a journal, which the next build's
+/// `recover` removes.
+pub struct Leftover {
+    removing: Option<std::thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl Leftover {
+    /// Nothing to remove: the output was moved into place whole, or not
+    /// written at all.
+    pub fn none() -> Leftover {
+        Leftover { removing: None }
+    }
+
+    fn removing(tmp: &Path) -> Result<Leftover, Error> {
+        let remove = |tmp: &Path| {
+            fs::remove_dir_all(tmp)
+                .map_err(|e| Error::io("removing what the build replaced", tmp, e))
+        };
+        let path = tmp.to_path_buf();
+        match std::thread::Builder::new()
+            .name("leftover".into())
+            .spawn(move || remove(&path))
+        {
+            Ok(thread) => Ok(Leftover {
+                removing: Some(thread),
+            }),
+            // No thread to be had: removed here, now.
+            Err(_) => remove(tmp).map(|()| Leftover::none()),
+        }
+    }
+
+    /// Waits until what the commit replaced is gone.
+    pub fn wait(mut self) -> Result<(), Error> {
+        match self.removing.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(Error::Invariant(
+                    "the thread removing what the build replaced panicked".into(),
+                ))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        if let Some(thread) = self.removing.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -463,88 +543,128 @@ struct Move {
 }
 
 /// The moves that turn the previous output `old` into the new one: the
-/// staging `tmp` with the `kept` paths (sorted) of `old`. Only the
-/// directories above a kept path are read and stay; every other entry of
-/// either tree is moved whole, so a rebuild that keeps all but one host of
-/// a fleet moves that host and the top-level files, not the fleet.
+/// staging `tmp` with the `kept` paths (sorted) of `old`.
+#[cfg(test)]
 fn plan_patch(old: &Path, tmp: &Path, kept: &[String]) -> Result<Vec<Move>, Error> {
-    // A path under another kept path is kept with it.
-    let mut outer: Vec<&str> = Vec::with_capacity(kept.len());
-    for k in kept {
-        if !outer
-            .last()
-            .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')))
-        {
-            outer.push(k);
+    PatchPlan::read_old(old, kept)?.moves(tmp)
+}
+
+/// A patch as far as the previous output tells it: only the directories
+/// above a kept path are read and stay; every other entry of either tree
+/// is moved whole, so a rebuild that keeps all but one host of a fleet
+/// moves that host and the top-level files, not the fleet. The previous
+/// output is read first, the staging (a few names) when it is complete.
+struct PatchPlan {
+    /// The kept paths not under another kept path.
+    outer: HashSet<String>,
+    /// Each directory above a kept path (`""` the output itself), with
+    /// the names the previous output has in it.
+    above: std::collections::BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The names in `dir`: none when it is not there and need not be.
+fn names_in(dir: &Path, must: bool) -> Result<BTreeSet<String>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if !must && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(BTreeSet::new());
         }
-    }
-    let mut above: BTreeSet<&str> = BTreeSet::from([""]);
-    for k in &outer {
-        let mut p = *k;
-        while let Some((parent, _)) = p.rsplit_once('/') {
-            if !above.insert(parent) {
-                break;
+        r => r.map_err(|e| Error::io("reading", dir, e))?,
+    };
+    entries
+        .map(|e| {
+            let name = e.map_err(|e| Error::io("reading", dir, e))?.file_name();
+            name.into_string().map_err(|n| {
+                Error::Input(format!(
+                    "{}: a name pgimg does not write (not UTF-8); remove it and build again",
+                    dir.join(n).display()
+                ))
+            })
+        })
+        .collect()
+}
+
+impl PatchPlan {
+    fn read_old(old: &Path, kept: &[String]) -> Result<PatchPlan, Error> {
+        // A path under another kept path is kept with it.
+        let mut outer: Vec<&str> = Vec::with_capacity(kept.len());
+        for k in kept {
+            if !outer
+                .last()
+                .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')))
+            {
+                outer.push(k);
             }
-            p = parent;
         }
-    }
-    let outer_set: HashSet<&str> = outer.iter().copied().collect();
-    let mut found = 0;
-    let mut moves = Vec::new();
-    for dir in &above {
-        let names = |base: &Path, must: bool| -> Result<BTreeSet<String>, Error> {
-            let d = base.join(dir);
-            let entries = match fs::read_dir(&d) {
-                Err(e) if !must && e.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(BTreeSet::new());
+        let mut above: BTreeSet<&str> = BTreeSet::from([""]);
+        for k in &outer {
+            let mut p = *k;
+            while let Some((parent, _)) = p.rsplit_once('/') {
+                if !above.insert(parent) {
+                    break;
                 }
-                r => r.map_err(|e| Error::io("reading", &d, e))?,
-            };
-            entries
-                .map(|e| {
-                    let name = e.map_err(|e| Error::io("reading", &d, e))?.file_name();
-                    name.into_string().map_err(|n| {
-                        Error::Input(format!(
-                            "{}: a name pgimg does not write (not UTF-8); remove it and build again",
-                            d.join(n).display()
-                        ))
-                    })
+                p = parent;
+            }
+        }
+        let mut found = 0;
+        let mut listed = std::collections::BTreeMap::new();
+        for dir in above {
+            let names = names_in(&old.join(dir), true)?;
+            found += names
+                .iter()
+                .filter(|name| {
+                    let path = if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    outer.binary_search(&path.as_str()).is_ok()
                 })
-                .collect()
-        };
-        let (in_old, in_new) = (names(old, true)?, names(tmp, false)?);
-        for name in in_old.union(&in_new) {
-            let path = if dir.is_empty() {
-                name.clone()
-            } else {
-                format!("{dir}/{name}")
-            };
-            let (had_old, has_new) = (in_old.contains(name), in_new.contains(name));
-            if outer_set.contains(path.as_str()) {
-                if has_new {
-                    return Err(Error::Invariant(format!("{path}: kept and written again")));
+                .count();
+            listed.insert(dir.to_string(), names);
+        }
+        if found != outer.len() {
+            let gone = outer
+                .iter()
+                .find(|k| fs::symlink_metadata(old.join(k)).is_err())
+                .unwrap_or(&"");
+            return Err(Error::Input(format!(
+                "{}: the previous output has no `{gone}`, which this build keeps from it; remove the output directory and build again",
+                old.display()
+            )));
+        }
+        Ok(PatchPlan {
+            outer: outer.into_iter().map(str::to_string).collect(),
+            above: listed,
+        })
+    }
+
+    /// The moves, the staging `tmp` being complete.
+    fn moves(&self, tmp: &Path) -> Result<Vec<Move>, Error> {
+        let mut moves = Vec::new();
+        for (dir, in_old) in &self.above {
+            let in_new = names_in(&tmp.join(dir), false)?;
+            for name in in_old.union(&in_new) {
+                let path = if dir.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                let (had_old, has_new) = (in_old.contains(name), in_new.contains(name));
+                if self.outer.contains(&path) {
+                    if has_new {
+                        return Err(Error::Invariant(format!("{path}: kept and written again")));
+                    }
+                } else if !self.above.contains_key(&path) {
+                    moves.push(Move {
+                        path,
+                        had_old,
+                        has_new,
+                    });
                 }
-                found += 1;
-            } else if !above.contains(path.as_str()) {
-                moves.push(Move {
-                    path,
-                    had_old,
-                    has_new,
-                });
             }
         }
+        Ok(moves)
     }
-    if found != outer.len() {
-        let gone = outer
-            .iter()
-            .find(|k| fs::symlink_metadata(old.join(k)).is_err())
-            .unwrap_or(&"");
-        return Err(Error::Input(format!(
-            "{}: the previous output has no `{gone}`, which this build keeps from it; remove the output directory and build again",
-            old.display()
-        )));
-    }
-    Ok(moves)
 }
 
 /// The journal of a patch: [`PATCH_JOURNAL`], then a line a move, `r

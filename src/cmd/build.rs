@@ -582,7 +582,7 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         },
     );
     bar.finish_and_clear();
-    let mut built = match built {
+    let (mut built, leftover) = match built {
         Ok(r) => r,
         Err(e) => return fail(e, o),
     };
@@ -624,5 +624,17 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         missing_secrets,
         warnings,
     };
-    finish(report, a, term, o)
+    // What the commit replaced is removed while the report is printed; a
+    // JSON report is one document, printed once that removal has ended.
+    if json_out {
+        if let Err(e) = leftover.wait() {
+            return fail(e, o);
+        }
+        return finish(report, a, term, o);
+    }
+    let printed = finish(report, a, term, o)?;
+    match leftover.wait() {
+        Ok(()) => Ok(printed),
+        Err(e) => fail(e, o),
+    }
 }

@@ -78,8 +78,20 @@ impl JsonOut<'_> {
         }
     }
 
-    fn u64(&mut self, n: u64) {
-        self.buf.extend_from_slice(n.to_string().as_bytes());
+    /// In decimal, without the `String` that `to_string` would allocate
+    /// for each of a fleet's artifacts.
+    fn u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&digits[at..]);
     }
 
     fn finish(mut self) -> io::Result<()> {
@@ -292,6 +304,20 @@ mod tests {
         let mut out = Vec::new();
         write_manifest(&mut out, sums, hosts, "s", "r").expect("writing");
         out
+    }
+
+    #[test]
+    fn sizes_are_written_as_to_string_writes_them() {
+        for n in [0, 7, 9, 10, 99, 100, 16_384, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            let mut j = JsonOut {
+                buf: Vec::new(),
+                out: &mut out,
+            };
+            j.u64(n);
+            j.finish().expect("finishing");
+            assert_eq!(out, n.to_string().into_bytes());
+        }
     }
 
     #[test]
