@@ -184,7 +184,6 @@ pub(crate) struct BuildReport {
     /// What the output's state file records (`crate::state`): the
     /// manifest's digest, each host's fingerprint, and every artifact's sum.
     pub manifest_sha256: crate::digest::Digest32,
-    pub fingerprints: Vec<(String, String)>,
     pub sums: crate::digest::Sums,
 }
 
@@ -590,8 +589,7 @@ pub(crate) fn build_to_dir_with(
     let port_warnings: Vec<&str> = port_warnings.into_iter().collect();
     let put_state = || {
         staging.put_with(crate::state::STATE_FILE, 0o644, &mut |w| {
-            let hosts: Vec<(&str, &str, &str)> = report
-                .fingerprints
+            let hosts: Vec<(&str, &str, &str)> = fps
                 .iter()
                 .map(|(h, fp)| {
                     let closure = report.closures.get(h).map_or("", String::as_str);
@@ -697,12 +695,11 @@ fn up_to_date(
     // manifest) are the same: the manifest this build would write is the
     // previous one exactly when its digest is, computed without its bytes.
     let sums = &prev.sums;
-    let hosts: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let finished = render::manifest::manifest(
         sums,
-        &hosts,
-        &prev.closures,
+        fps,
+        &|h| prev.closures.get(h).cloned(),
         &spec_sha,
         &inputs.roles.digest(),
         None,
@@ -731,7 +728,7 @@ fn up_to_date(
             .count()
             + 2,
         rendered: 0,
-        kept: hosts.len(),
+        kept: fps.len(),
         changed: false,
         secrets_index: String::new(),
         ..BuildReport::default()
@@ -941,19 +938,18 @@ pub(crate) fn build_into_with(
         notes.insert(0, n);
     }
     let sums = rec.sums.into_inner().map_err(poisoned)?;
-    // A kept host's directory, and so its closure, is the previous build's.
-    let kept_closures: BTreeMap<String, String> = match previous {
-        Some(prev) => hosts
-            .iter()
-            .filter(|(c, _, _)| kept_clusters.contains(c.name.as_str()))
-            .filter_map(|(_, _, h)| {
-                let closure = prev.closures.get(&h.name)?;
-                Some((h.name.clone(), closure.clone()))
-            })
-            .collect(),
-        None => BTreeMap::new(),
+    // A kept host's directory, and so its closure, is the previous build's
+    // (looked up, not copied: at 30,000 hosts the copies were megabytes at
+    // the build's peak).
+    let kept_hosts: std::collections::HashSet<&str> = hosts
+        .iter()
+        .filter(|(c, _, _)| previous.is_some() && kept_clusters.contains(c.name.as_str()))
+        .map(|(_, _, h)| h.name.as_str())
+        .collect();
+    let kept_closure = |h: &str| {
+        let prev = previous.filter(|_| kept_hosts.contains(h))?;
+        prev.closures.get(h).cloned()
     };
-    let host_fps: Vec<(String, String)> = fps.clone().into_iter().collect();
     let spec_sha = render::manifest::sha256(v.parsed.source.text.as_bytes());
     let roles_sha = inputs.roles.digest();
     // `SHA256SUMS` is written beside the manifest, on a thread of its own:
@@ -977,8 +973,8 @@ pub(crate) fn build_into_with(
         let written = sink.put_with("manifest.json", 0o644, &mut |w| {
             finished = Some(render::manifest::manifest(
                 &sums,
-                &host_fps,
-                &kept_closures,
+                fps,
+                &kept_closure,
                 &spec_sha,
                 &roles_sha,
                 Some(w),
@@ -1029,7 +1025,6 @@ pub(crate) fn build_into_with(
         changed: true,
         secrets_index,
         manifest_sha256: finished.manifest_sha256,
-        fingerprints: host_fps,
         sums,
     })
 }

@@ -411,7 +411,7 @@ impl<'a> Staging<'a> {
         // Read before anything moves: a previous output that lost a path
         // this build keeps is refused while it is still whole.
         Ok(PreparedCommit {
-            patch: Some(PatchPlan::read_old(&self.out, &kept)?),
+            patch: Some(PatchPlan::read_old(&self.out, kept)?),
         })
     }
 
@@ -546,7 +546,7 @@ struct Move {
 /// staging `tmp` with the `kept` paths (sorted) of `old`.
 #[cfg(test)]
 fn plan_patch(old: &Path, tmp: &Path, kept: &[String]) -> Result<Vec<Move>, Error> {
-    PatchPlan::read_old(old, kept)?.moves(tmp)
+    PatchPlan::read_old(old, kept.to_vec())?.moves(tmp)
 }
 
 /// A patch as far as the previous output tells it: only the directories
@@ -555,10 +555,12 @@ fn plan_patch(old: &Path, tmp: &Path, kept: &[String]) -> Result<Vec<Move>, Erro
 /// moves that host and the top-level files, not the fleet. The previous
 /// output is read first, the staging (a few names) when it is complete.
 struct PatchPlan {
-    /// The kept paths not under another kept path.
-    outer: HashSet<String>,
+    /// The kept paths not under another kept path, sorted.
+    outer: Vec<String>,
     /// Each directory above a kept path (`""` the output itself), with
-    /// the names the previous output has in it.
+    /// the names the previous output has in it besides the kept ones:
+    /// over a large fleet's output, a few names rather than tens of
+    /// thousands.
     above: std::collections::BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -583,21 +585,32 @@ fn names_in(dir: &Path, must: bool) -> Result<BTreeSet<String>, Error> {
         .collect()
 }
 
+/// `name` in `dir` as a path of the output.
+fn joined(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
 impl PatchPlan {
-    fn read_old(old: &Path, kept: &[String]) -> Result<PatchPlan, Error> {
+    fn read_old(old: &Path, mut kept: Vec<String>) -> Result<PatchPlan, Error> {
         // A path under another kept path is kept with it.
-        let mut outer: Vec<&str> = Vec::with_capacity(kept.len());
-        for k in kept {
-            if !outer
-                .last()
-                .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')))
-            {
-                outer.push(k);
+        let mut last: Option<String> = None;
+        kept.retain(|k| {
+            let under = last
+                .as_deref()
+                .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')));
+            if !under {
+                last = Some(k.clone());
             }
-        }
+            !under
+        });
+        let outer = kept;
         let mut above: BTreeSet<&str> = BTreeSet::from([""]);
         for k in &outer {
-            let mut p = *k;
+            let mut p = k.as_str();
             while let Some((parent, _)) = p.rsplit_once('/') {
                 if !above.insert(parent) {
                     break;
@@ -605,35 +618,30 @@ impl PatchPlan {
                 p = parent;
             }
         }
+        let is_outer = |path: &str| outer.binary_search_by(|o| o.as_str().cmp(path)).is_ok();
         let mut found = 0;
         let mut listed = std::collections::BTreeMap::new();
         for dir in above {
-            let names = names_in(&old.join(dir), true)?;
-            found += names
-                .iter()
-                .filter(|name| {
-                    let path = if dir.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{dir}/{name}")
-                    };
-                    outer.binary_search(&path.as_str()).is_ok()
-                })
-                .count();
+            let mut names = names_in(&old.join(dir), true)?;
+            names.retain(|name| {
+                let kept = is_outer(&joined(dir, name));
+                found += usize::from(kept);
+                !kept
+            });
             listed.insert(dir.to_string(), names);
         }
         if found != outer.len() {
             let gone = outer
                 .iter()
                 .find(|k| fs::symlink_metadata(old.join(k)).is_err())
-                .unwrap_or(&"");
+                .map_or("", String::as_str);
             return Err(Error::Input(format!(
                 "{}: the previous output has no `{gone}`, which this build keeps from it; remove the output directory and build again",
                 old.display()
             )));
         }
         Ok(PatchPlan {
-            outer: outer.into_iter().map(str::to_string).collect(),
+            outer,
             above: listed,
         })
     }
@@ -644,16 +652,14 @@ impl PatchPlan {
         for (dir, in_old) in &self.above {
             let in_new = names_in(&tmp.join(dir), false)?;
             for name in in_old.union(&in_new) {
-                let path = if dir.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{dir}/{name}")
-                };
+                let path = joined(dir, name);
                 let (had_old, has_new) = (in_old.contains(name), in_new.contains(name));
-                if self.outer.contains(&path) {
-                    if has_new {
-                        return Err(Error::Invariant(format!("{path}: kept and written again")));
-                    }
+                if self
+                    .outer
+                    .binary_search_by(|o| o.as_str().cmp(&path))
+                    .is_ok()
+                {
+                    return Err(Error::Invariant(format!("{path}: kept and written again")));
                 } else if !self.above.contains_key(&path) {
                     moves.push(Move {
                         path,

@@ -402,16 +402,41 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
         (Ok(r), Ok(o)) => (r, o),
         (Err(e), _) | (_, Err(e)) => return fail(e, o),
     };
-    // Compiled on a spare core while the spec is validated: the schema
-    // first, which the parse needs within milliseconds, then the templates,
-    // which the first host rendered needs.
-    crate::render::templates::compile_ahead(roles.clone(), crate::schema::prepare);
     // A killed build's staging goes, and a previous output it had moved
     // aside comes back, before that output is read.
     if let Err(e) = crate::write::recover(a.out) {
         return fail(e, o);
     }
-    let previous = crate::load::previous_output(a.out);
+    // A spare core prepares what validation needs while this one parses
+    // the spec: the schema first, which the parse needs within
+    // milliseconds, then the previous output's state, which the comparison
+    // with it needs once the fleet is resolved, then the templates, which
+    // the first host rendered needs. Without that core, this thread reads
+    // the state itself.
+    let (previous_to, previous_from) = std::sync::mpsc::sync_channel(1);
+    let out = a.out.to_path_buf();
+    crate::render::templates::compile_ahead(roles.clone(), move || {
+        crate::schema::prepare();
+        let _ = previous_to.send(crate::load::previous_output(&out));
+    });
+    let invalid = |d: Vec<diag::Diagnostic>, o: &mut Output| {
+        if json_out {
+            print_json(
+                &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
+                o,
+            )?;
+        } else {
+            super::print_diags(&d, Some(&source), Format::Human, term, o)?;
+        }
+        Ok(ExitCode::from(1))
+    };
+    let mut validated = match crate::ops::parse_and_resolve(source.clone(), a.strict) {
+        Ok(v) => v,
+        Err(d) => return invalid(d, o),
+    };
+    let previous = previous_from
+        .recv()
+        .unwrap_or_else(|_| crate::load::previous_output(a.out));
     // Made here for the comparison, the fingerprints serve the build too.
     let fingerprints = std::sync::OnceLock::new();
     let unchanged = |fleet: &crate::model::Fleet| match &previous {
@@ -429,21 +454,6 @@ pub(crate) fn run(a: &Args, term: &Term, o: &mut Output) -> io::Result<ExitCode>
             crate::ops::unchanged_clusters(fleet, fps, prev)
         }
         None => Default::default(),
-    };
-    let invalid = |d: Vec<diag::Diagnostic>, o: &mut Output| {
-        if json_out {
-            print_json(
-                &json!({"status": "invalid", "diagnostics": diags_json(&d)}),
-                o,
-            )?;
-        } else {
-            super::print_diags(&d, Some(&source), Format::Human, term, o)?;
-        }
-        Ok(ExitCode::from(1))
-    };
-    let mut validated = match crate::ops::parse_and_resolve(source.clone(), a.strict) {
-        Ok(v) => v,
-        Err(d) => return invalid(d, o),
     };
     let spec_dir = crate::load::spec_dir(a.spec);
     let require_secrets = a.require_secrets || a.strict;

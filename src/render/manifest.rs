@@ -188,12 +188,13 @@ pub struct Finished {
 /// Streams `manifest.json` to `out` from the sums of every artifact
 /// (secrets included: they are filtered out here) and each host's
 /// fingerprint; `out` may be `None` when only its digest is wanted.
-/// `known` holds the closures of hosts whose artifacts are the previous
-/// build's, as that build computed them: a rebuild hashes only the others.
+/// `hosts` is host → fingerprint; `known` gives the closure of a host whose
+/// artifacts are the previous build's, as that build computed it: a
+/// rebuild hashes only the others.
 pub fn manifest(
     sums: &Sums,
-    hosts: &[(String, String)],
-    known: &BTreeMap<String, String>,
+    hosts: &BTreeMap<String, String>,
+    known: &(dyn Fn(&str) -> Option<String> + Sync),
     spec_sha256: &str,
     roles_sha256: &str,
     out: Option<&mut (dyn Write + Send)>,
@@ -203,7 +204,7 @@ pub fn manifest(
         hosts
             .par_iter()
             .map(|(h, _)| {
-                let c = known.get(h).cloned().unwrap_or_else(|| closure(sums, h));
+                let c = known(h).unwrap_or_else(|| closure(sums, h));
                 (h.clone(), c)
             })
             .collect()
@@ -350,13 +351,22 @@ mod tests {
             ("hosts/a/user-data", Sum::of(b"a")),
             ("hosts/b/user-data", Sum::of(b"b")),
         ]);
-        let hosts = vec![
+        let hosts: BTreeMap<String, String> = [
             ("a".to_string(), "fa".to_string()),
             ("b".to_string(), "fb".to_string()),
-        ];
+        ]
+        .into();
         let digest = |known: &BTreeMap<String, String>| {
             let mut out = Vec::new();
-            let f = manifest(&sums, &hosts, known, "s", "r", Some(&mut out)).expect("writing");
+            let f = manifest(
+                &sums,
+                &hosts,
+                &|h| known.get(h).cloned(),
+                "s",
+                "r",
+                Some(&mut out),
+            )
+            .expect("writing");
             assert_eq!(f.manifest_sha256, Digest32::of(&out));
             f
         };

@@ -89,15 +89,29 @@ impl Templates {
 
 /// Starts compiling `tree`'s templates on a thread of their own, for a
 /// later [`Templates::shared`]; an error is reported by that call. The
-/// thread first runs `first`: work the caller needs sooner than them.
+/// thread first runs `first`, work the caller needs sooner than them, then
+/// gives way ([`give_way`]) to compile them.
 pub fn compile_ahead(tree: RoleTree, first: impl FnOnce() + Send + 'static) {
     // Without a thread the build does both itself when it needs them.
     let _ = std::thread::Builder::new()
         .name("templates".into())
         .spawn(move || {
             first();
+            give_way();
             Templates::shared(&tree)
         });
+}
+
+/// Lowers the calling thread's priority: what it compiles is needed only
+/// once validation ends, and validation itself, with the thread it waits
+/// for (the secrets read beside the semantic checks), should have the
+/// cores first. On Linux the nice value is a thread's own (setpriority(2),
+/// "Bugs"); where it cannot be changed, the thread runs as it is.
+fn give_way() {
+    use rustix::process::{getpriority_process, setpriority_process};
+    if let Ok(nice) = getpriority_process(None) {
+        let _ = setpriority_process(Some(rustix::thread::gettid()), (nice + 10).min(19));
+    }
 }
 
 /// Handlebars renders into an 8 KiB buffer; a build keeps every rendered file
