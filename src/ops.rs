@@ -608,13 +608,13 @@ pub(crate) fn build_to_dir_with(
         })
     };
     let put_rest = || {
-        let digest_written = record.is_some_and(|r| r.secrets_digest.is_some());
+        let digest = record.and_then(|r| r.secrets_digest.as_ref());
         // Whenever the output has a secrets directory, it has the index: an
         // output without one is read as having no previous secret files.
-        if !report.secrets_index.is_empty() || digest_written {
+        if !report.secrets_index.is_empty() || digest.is_some() {
             staging.put(load::SECRETS_INDEX, report.secrets_index.as_bytes(), 0o600)?;
         }
-        if let Some(d) = record.and_then(|r| r.secrets_digest.as_ref()) {
+        if let Some(d) = digest {
             staging.put(load::SECRETS_DIGEST, d.as_bytes(), 0o600)?;
         }
         staging.put_marker(&mut |w| match record {
@@ -794,6 +794,9 @@ pub(crate) fn build_into_with(
         .filter(|c| unchanged(c, fps, previous))
         .map(|c| c.name.as_str())
         .collect();
+    // The previous output a cluster's hosts are kept from, when they are.
+    let kept_from =
+        |c: &model::Cluster| previous.filter(|_| kept_clusters.contains(c.name.as_str()));
     let hosts: Vec<(&model::Cluster, &model::Site, &model::Host)> = fleet.hosts().collect();
     // The references no host could be given, gathered as hosts finish:
     // most are the same few for every host, and a set per host would hold
@@ -818,7 +821,7 @@ pub(crate) fn build_into_with(
     // artifacts are kept or rendered: its secret values may have changed.
     let each_host =
         |&(at, (c, s, host)): &(usize, &(&model::Cluster, &model::Site, &model::Host))| {
-            if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
+            if let Some(prev) = kept_from(c) {
                 rec.keep_dir(&format!("hosts/{}", host.name), prev)?;
                 for path in render::install::pxe::paths(host) {
                     let sum = prev.sums.get(&path).ok_or_else(|| {
@@ -895,7 +898,7 @@ pub(crate) fn build_into_with(
     let (rendered, kept): (Vec<_>, Vec<_>) = hosts
         .iter()
         .enumerate()
-        .partition(|(_, (c, _, _))| previous.is_none() || !kept_clusters.contains(c.name.as_str()));
+        .partition(|(_, (c, _, _))| kept_from(c).is_none());
     let (rendered, kept) = rayon::join(
         || rendered.par_iter().with_max_len(1).try_for_each(each_host),
         || kept.par_iter().try_for_each(each_host),
@@ -903,7 +906,7 @@ pub(crate) fn build_into_with(
     rendered?;
     kept?;
     fleet.clusters.par_iter().try_for_each(|c| {
-        if let Some(prev) = previous.filter(|_| kept_clusters.contains(c.name.as_str())) {
+        if let Some(prev) = kept_from(c) {
             rec.keep_dir(&format!("clusters/{}", c.name), prev)?;
             return Ok(());
         }
@@ -943,7 +946,7 @@ pub(crate) fn build_into_with(
     // the build's peak).
     let kept_hosts: std::collections::HashSet<&str> = hosts
         .iter()
-        .filter(|(c, _, _)| previous.is_some() && kept_clusters.contains(c.name.as_str()))
+        .filter(|(c, _, _)| kept_from(c).is_some())
         .map(|(_, _, h)| h.name.as_str())
         .collect();
     let kept_closure = |h: &str| {

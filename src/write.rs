@@ -596,16 +596,11 @@ fn joined(dir: &str, name: &str) -> String {
 
 impl PatchPlan {
     fn read_old(old: &Path, mut kept: Vec<String>) -> Result<PatchPlan, Error> {
-        // A path under another kept path is kept with it.
-        let mut last: Option<String> = None;
-        kept.retain(|k| {
-            let under = last
-                .as_deref()
-                .is_some_and(|o| k.strip_prefix(o).is_some_and(|rest| rest.starts_with('/')));
-            if !under {
-                last = Some(k.clone());
-            }
-            !under
+        // A path under another kept path is kept with it (`kept` is sorted,
+        // so it follows the path that holds it).
+        kept.dedup_by(|k, outer| {
+            k.strip_prefix(outer.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
         });
         let outer = kept;
         let mut above: BTreeSet<&str> = BTreeSet::from([""]);
