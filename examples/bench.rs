@@ -9,9 +9,17 @@
 //! runs: wall time, the CPU time of the cold build (steadier than wall time
 //! on a busy machine), and the peak resident set of all of them (reported
 //! by pgimg itself at exit).
+//!
+//! Beside them it prints the floor under a cold build of that output on
+//! this machine: the time to create the same tree (the same directories,
+//! and files of the same sizes) with nothing else to do, plus the time to
+//! deflate its overlays with pgimg's own `gzip`, each spread over every
+//! CPU. No build that writes this layout can be faster than their sum.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;
@@ -116,6 +124,132 @@ fn build(pgimg: &Path, spec: &Path, out: &Path) -> Run {
     }
 }
 
+/// One entry of an output tree: its path below the output, and its size
+/// if it is a file.
+type Entry = (PathBuf, Option<usize>);
+
+/// The floor under a cold build of the output at `out`.
+struct Floor {
+    /// Creating its directories and files, on every CPU.
+    files: Duration,
+    /// Deflating its overlays, on every CPU: the busiest thread's time.
+    deflate: Duration,
+    directories: usize,
+    regular_files: usize,
+}
+
+/// Runs `work` on each index below `count`, spread over every CPU, and
+/// returns what each thread returned.
+fn on_every_cpu<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
+                            return done;
+                        }
+                        done.push(work(i));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a floor thread panicked"))
+            .collect()
+    })
+}
+
+/// Measures the floor of `out` in `scratch` (created, then removed): the
+/// tree's shape is read first and every overlay is checked to deflate to
+/// the very bytes pgimg wrote, so both figures time the work pgimg does.
+fn floor(out: &Path, scratch: &Path) -> Floor {
+    // The output's top (its first level) is made first; below it, each
+    // host's, cluster's or secret bundle's subtree is one task.
+    let mut top: Vec<Entry> = Vec::new();
+    let mut subtrees: Vec<Vec<Entry>> = Vec::new();
+    for entry in walkdir::WalkDir::new(out).min_depth(1).sort_by_file_name() {
+        let entry = entry.expect("walking the output");
+        let rel = entry
+            .path()
+            .strip_prefix(out)
+            .expect("below the output")
+            .to_path_buf();
+        let size = entry
+            .file_type()
+            .is_file()
+            .then(|| entry.metadata().expect("reading a file's size").len() as usize);
+        match entry.depth() {
+            1 => top.push((rel, size)),
+            2 => subtrees.push(vec![(rel, size)]),
+            _ => subtrees
+                .last_mut()
+                .expect("a subtree's root comes first")
+                .push((rel, size)),
+        }
+    }
+    let all = || top.iter().chain(subtrees.iter().flatten());
+    let directories = all().filter(|(_, size)| size.is_none()).count();
+    let regular_files = all().count() - directories;
+    let zeros = vec![0u8; all().filter_map(|(_, size)| *size).max().unwrap_or(0)];
+    let make = |(rel, size): &Entry| {
+        let path = scratch.join(rel);
+        match size {
+            None => std::fs::create_dir(&path),
+            Some(n) => std::fs::write(&path, &zeros[..*n]),
+        }
+        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    };
+    let _ = std::fs::remove_dir_all(scratch);
+    let start = Instant::now();
+    std::fs::create_dir(scratch).expect("creating the floor's directory");
+    top.iter().for_each(make);
+    on_every_cpu(subtrees.len(), |i| subtrees[i].iter().for_each(make));
+    let files = start.elapsed();
+    std::fs::remove_dir_all(scratch).expect("removing the floor's directory");
+
+    let overlays: Vec<PathBuf> = subtrees
+        .iter()
+        .filter_map(|tree| {
+            let (root, _) = &tree[0];
+            root.starts_with("hosts")
+                .then(|| out.join(root).join("overlay.tar.gz"))
+        })
+        .collect();
+    let busy = on_every_cpu(overlays.len(), |i| {
+        let written = std::fs::read(&overlays[i]).expect("reading an overlay");
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(written.as_slice())
+            .read_to_end(&mut tar)
+            .expect("inflating an overlay");
+        let start = Instant::now();
+        let deflated = pgimg::render::overlay::gzip(&tar);
+        let took = start.elapsed();
+        assert!(
+            deflated == written,
+            "{} is not what pgimg's gzip makes of it",
+            overlays[i].display()
+        );
+        took
+    });
+    let deflate = busy
+        .iter()
+        .map(|thread| thread.iter().sum())
+        .max()
+        .unwrap_or_default();
+    Floor {
+        files,
+        deflate,
+        directories,
+        regular_files,
+    }
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -161,14 +295,15 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "| target | hosts | cold build | no-op rebuild | one host changed | CPU (user+sys), cold | CPU per host | peak RSS |"
+        "| target | hosts | cold build | floor: files + deflate | no-op rebuild | one host changed | CPU (user+sys), cold | CPU per host | peak RSS |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut targets: Vec<(&str, PathBuf)> = Vec::new();
     if Path::new("/dev/shm").is_dir() {
         targets.push(("tmpfs", PathBuf::from("/dev/shm")));
     }
     targets.push(("disk", std::env::temp_dir()));
+    let mut shapes = Vec::new();
     for (kind, base) in &targets {
         let root: PathBuf = base.join(format!("pgimg-bench-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("creating the benchmark directory");
@@ -194,9 +329,14 @@ fn main() {
                 peak = peak.max(r.peak_kib);
             }
             let (cold, noop, one, cpu) = (median(cold), median(noop), median(one), median(cpu));
+            let floor = floor(&out, &root.join(format!("floor-{hosts}")));
+            shapes.push((hosts, floor.directories, floor.regular_files));
             println!(
-                "| {kind} | {hosts} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
+                "| {kind} | {hosts} | {:.0} ms | {:.0} + {:.0} = {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
                 ms(cold),
+                ms(floor.files),
+                ms(floor.deflate),
+                ms(floor.files + floor.deflate),
                 ms(noop),
                 ms(one),
                 ms(cpu),
@@ -206,5 +346,11 @@ fn main() {
             let _ = std::fs::remove_dir_all(&out);
         }
         let _ = std::fs::remove_dir_all(&root);
+    }
+    shapes.sort_unstable();
+    shapes.dedup();
+    println!();
+    for (hosts, directories, files) in shapes {
+        println!("{hosts} hosts: {directories} directories and {files} files");
     }
 }
