@@ -15,6 +15,9 @@
 //! and files of the same sizes) with nothing else to do, plus the time to
 //! deflate its overlays with pgimg's own `gzip`, each spread over every
 //! CPU. No build that writes this layout can be faster than their sum.
+//! Each build and each floor starts after `sync`, so that none is charged
+//! for writing back the tree before it, and on disk no tree is removed
+//! until the last size is measured (see `main`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -165,8 +168,8 @@ fn on_every_cpu<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<
     })
 }
 
-/// Measures the floor of `out` in `scratch` (created, then removed): the
-/// tree's shape is read first and every overlay is checked to deflate to
+/// Measures the floor of `out` in `scratch`, which it creates and leaves
+/// to the caller to remove: the tree's shape is read first and every overlay is checked to deflate to
 /// the very bytes pgimg wrote, so both figures time the work pgimg does.
 fn floor(out: &Path, scratch: &Path) -> Floor {
     // The output's top (its first level) is made first; below it, each
@@ -211,7 +214,6 @@ fn floor(out: &Path, scratch: &Path) -> Floor {
     top.iter().for_each(make);
     on_every_cpu(subtrees.len(), |i| subtrees[i].iter().for_each(make));
     let files = start.elapsed();
-    std::fs::remove_dir_all(scratch).expect("removing the floor's directory");
 
     let overlays: Vec<PathBuf> = subtrees
         .iter()
@@ -248,6 +250,13 @@ fn floor(out: &Path, scratch: &Path) -> Floor {
         directories,
         regular_files,
     }
+}
+
+/// Writes back what earlier runs left dirty, so that a build or a floor is
+/// not charged for the writeback of the tree before it.
+fn settle() {
+    let status = Command::new("sync").status().expect("running sync");
+    assert!(status.success(), "sync failed");
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -307,29 +316,47 @@ fn main() {
     for (kind, base) in &targets {
         let root: PathBuf = base.join(format!("pgimg-bench-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("creating the benchmark directory");
+        // Without a journal, ext4 will not reuse an inode deleted in the
+        // last minute (five, while its inode table block is dirty), and
+        // scans past each such inode for every new one (`recently_deleted`
+        // in the kernel's fs/ext4/ialloc.c): a cold build made right after
+        // a tree was removed pays for that scan. So a disk keeps every tree
+        // until its last size is measured; a tmpfs, which has no such
+        // scan but few inodes, removes each tree when it is measured.
+        let keep = *kind == "disk";
         for &n in &sizes {
             let hosts = n.div_ceil(4) * 4;
             let spec_path = root.join(format!("fleet-{hosts}.yml"));
-            let out = root.join(format!("out-{hosts}"));
             let (mut cold, mut noop, mut one, mut cpu, mut peak) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
-            for _ in 0..RUNS {
-                let _ = std::fs::remove_dir_all(&out);
+            let mut outs = Vec::new();
+            for run in 0..RUNS {
+                let out = root.join(format!("out-{hosts}-{run}"));
                 std::fs::write(&spec_path, spec(n, false)).expect("writing the spec");
+                settle();
                 let r = build(&pgimg, &spec_path, &out);
                 cold.push(r.wall);
                 cpu.push(r.cpu);
                 peak = peak.max(r.peak_kib);
+                settle();
                 let r = build(&pgimg, &spec_path, &out);
                 noop.push(r.wall);
                 peak = peak.max(r.peak_kib);
                 std::fs::write(&spec_path, spec(n, true)).expect("writing the spec");
+                settle();
                 let r = build(&pgimg, &spec_path, &out);
                 one.push(r.wall);
                 peak = peak.max(r.peak_kib);
+                if !keep && run + 1 < RUNS {
+                    std::fs::remove_dir_all(&out).expect("removing a measured tree");
+                }
+                outs.push(out);
             }
             let (cold, noop, one, cpu) = (median(cold), median(noop), median(one), median(cpu));
-            let floor = floor(&out, &root.join(format!("floor-{hosts}")));
+            let last = outs.last().expect("at least one run");
+            let scratch = root.join(format!("floor-{hosts}"));
+            settle();
+            let floor = floor(last, &scratch);
             shapes.push((hosts, floor.directories, floor.regular_files));
             println!(
                 "| {kind} | {hosts} | {:.0} ms | {:.0} + {:.0} = {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
@@ -343,7 +370,10 @@ fn main() {
                 ms(cpu) / hosts as f64,
                 peak as f64 / 1024.0
             );
-            let _ = std::fs::remove_dir_all(&out);
+            if !keep {
+                std::fs::remove_dir_all(last).expect("removing a measured tree");
+                std::fs::remove_dir_all(&scratch).expect("removing the floor's tree");
+            }
         }
         let _ = std::fs::remove_dir_all(&root);
     }
