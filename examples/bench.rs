@@ -16,8 +16,11 @@
 //! deflate its overlays with pgimg's own `gzip`, each spread over every
 //! CPU. No build that writes this layout can be faster than their sum.
 //! Each build and each floor starts after `sync`, so that none is charged
-//! for writing back the tree before it, and on disk no tree is removed
-//! until the last size is measured (see `main`).
+//! for writing back the tree before it. Each tree is removed before the
+//! next is made: on ext4 without a journal, which will not reuse an inode
+//! deleted in the last minute and scans past each such inode for every
+//! new one (`recently_deleted` in the kernel's `fs/ext4/ialloc.c`), the
+//! disk rows then include that scan.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -168,9 +171,11 @@ fn on_every_cpu<T: Send>(count: usize, work: impl Fn(usize) -> T + Sync) -> Vec<
     })
 }
 
-/// Measures the floor of `out` in `scratch`, which it creates and leaves
-/// to the caller to remove: the tree's shape is read first and every overlay is checked to deflate to
-/// the very bytes pgimg wrote, so both figures time the work pgimg does.
+/// Measures the floor of the output at `out`, then removes it: its overlays
+/// are deflated again (each checked to give the very bytes pgimg wrote) and
+/// its shape is read; with `out` gone, the same tree is made in `scratch`,
+/// which is removed in turn. So both figures time the work pgimg does, and
+/// no more than one tree of this size exists at a time.
 fn floor(out: &Path, scratch: &Path) -> Floor {
     // The output's top (its first level) is made first; below it, each
     // host's, cluster's or secret bundle's subtree is one task.
@@ -196,24 +201,6 @@ fn floor(out: &Path, scratch: &Path) -> Floor {
                 .push((rel, size)),
         }
     }
-    let all = || top.iter().chain(subtrees.iter().flatten());
-    let directories = all().filter(|(_, size)| size.is_none()).count();
-    let regular_files = all().count() - directories;
-    let zeros = vec![0u8; all().filter_map(|(_, size)| *size).max().unwrap_or(0)];
-    let make = |(rel, size): &Entry| {
-        let path = scratch.join(rel);
-        match size {
-            None => std::fs::create_dir(&path),
-            Some(n) => std::fs::write(&path, &zeros[..*n]),
-        }
-        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    };
-    let _ = std::fs::remove_dir_all(scratch);
-    let start = Instant::now();
-    std::fs::create_dir(scratch).expect("creating the floor's directory");
-    top.iter().for_each(make);
-    on_every_cpu(subtrees.len(), |i| subtrees[i].iter().for_each(make));
-    let files = start.elapsed();
 
     let overlays: Vec<PathBuf> = subtrees
         .iter()
@@ -244,6 +231,28 @@ fn floor(out: &Path, scratch: &Path) -> Floor {
         .map(|thread| thread.iter().sum())
         .max()
         .unwrap_or_default();
+    std::fs::remove_dir_all(out).expect("removing the measured tree");
+
+    let all = || top.iter().chain(subtrees.iter().flatten());
+    let directories = all().filter(|(_, size)| size.is_none()).count();
+    let regular_files = all().count() - directories;
+    let zeros = vec![0u8; all().filter_map(|(_, size)| *size).max().unwrap_or(0)];
+    let make = |(rel, size): &Entry| {
+        let path = scratch.join(rel);
+        match size {
+            None => std::fs::create_dir(&path),
+            Some(n) => std::fs::write(&path, &zeros[..*n]),
+        }
+        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    };
+    let _ = std::fs::remove_dir_all(scratch);
+    settle();
+    let start = Instant::now();
+    std::fs::create_dir(scratch).expect("creating the floor's directory");
+    top.iter().for_each(make);
+    on_every_cpu(subtrees.len(), |i| subtrees[i].iter().for_each(make));
+    let files = start.elapsed();
+    std::fs::remove_dir_all(scratch).expect("removing the floor's tree");
     Floor {
         files,
         deflate,
@@ -316,22 +325,14 @@ fn main() {
     for (kind, base) in &targets {
         let root: PathBuf = base.join(format!("pgimg-bench-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("creating the benchmark directory");
-        // Without a journal, ext4 will not reuse an inode deleted in the
-        // last minute (five, while its inode table block is dirty), and
-        // scans past each such inode for every new one (`recently_deleted`
-        // in the kernel's fs/ext4/ialloc.c): a cold build made right after
-        // a tree was removed pays for that scan. So a disk keeps every tree
-        // until its last size is measured; a tmpfs, which has no such
-        // scan but few inodes, removes each tree when it is measured.
-        let keep = *kind == "disk";
         for &n in &sizes {
             let hosts = n.div_ceil(4) * 4;
             let spec_path = root.join(format!("fleet-{hosts}.yml"));
+            let out = root.join(format!("out-{hosts}"));
             let (mut cold, mut noop, mut one, mut cpu, mut peak) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new(), 0);
-            let mut outs = Vec::new();
-            for run in 0..RUNS {
-                let out = root.join(format!("out-{hosts}-{run}"));
+            for _ in 0..RUNS {
+                let _ = std::fs::remove_dir_all(&out);
                 std::fs::write(&spec_path, spec(n, false)).expect("writing the spec");
                 settle();
                 let r = build(&pgimg, &spec_path, &out);
@@ -347,16 +348,9 @@ fn main() {
                 let r = build(&pgimg, &spec_path, &out);
                 one.push(r.wall);
                 peak = peak.max(r.peak_kib);
-                if !keep && run + 1 < RUNS {
-                    std::fs::remove_dir_all(&out).expect("removing a measured tree");
-                }
-                outs.push(out);
             }
             let (cold, noop, one, cpu) = (median(cold), median(noop), median(one), median(cpu));
-            let last = outs.last().expect("at least one run");
-            let scratch = root.join(format!("floor-{hosts}"));
-            settle();
-            let floor = floor(last, &scratch);
+            let floor = floor(&out, &root.join(format!("floor-{hosts}")));
             shapes.push((hosts, floor.directories, floor.regular_files));
             println!(
                 "| {kind} | {hosts} | {:.0} ms | {:.0} + {:.0} = {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.3} ms | {:.1} MiB |",
@@ -370,10 +364,6 @@ fn main() {
                 ms(cpu) / hosts as f64,
                 peak as f64 / 1024.0
             );
-            if !keep {
-                std::fs::remove_dir_all(last).expect("removing a measured tree");
-                std::fs::remove_dir_all(&scratch).expect("removing the floor's tree");
-            }
         }
         let _ = std::fs::remove_dir_all(&root);
     }
