@@ -585,6 +585,11 @@ fn names_in(dir: &Path, must: bool) -> Result<BTreeSet<String>, Error> {
         .collect()
 }
 
+/// Whether the sorted `paths` hold `path`.
+fn holds(paths: &[String], path: &str) -> bool {
+    paths.binary_search_by(|p| p.as_str().cmp(path)).is_ok()
+}
+
 /// `name` in `dir` as a path of the output.
 fn joined(dir: &str, name: &str) -> String {
     if dir.is_empty() {
@@ -613,13 +618,12 @@ impl PatchPlan {
                 p = parent;
             }
         }
-        let is_outer = |path: &str| outer.binary_search_by(|o| o.as_str().cmp(path)).is_ok();
         let mut found = 0;
         let mut listed = std::collections::BTreeMap::new();
         for dir in above {
             let mut names = names_in(&old.join(dir), true)?;
             names.retain(|name| {
-                let kept = is_outer(&joined(dir, name));
+                let kept = holds(&outer, &joined(dir, name));
                 found += usize::from(kept);
                 !kept
             });
@@ -649,11 +653,7 @@ impl PatchPlan {
             for name in in_old.union(&in_new) {
                 let path = joined(dir, name);
                 let (had_old, has_new) = (in_old.contains(name), in_new.contains(name));
-                if self
-                    .outer
-                    .binary_search_by(|o| o.as_str().cmp(&path))
-                    .is_ok()
-                {
+                if holds(&self.outer, &path) {
                     return Err(Error::Invariant(format!("{path}: kept and written again")));
                 } else if !self.above.contains_key(&path) {
                     moves.push(Move {
